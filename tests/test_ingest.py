@@ -1,0 +1,147 @@
+"""Ingestion: every malformed input refused with its sentence, every repaired input noted."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench.errors import UserError
+from workbench.ingest import ingest_bytes, read_path
+
+
+def ingest(text: str | bytes, encoding: str = "utf-8"):
+    return ingest_bytes(text.encode(encoding) if isinstance(text, str) else text)
+
+
+# -- refused, with one plain sentence ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("data", [b"", b"   \n\n  "])
+def test_empty_file_is_refused(data):
+    with pytest.raises(UserError, match="The file is empty"):
+        ingest_bytes(data)
+
+
+def test_header_without_rows_is_refused():
+    with pytest.raises(UserError, match="header but no data rows"):
+        ingest("a,b,c\n")
+
+
+def test_xlsx_disguised_as_csv_is_refused():
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr("xl/workbook.xml", "<workbook/>")
+    with pytest.raises(UserError, match="ZIP archive .*export it as CSV"):
+        ingest_bytes(buffer.getvalue())
+
+
+def test_binary_file_is_refused():
+    with pytest.raises(UserError, match="binary, not a CSV"):
+        ingest_bytes(b"abc\x00\x01\x02" * 100)
+
+
+def test_ragged_row_is_refused_naming_the_line():
+    with pytest.raises(UserError, match=r"Line 4 has 4 fields but the header has 3"):
+        ingest("a,b,c\n1,2,3\n4,5,6\n7,8,9,10\n")
+
+
+def test_short_row_is_refused_naming_the_line():
+    with pytest.raises(UserError, match=r"Line 3 has 2 fields but the header has 3"):
+        ingest("a,b,c\n1,2,3\n4,5\n7,8,9\n")
+
+
+def test_file_over_size_limit_is_refused_before_reading(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_MAX_UPLOAD_MB", "1")
+    path = tmp_path / "big.csv"
+    path.write_bytes(b"a\n" + b"1\n" * 700_000)
+    with pytest.raises(UserError, match="over the 1 MB limit"):
+        read_path(path)
+
+
+def test_file_over_row_limit_is_refused(monkeypatch):
+    monkeypatch.setenv("WORKBENCH_MAX_ROWS", "10")
+    with pytest.raises(UserError, match="11 rows, over the limit of 10"):
+        ingest("a\n" + "1\n" * 11)
+
+
+# -- repaired, with a note ----------------------------------------------------------------------
+
+
+def test_utf8_bom_is_removed_and_noted():
+    result = ingest_bytes("\ufeffname,value\nx,1\n".encode())
+    assert list(result.table.columns) == ["name", "value"]
+    assert any("byte-order mark" in n for n in result.notes)
+
+
+def test_cp1252_is_detected_and_noted():
+    result = ingest("city,price\nZürich,3\nKöln,4\nMálaga,5\n", encoding="cp1252")
+    assert result.table["city"].tolist() == ["Zürich", "Köln", "Málaga"]
+    assert any("not UTF-8" in n for n in result.notes)
+
+
+@pytest.mark.parametrize("delimiter,word", [(";", "semicolon"), ("\t", "tab"), ("|", "pipe")])
+def test_delimiters_are_detected(delimiter, word):
+    text = delimiter.join(["a", "b", "c"]) + "\n" + delimiter.join(["1", "x", "2.5"]) + "\n"
+    result = ingest(text * 1)
+    assert list(result.table.columns) == ["a", "b", "c"]
+    assert result.table["c"].iloc[0] == 2.5
+    assert any(word in n for n in result.notes)
+
+
+def test_decimal_comma_with_semicolons():
+    result = ingest("name;amount\nx;1,5\ny;1.234,75\nz;-0,25\n")
+    assert result.table["amount"].tolist() == [1.5, 1234.75, -0.25]
+    assert any("decimal commas" in n for n in result.notes)
+
+
+def test_thousands_separators_in_quoted_values():
+    result = ingest('name,amount\nx,"1,234.5"\ny,"2,000,000"\nz,7\n')
+    assert result.table["amount"].tolist() == [1234.5, 2_000_000, 7]
+    assert any("thousands separators" in n for n in result.notes)
+
+
+def test_crlf_and_quoted_newlines():
+    result = ingest('id,comment,score\r\n1,"line one\r\nline two",3\r\n2,plain,4\r\n')
+    assert len(result.table) == 2
+    assert "line two" in result.table["comment"].iloc[0]
+    assert result.table["score"].tolist() == [3, 4]
+
+
+def test_blank_and_duplicate_headers_are_renamed():
+    result = ingest("a,,a,b\n1,2,3,4\n")
+    assert list(result.table.columns) == ["a", "column_2", "a_2", "b"]
+    assert any("had no name" in n for n in result.notes)
+    assert any("repeats the name 'a'" in n for n in result.notes)
+
+
+def test_inf_becomes_missing_and_is_noted():
+    result = ingest("x,y\n1,inf\n2,-inf\n3,4\n")
+    assert result.table["y"].isna().sum() == 2
+    assert any("infinite values" in n and "'y'" in n for n in result.notes)
+
+
+def test_mostly_numeric_column_with_stray_text_is_noted():
+    rows = "\n".join(str(i) for i in range(40))
+    result = ingest(f"v\n{rows}\noops\n")
+    assert pd.api.types.is_float_dtype(result.table["v"])
+    assert result.table["v"].isna().sum() == 1
+    assert any("mostly numbers" in n and "'oops'" in n for n in result.notes)
+
+
+def test_types_are_inferred():
+    result = ingest("n,f,b,d,s\n1,1.5,yes,2024-01-02,red\n2,,no,2024-02-03,blue\n3,2.5,yes,2024-03-04,red\n")
+    t = result.table
+    assert t["n"].dtype == np.int64
+    assert t["f"].dtype == np.float64 and t["f"].isna().sum() == 1
+    assert t["b"].tolist() == [True, False, True]
+    assert pd.api.types.is_datetime64_any_dtype(t["d"])
+    assert t["s"].tolist() == ["red", "blue", "red"]
+
+
+def test_missing_tokens_become_missing():
+    result = ingest("a,b\n1,NA\n2,\n3,null\n4,x\n")
+    assert result.table["b"].isna().sum() == 3

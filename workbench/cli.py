@@ -1,0 +1,353 @@
+"""`python -m workbench ...`: every action of the app, headless.
+
+A user error prints one line `error: ...` on stderr and exits 2; there is never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from workbench.errors import UserError
+
+EXIT_USER_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's usage dump is not one plain line
+        raise UserError(message[0].upper() + message[1:] + ("" if message.endswith(".") else "."))
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _store():
+    from workbench.store import Store
+
+    return Store.from_settings()
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+
+def cmd_ingest(args: argparse.Namespace) -> None:
+    from workbench import datasets
+
+    store = _store()
+    if args.sample:
+        added = datasets.add_sample(store, args.sample)
+    elif args.path:
+        added = datasets.add_path(store, args.path, args.name)
+    else:
+        raise UserError("Give a CSV path or --sample NAME.")
+    d = added.dataset
+    data = {
+        "dataset_id": d.id, "name": d.name, "rows": d.n_rows, "created": added.created,
+        "columns": [{"name": c["name"], "kind": c["kind"], "missing": c["missing"], "distinct": c["distinct"]}
+                    for c in d.profile["columns"]],
+        "warnings": [w["message"] for w in d.profile["warnings"]],
+        "notes": d.notes if added.created else ["This file was ingested before; the existing dataset is used."],
+    }
+    if args.json:
+        _print_json(data)
+        return
+    print(f"dataset {d.id}  {d.name}  {d.n_rows:,} rows x {d.n_columns} columns"
+          + ("" if added.created else "  (already ingested)"))
+    _print_columns(d.profile["columns"])
+    for note in data["notes"]:
+        print(f"note: {note}")
+    for warning in data["warnings"]:
+        print(f"warning: {warning}")
+
+
+def _print_columns(columns: list[dict[str, Any]]) -> None:
+    width = max([len(c["name"]) for c in columns] + [6])
+    print(f"  {'column':<{width}}  {'kind':<11} {'missing':>8} {'distinct':>9}")
+    for c in columns:
+        print(f"  {c['name']:<{width}}  {c['kind']:<11} {c['missing']:>8,} {c['distinct']:>9,}")
+
+
+def cmd_datasets(args: argparse.Namespace) -> None:
+    items = _store().list_datasets()
+    if args.json:
+        _print_json([{"dataset_id": d.id, "name": d.name, "rows": d.n_rows, "columns": d.n_columns,
+                      "created_at": d.created_at.isoformat()} for d in items])
+        return
+    if not items:
+        print("No datasets yet. Try: python -m workbench ingest --sample wine")
+    for d in items:
+        print(f"{d.id}  {d.name:<40} {d.n_rows:>10,} rows {d.n_columns:>4} cols  {d.created_at:%Y-%m-%d %H:%M}")
+
+
+def cmd_profile(args: argparse.Namespace) -> None:
+    from workbench.datasets import profile_with_target
+
+    profile = profile_with_target(_store(), args.dataset_id, args.target)
+    if args.json:
+        _print_json(profile)
+        return
+    print(f"{profile['n_rows']:,} rows x {profile['n_columns']} columns, {profile['duplicate_rows']:,} duplicate rows")
+    _print_columns(profile["columns"])
+    for warning in profile["warnings"]:
+        print(f"warning: {warning['message']}")
+
+
+def cmd_delete_dataset(args: argparse.Namespace) -> None:
+    from workbench.datasets import delete_dataset
+
+    dataset = delete_dataset(_store(), args.dataset_id)
+    print(f"deleted dataset {dataset.id} ({dataset.name}) and its runs")
+
+
+# -- models and runs -----------------------------------------------------------------------------
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from workbench.models.registry import catalog
+
+    entries = catalog()
+    if args.json:
+        _print_json(entries)
+        return
+    for entry in entries:
+        print(f"{entry['name']:<20} {entry['family']:<9} {entry['description']}")
+        for p in entry["params"]:
+            print(f"    {p['name']:<18} default {p['default']!s:<12} {p['help']}")
+
+
+def _parse_sets(pairs: list[str]) -> dict[str, str]:
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set takes KEY=VALUE, not '{pair}'.")
+        params[key.strip()] = value.strip()
+    return params
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from workbench import datasets, jobs
+    from workbench.runconfig import RunConfig, SplitConfig
+
+    store = _store()
+    if bool(args.dataset) == bool(args.csv):
+        raise UserError("Give either --dataset ID or --csv PATH.")
+    dataset_id = args.dataset or datasets.add_path(store, args.csv).dataset.id
+    params = _parse_sets(args.set)
+    if args.seed is not None:
+        params["seed"] = args.seed
+    config = RunConfig(dataset_id=dataset_id, target=args.target, model=args.model, task=args.task,
+                       exclude=args.exclude, params=params,
+                       split=SplitConfig(seed=args.split_seed) if args.split_seed is not None else SplitConfig())
+    run = jobs.submit_run(store, config)
+    if args.background:
+        started = jobs.LocalExecutor(store).ensure_running()
+        if args.json:
+            _print_json({"run_id": run.id, "status": run.status, "worker_started": started})
+        else:
+            print(f"queued run {run.id}" + (" (started a worker)" if started else ""))
+        return
+    run = jobs.run_in_foreground(store, run)
+    _show_run(run, args.json)
+
+
+def _run_json(run) -> dict[str, Any]:
+    data = {
+        "run_id": run.id, "status": run.status, "model": run.model, "task": run.task, "target": run.target,
+        "dataset_id": run.dataset_id, "params": run.params, "device": run.device, "epochs_run": run.epochs_done,
+        "duration_s": run.duration_s, "metrics": run.metrics, "baseline": run.baseline, "error": run.error,
+        "created_at": run.created_at.isoformat(), "split_fingerprint": run.split_fingerprint,
+    }
+    if run.status in ("queued", "running"):
+        data["progress"] = run.progress()
+        data["history"] = [vars(e) for e in run.epochs]
+    return data
+
+
+def _show_run(run, as_json: bool) -> None:
+    if as_json:
+        _print_json(_run_json(run))
+        return
+    print(f"run {run.id}  {run.status}  {run.model}  {run.task}  target={run.target}  device={run.device}")
+    if run.status in ("queued", "running"):
+        p = run.progress()
+        eta = f", ETA {p['eta_s']:.0f}s" if p["eta_s"] is not None else ""
+        print(f"  epoch {p['epoch']} of {p['epochs_planned']}{eta}")
+    if run.duration_s is not None:
+        print(f"  {run.epochs_done} epochs in {run.duration_s:.1f}s")
+    for split in ("val", "test"):
+        values = run.metrics.get(split, {})
+        if values:
+            print(f"  {split:<5} " + "  ".join(f"{k}={v:.4f}" for k, v in values.items() if isinstance(v, (int, float))))
+    base = run.baseline.get("test", {})
+    if base:
+        print("  base  " + "  ".join(f"{k}={v:.4f}" for k, v in base.items() if isinstance(v, (int, float))))
+    if run.error:
+        print(f"  message: {run.error}")
+
+
+def cmd_runs(args: argparse.Namespace) -> None:
+    runs = _store().list_runs(dataset_id=args.dataset)
+    if args.json:
+        _print_json([{"run_id": r.id, "status": r.status, "model": r.model, "task": r.task,
+                      "dataset_id": r.dataset_id, "target": r.target, "primary_metric": r.primary_metric,
+                      "primary_value": r.primary_value, "duration_s": r.duration_s,
+                      "created_at": r.created_at.isoformat()} for r in runs])
+        return
+    if not runs:
+        print("No runs yet.")
+    for r in runs:
+        metric = f"{r.primary_metric}={r.primary_value:.4f}" if r.primary_value is not None else ""
+        print(f"{r.id}  {r.status:<11} {r.model:<20} {r.task:<10} {metric:<22} {r.created_at:%Y-%m-%d %H:%M}")
+
+
+def cmd_show(args: argparse.Namespace) -> None:
+    _show_run(_store().get_run(args.run_id), args.json)
+
+
+def cmd_delete_run(args: argparse.Namespace) -> None:
+    import shutil
+
+    store = _store()
+    store.delete_run(args.run_id)
+    shutil.rmtree(store.settings.runs_dir / args.run_id, ignore_errors=True)
+    print(f"deleted run {args.run_id}")
+
+
+def cmd_cancel(args: argparse.Namespace) -> None:
+    from workbench.jobs import cancel_run
+
+    run = cancel_run(_store(), args.run_id)
+    print(f"run {run.id}: " + ("cancelled" if run.status == "cancelled" else "cancel requested"))
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from workbench.ingest import ingest_bytes, read_path
+    from workbench.predict import predict_for_run, to_safe_csv
+
+    store = _store()
+    table = ingest_bytes(read_path(args.path)).table
+    result = predict_for_run(store, args.run_id, table)
+    text = to_safe_csv(result)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"wrote {len(result):,} predictions to {args.out}")
+    else:
+        sys.stdout.write(text)
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    from workbench.jobs import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker[%(process)d] %(message)s")
+    children = []
+    if args.max_concurrent > 1:  # one process per concurrent run: no shared interpreter, no GIL
+        command = [sys.executable, "-m", "workbench", "worker"] + (["--once"] if args.once else [])
+        children = [subprocess.Popen(command) for _ in range(args.max_concurrent - 1)]
+    processed = run_worker(_store(), once=args.once)
+    for child in children:
+        child.wait()
+    print(f"worker processed {processed} runs")
+
+
+# -- wiring --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m workbench", description="Workbench: train and compare models on a CSV.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("ingest", help="read a CSV into a dataset")
+    p.add_argument("path", nargs="?")
+    p.add_argument("--name")
+    p.add_argument("--sample", help="a bundled sample: breast_cancer, wine, iris, digits, diabetes")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("datasets", help="list datasets")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("profile", help="profile a dataset")
+    p.add_argument("dataset_id")
+    p.add_argument("--target")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("delete-dataset", help="delete a dataset and its runs")
+    p.add_argument("dataset_id")
+    p.set_defaults(func=cmd_delete_dataset)
+
+    p = sub.add_parser("models", help="the model catalog")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("train", help="train a model")
+    p.add_argument("--dataset")
+    p.add_argument("--csv")
+    p.add_argument("--target", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--task", default="auto", choices=["auto", "binary", "multiclass", "regression"])
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--exclude", action="append", default=[])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--split-seed", type=int)
+    p.add_argument("--background", action="store_true", help="queue it and return; a worker trains it")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("runs", help="list runs")
+    p.add_argument("--dataset")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("show", help="show a run")
+    p.add_argument("run_id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("delete-run", help="delete a run")
+    p.add_argument("run_id")
+    p.set_defaults(func=cmd_delete_run)
+
+    p = sub.add_parser("cancel", help="cancel a queued or running run")
+    p.add_argument("run_id")
+    p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("predict", help="predict with a finished run")
+    p.add_argument("run_id")
+    p.add_argument("path")
+    p.add_argument("--out")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("worker", help="train queued runs")
+    p.add_argument("--once", action="store_true", help="stop when the queue is empty")
+    p.add_argument("--max-concurrent", type=int, default=1)
+    p.set_defaults(func=cmd_worker)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        args.func(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("WORKBENCH_DEBUG"):
+            raise
+        print(f"error: unexpected failure ({type(exc).__name__}: {exc}); set WORKBENCH_DEBUG=1 for details",
+              file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,44 @@
+"""Settings read from the environment: where data lives and the limits we enforce."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_HOME = "workbench-data"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    max_upload_mb: int = 200
+    max_rows: int = 5_000_000
+    # A running run whose worker has not written a heartbeat for this long is interrupted.
+    heartbeat_timeout_s: float = 30.0
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.home / "datasets"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+
+def get_settings() -> Settings:
+    """Read settings now (not at import), so a test or command can set WORKBENCH_HOME first."""
+    home = Path(os.environ.get("WORKBENCH_HOME", DEFAULT_HOME)).expanduser().resolve()
+    url = os.environ.get("WORKBENCH_DATABASE_URL") or f"sqlite:///{home / 'workbench.db'}"
+    return Settings(
+        home=home,
+        database_url=url,
+        max_upload_mb=int(os.environ.get("WORKBENCH_MAX_UPLOAD_MB", 200)),
+        max_rows=int(os.environ.get("WORKBENCH_MAX_ROWS", 5_000_000)),
+        heartbeat_timeout_s=float(os.environ.get("WORKBENCH_HEARTBEAT_TIMEOUT_S", 30)),
+    )

@@ -1,0 +1,109 @@
+"""Datasets: ingest once (keyed by content), keep the table as Parquet, profile, delete."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from workbench.errors import UserError
+from workbench.ingest import ingest_bytes, read_path
+from workbench.profile import profile_table, target_warnings
+from workbench.samples import SAMPLES, load_sample
+from workbench.store import Dataset, Store
+from workbench.store.api import utcnow
+
+
+@dataclass
+class AddedDataset:
+    dataset: Dataset
+    created: bool  # False when the same bytes were ingested before
+
+
+def display_name(name: str | None, fallback: str) -> str:
+    """Only the last path part, printable characters only: a display name never becomes a path."""
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(ch for ch in base if ch.isprintable()).strip()
+    return base[:120] or fallback
+
+
+def add_dataset(store: Store, data: bytes, name: str | None = None) -> AddedDataset:
+    content_hash = hashlib.sha256(data).hexdigest()
+    existing = store.find_dataset_by_hash(content_hash)
+    if existing is not None:
+        return AddedDataset(existing, created=False)
+    ingested = ingest_bytes(data)
+    profile = profile_table(ingested.table)
+    dataset_id = content_hash[:16]
+    file_name = f"{dataset_id}.parquet"
+    _write_parquet_atomically(ingested.table, store.settings.datasets_dir / file_name)
+    schema = [{"name": c["name"], "kind": c["kind"], "dtype": c["dtype"]} for c in profile["columns"]]
+    dataset = Dataset(
+        id=dataset_id, name=display_name(name, f"dataset-{dataset_id[:8]}"), content_hash=content_hash,
+        n_rows=len(ingested.table), n_columns=ingested.table.shape[1], size_bytes=len(data), file_name=file_name,
+        schema=schema, profile=profile, notes=ingested.notes, created_at=utcnow(),
+    )
+    try:
+        store.add_dataset(dataset)
+    except Exception:
+        (store.settings.datasets_dir / file_name).unlink(missing_ok=True)
+        raise
+    return AddedDataset(dataset, created=True)
+
+
+def add_path(store: Store, path: str | Path, name: str | None = None) -> AddedDataset:
+    return add_dataset(store, read_path(path), name or Path(path).name)
+
+
+def add_sample(store: Store, sample: str) -> AddedDataset:
+    frame = load_sample(sample)
+    return add_dataset(store, frame.to_csv(index=False).encode("utf-8"), f"{sample} (sample)")
+
+
+def sample_names() -> dict[str, str]:
+    return {name: s.description for name, s in SAMPLES.items()}
+
+
+def load_table(store: Store, dataset: Dataset | str) -> pd.DataFrame:
+    if isinstance(dataset, str):
+        dataset = store.get_dataset(dataset)
+    path = store.settings.datasets_dir / dataset.file_name
+    if not path.is_file():
+        raise UserError(f"The data file of dataset '{dataset.name}' is missing from {path.parent}.")
+    return pd.read_parquet(path)
+
+
+def profile_with_target(store: Store, dataset_id: str, target: str | None = None) -> dict[str, Any]:
+    """The stored profile, plus the target-aware warnings when a target is given."""
+    dataset = store.get_dataset(dataset_id)
+    profile = dict(dataset.profile)
+    if target:
+        profile["warnings"] = profile["warnings"] + target_warnings(load_table(store, dataset), profile, target)
+    return profile
+
+
+def delete_dataset(store: Store, dataset_id: str) -> Dataset:
+    dataset, run_ids = store.delete_dataset(dataset_id)
+    (store.settings.datasets_dir / dataset.file_name).unlink(missing_ok=True)
+    for run_id in run_ids:
+        shutil.rmtree(store.settings.runs_dir / run_id, ignore_errors=True)
+    return dataset
+
+
+def _write_parquet_atomically(frame: pd.DataFrame, path: Path) -> None:
+    """Write to a temporary name in the same folder, then rename: never a half-written dataset."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".parquet")
+    os.close(fd)
+    try:
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,289 @@
+"""Bytes or a path in, a typed table and notes out. Refuses what it cannot read with one plain sentence.
+
+Reading is done by pyarrow's multithreaded CSV reader with every column as text; types are then
+inferred here, column by column, so that decimal commas, thousands separators, `inf` and stray text
+in numeric columns are handled the same way whatever the file's dialect.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+from charset_normalizer import from_bytes
+
+from workbench.config import get_settings
+from workbench.errors import UserError
+
+DELIMITERS = (",", ";", "\t", "|")
+DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+MISSING_TOKENS = {"", "na", "n/a", "nan", "null", "none", "-", "?", "#n/a", "missing"}
+TRUE_TOKENS, FALSE_TOKENS = {"true", "yes", "y", "t"}, {"false", "no", "n", "f"}
+# A column counts as numeric with stray text when at least this share of its values are numbers.
+MOSTLY_NUMERIC = 0.95
+BINARY_SIGNATURES = {
+    b"PK\x03\x04": "a ZIP archive (an .xlsx workbook is one)",
+    b"\xd0\xcf\x11\xe0": "an old Excel or Office document",
+    b"%PDF": "a PDF document",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"\x1f\x8b": "a gzip archive",
+    b"PAR1": "a Parquet file",
+}
+_DOT_DECIMAL = re.compile(r"^[+-]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?$")
+_COMMA_DECIMAL = re.compile(r"^[+-]?(\d{1,3}([. ]\d{3})+|\d+)(,\d+)?$")
+_DATE_LIKE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$")
+
+
+@dataclass
+class Ingested:
+    table: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+    encoding: str = "utf-8"
+    delimiter: str = ","
+
+
+def read_path(path: str | Path) -> bytes:
+    """Read a file after checking its size, so an oversized file is refused before it is read whole."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"There is no file at {path}.")
+    check_size(path.stat().st_size)
+    return path.read_bytes()
+
+
+def check_size(n_bytes: int) -> None:
+    limit = get_settings().max_upload_mb
+    if n_bytes > limit * 1024 * 1024:
+        raise UserError(f"The file is {n_bytes / 1024 / 1024:.0f} MB, over the {limit} MB limit.")
+
+
+def ingest_bytes(data: bytes) -> Ingested:
+    check_size(len(data))
+    if not data.strip():
+        raise UserError("The file is empty.")
+    _refuse_binary(data)
+    text, encoding, notes = _decode(data)
+    delimiter = _detect_delimiter(text)
+    if delimiter != ",":
+        notes.append(f"Columns are separated by a {DELIMITER_NAMES[delimiter]}.")
+    table = _parse(text, delimiter)
+    names, rename_notes = _fix_headers(table.column_names)
+    notes += rename_notes
+    table = table.rename_columns(names)
+    if table.num_rows == 0:
+        raise UserError("The file has a header but no data rows.")
+    max_rows = get_settings().max_rows
+    if table.num_rows > max_rows:
+        raise UserError(f"The file has {table.num_rows:,} rows, over the limit of {max_rows:,}.")
+    frame = _infer_types(table, delimiter, notes)
+    return Ingested(frame, notes, encoding, delimiter)
+
+
+def _refuse_binary(data: bytes) -> None:
+    for signature, what in BINARY_SIGNATURES.items():
+        if data.startswith(signature):
+            raise UserError(f"This file is {what}, not a CSV text file; export it as CSV first.")
+    if b"\x00" in data[:8192]:
+        raise UserError("This file is binary, not a CSV text file; export it as CSV first.")
+
+
+def _decode(data: bytes) -> tuple[str, str, list[str]]:
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8", errors="replace"), "utf-8-sig", ["The file starts with a UTF-8 byte-order mark; it was removed."]
+    try:
+        return data.decode("utf-8"), "utf-8", []
+    except UnicodeDecodeError:
+        pass
+    guess = from_bytes(data[:200_000]).best()
+    encoding = guess.encoding if guess is not None else "cp1252"
+    if encoding in ("ascii", "utf_8"):
+        encoding = "cp1252"
+    try:
+        text = data.decode(encoding)
+    except (UnicodeDecodeError, LookupError):
+        encoding = "latin-1"  # decodes any byte sequence
+        text = data.decode(encoding)
+    return text, encoding, [f"The file is not UTF-8; it was read as {encoding}."]
+
+
+def _detect_delimiter(text: str) -> str:
+    """Pick the delimiter that gives the most columns, the same number on every sampled line."""
+    sample_lines = text[:65536].splitlines()[:50]
+    if len(text) > 65536 and len(sample_lines) > 1:
+        sample_lines = sample_lines[:-1]  # the last line of a cut sample may be partial
+    sample = "\n".join(sample_lines)
+    best, best_score = ",", (0, 0)
+    for delimiter in DELIMITERS:
+        try:
+            rows = [r for r in csv.reader(io.StringIO(sample), delimiter=delimiter) if r]
+        except csv.Error:
+            continue
+        if not rows:
+            continue
+        widths = [len(r) for r in rows]
+        consistent = sum(w == widths[0] for w in widths)
+        score = (consistent if widths[0] > 1 else 0, widths[0])
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
+
+
+def _parse(text: str, delimiter: str) -> pa.Table:
+    data = text.encode("utf-8")
+    try:
+        with io.BytesIO(data) as buffer:
+            # Read everything as text first; types are decided afterwards, column by column.
+            header = next(csv.reader(io.StringIO(text[:65536]), delimiter=delimiter), [])
+            return pacsv.read_csv(
+                buffer,
+                read_options=pacsv.ReadOptions(block_size=16 << 20),
+                parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={name: pa.string() for name in header},
+                    strings_can_be_null=False, quoted_strings_can_be_null=False,
+                ),
+            )
+    except pa.ArrowInvalid as exc:
+        raise UserError(_explain_parse_error(text, delimiter, str(exc))) from None
+
+
+def _explain_parse_error(text: str, delimiter: str, message: str) -> str:
+    """Find the first ragged row with the slow reader, only on this error path, to name its line."""
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    width = None
+    for row in reader:
+        if width is None:
+            width = len(row)
+        elif row and len(row) != width:
+            return (f"Line {reader.line_num} has {len(row)} fields but the header has {width}; "
+                    "fix that row or remove it.")
+    return f"The file could not be read as CSV ({message.removeprefix('CSV parse error: ')})."
+
+
+def _fix_headers(names: list[str]) -> tuple[list[str], list[str]]:
+    notes, fixed, seen = [], [], set()
+    for position, raw in enumerate(names, start=1):
+        name = " ".join(str(raw).split())  # control characters and newlines become spaces
+        if not name:
+            name = f"column_{position}"
+            notes.append(f"Column {position} had no name; it is called '{name}'.")
+        if name in seen:
+            base, k = name, 2
+            while f"{base}_{k}" in seen:
+                k += 1
+            name = f"{base}_{k}"
+            notes.append(f"Column {position} repeats the name '{base}'; it is called '{name}'.")
+        seen.add(name)
+        fixed.append(name)
+    return fixed, notes
+
+
+def _infer_types(table: pa.Table, delimiter: str, notes: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({name: _infer_column(name, column, delimiter, notes)
+                         for name, column in zip(table.column_names, table.columns, strict=True)})
+
+
+def _infer_column(name: str, column: pa.ChunkedArray, delimiter: str, notes: list[str]) -> pd.Series:
+    """Arrow compute for the common cases (a million rows in milliseconds); pandas only for repairs."""
+    text = pc.utf8_trim_whitespace(column)
+    lowered = pc.utf8_lower(text)
+    missing = pc.is_in(lowered, value_set=pa.array(sorted(MISSING_TOKENS)))
+    text = pc.if_else(missing, pa.scalar(None, pa.string()), text)
+    present = pc.drop_null(text)
+    if len(present) == 0:
+        return pd.Series(np.nan, index=range(len(column)), dtype="float64")
+    numbers = _to_number(name, text, present, delimiter, notes)
+    if numbers is not None:
+        return numbers
+    present_lower = pc.drop_null(pc.if_else(missing, pa.scalar(None, pa.string()), lowered))
+    if pc.all(pc.is_in(present_lower, value_set=pa.array(sorted(TRUE_TOKENS | FALSE_TOKENS)))).as_py() \
+            and pc.count_distinct(present_lower).as_py() == 2:
+        is_true = pc.if_else(missing, pa.scalar(None, pa.bool_()),
+                             pc.is_in(lowered, value_set=pa.array(sorted(TRUE_TOKENS))))
+        return pd.Series(is_true.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get))
+    values = pd.Series(text.to_pandas())
+    dates = _to_datetime(values, present)
+    return dates if dates is not None else values.astype(object)
+
+
+def _to_number(name: str, text: pa.ChunkedArray, present: pa.ChunkedArray, delimiter: str,
+               notes: list[str]) -> pd.Series | None:
+    """Numbers with either decimal convention; None when the column is not (mostly) numeric."""
+    try:
+        numbers = pd.Series(pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False))
+    except pa.ArrowInvalid:
+        repaired = _repair_numbers(name, pd.Series(present.to_pandas()), delimiter, notes)
+        if repaired is None:
+            return None
+        numbers = _spread(repaired, pc.is_valid(text).to_numpy(zero_copy_only=False))
+    is_inf = np.isinf(numbers)
+    if is_inf.any():
+        notes.append(f"Column '{name}': {int(is_inf.sum())} infinite values are treated as missing.")
+        numbers = numbers.mask(is_inf)
+    if numbers.notna().all() and (numbers % 1 == 0).all():
+        return numbers.astype("int64")
+    return numbers
+
+
+def _spread(values: pd.Series, where: np.ndarray) -> pd.Series:
+    """Put the values of the present cells back at their rows; missing elsewhere."""
+    out = np.full(len(where), np.nan)
+    out[where] = values.to_numpy(dtype="float64")
+    return pd.Series(out)
+
+
+def _repair_numbers(name: str, present: pd.Series, delimiter: str, notes: list[str]) -> pd.Series | None:
+    """The slow path, for columns that are not plain numbers: decimal commas, thousands separators,
+    a few stray words. A sample decides first, so text columns leave at once."""
+    sample = present.iloc[:2000]
+    looks_numeric = (pd.to_numeric(sample, errors="coerce").notna() | sample.str.match(_DOT_DECIMAL)
+                     | sample.str.match(_COMMA_DECIMAL))
+    if looks_numeric.mean() < MOSTLY_NUMERIC:
+        return None
+    plain = pd.to_numeric(present, errors="coerce")
+    best, note = plain, None
+    if plain.notna().sum() < len(present):
+        dot = present.str.match(_DOT_DECIMAL)
+        comma = present.str.match(_COMMA_DECIMAL)
+        # "1,234" fits both; the file's delimiter breaks the tie (';' and tab go with decimal commas).
+        prefer_comma = comma.sum() > dot.sum() or (comma.sum() == dot.sum() and delimiter in (";", "\t"))
+        converted = None
+        if prefer_comma and comma.sum() > plain.notna().sum():
+            converted = present[comma].str.replace(r"[. ]", "", regex=True).str.replace(",", ".", regex=False)
+            note = f"Column '{name}' uses decimal commas; they were read as numbers."
+        elif dot.sum() > plain.notna().sum():
+            converted = present[dot].str.replace(",", "", regex=False)
+            note = f"Column '{name}' uses thousands separators; they were read as numbers."
+        if converted is not None:
+            best = pd.to_numeric(converted, errors="coerce").reindex(present.index).fillna(plain)
+    if best.notna().sum() / len(present) < MOSTLY_NUMERIC:
+        return None
+    if note:
+        notes.append(note)
+    stray = best.isna()
+    if stray.any():
+        examples = ", ".join(f"'{v}'" for v in present[stray].unique()[:3])
+        notes.append(f"Column '{name}' is mostly numbers but has {int(stray.sum())} text values "
+                     f"(such as {examples}); they are treated as missing.")
+    return best
+
+
+def _to_datetime(values: pd.Series, present: pa.ChunkedArray) -> pd.Series | None:
+    sample = pd.Series(present.slice(0, 200).to_pandas())
+    if sample.str.match(_DATE_LIKE).mean() < 0.95:
+        return None
+    parsed = pd.to_datetime(values, errors="coerce", format="ISO8601")
+    if parsed.notna().sum() < 0.95 * len(present):
+        return None
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    return parsed
