@@ -59,3 +59,20 @@ def test_refused_file_leaves_nothing_behind(store, home):
         datasets.add_dataset(store, b"a,b\n1,2,3\n", "bad.csv")
     assert store.list_datasets() == []
     assert not (home / "datasets").exists() or not list((home / "datasets").iterdir())
+
+
+def test_full_disk_leaves_no_half_written_dataset(store, home, monkeypatch):
+    import errno
+
+    import pandas as pd
+
+    def disk_full(self, path, *args, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"PAR1 half")  # a partial write before the failure
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", disk_full)
+    with pytest.raises(UserError, match="The disk is full"):
+        datasets.add_dataset(store, CSV, "one.csv")
+    assert store.list_datasets() == []
+    assert list((home / "datasets").iterdir()) == []

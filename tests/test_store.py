@@ -117,3 +117,35 @@ def test_deleting_a_dataset_deletes_its_runs(store):
     _, run_ids = store.delete_dataset(d.id)
     assert run_ids == [run.id]
     assert store.list_runs() == []
+
+
+def test_busy_database_waits_instead_of_failing(store, home):
+    """Another process holds the write lock for a few seconds: our write waits and succeeds."""
+    import time
+
+    db = home / "workbench.db"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None);"
+        "c.execute('BEGIN IMMEDIATE'); c.execute(\"UPDATE workers SET pid = pid\");"
+        "print('locked', flush=True); time.sleep(3); c.execute('COMMIT')"), str(db)],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    started = time.monotonic()
+    worker = store.register_worker()
+    waited = time.monotonic() - started
+    holder.wait(timeout=30)
+    assert worker.id in {w.id for w in store.live_workers()}
+    assert waited > 1.0, "the write should have waited for the lock"
+
+
+def test_read_only_database_gives_a_plain_error(store, home):
+    import pytest
+
+    from workbench.errors import UserError
+
+    add_dataset(store)
+    read_only = Store(f"sqlite:///file:{home / 'workbench.db'}?mode=ro&uri=true")
+    assert len(read_only.list_datasets()) == 1  # reads still work
+    with pytest.raises(UserError, match="read-only; nothing was saved"):
+        read_only.register_worker()
+    read_only.close()

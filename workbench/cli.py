@@ -244,14 +244,25 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
+    import torch
+
     from workbench.jobs import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker[%(process)d] %(message)s")
+    gpus = torch.cuda.device_count()
+    concurrent = args.max_concurrent or max(gpus, 1)  # default: one run at a time on a CPU, one per GPU
+    if concurrent < 1:
+        raise UserError("--max-concurrent must be at least 1.")
+    command = [sys.executable, "-m", "workbench", "worker", "--max-concurrent", "1"]
+    command += ["--once"] if args.once else []
+    command += ["--idle-exit", str(args.idle_exit)] if args.idle_exit is not None else []
     children = []
-    if args.max_concurrent > 1:  # one process per concurrent run: no shared interpreter, no GIL
-        command = [sys.executable, "-m", "workbench", "worker"] + (["--once"] if args.once else [])
-        children = [subprocess.Popen(command) for _ in range(args.max_concurrent - 1)]
-    processed = run_worker(_store(), once=args.once)
+    for i in range(1, concurrent):  # one process per concurrent run: no shared interpreter, no GIL
+        env = dict(os.environ, CUDA_VISIBLE_DEVICES=str(i % gpus)) if gpus else None
+        children.append(subprocess.Popen(command, env=env))
+    if gpus and concurrent > 1:
+        os.environ["CUDA_VISIBLE_DEVICES"] = "0"
+    processed = run_worker(_store(), once=args.once, idle_exit_s=args.idle_exit)
     for child in children:
         child.wait()
     print(f"worker processed {processed} runs")
@@ -329,7 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="train queued runs")
     p.add_argument("--once", action="store_true", help="stop when the queue is empty")
-    p.add_argument("--max-concurrent", type=int, default=1)
+    p.add_argument("--max-concurrent", type=int, help="runs at a time (default: 1 on a CPU, one per GPU)")
+    p.add_argument("--idle-exit", type=float, help="stop after this many seconds with an empty queue")
     p.set_defaults(func=cmd_worker)
     return parser
 

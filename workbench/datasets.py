@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from workbench.errors import UserError
+from workbench.errors import UserError, storage_error_message
 from workbench.ingest import ingest_bytes, read_path
 from workbench.profile import profile_table, target_warnings
 from workbench.samples import SAMPLES, load_sample
@@ -98,12 +98,17 @@ def delete_dataset(store: Store, dataset_id: str) -> Dataset:
 
 def _write_parquet_atomically(frame: pd.DataFrame, path: Path) -> None:
     """Write to a temporary name in the same folder, then rename: never a half-written dataset."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".parquet")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".parquet")
+    except OSError as exc:
+        raise UserError(storage_error_message(exc) or f"Could not write the dataset: {exc.strerror}.") from exc
     os.close(fd)
     try:
         frame.to_parquet(tmp, index=False)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if message := storage_error_message(exc):
+            raise UserError(message) from exc
         raise

@@ -17,10 +17,11 @@ from typing import Any
 
 from sqlalchemy import create_engine, delete, event, func, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from workbench.config import Settings, get_settings
-from workbench.errors import UserError
+from workbench.errors import UserError, storage_error_message
 from workbench.store.orm import Base, DatasetRow, EpochRow, RunRow, WorkerRow
 
 QUEUED, RUNNING = "queued", "running"
@@ -196,8 +197,10 @@ class Store:
         try:
             yield session
             session.commit()
-        except BaseException:
+        except BaseException as exc:
             session.rollback()
+            if isinstance(exc, OperationalError) and (message := storage_error_message(exc)):
+                raise UserError(message) from exc
             raise
         finally:
             session.close()

@@ -1,0 +1,230 @@
+"""Running runs: submit to the queue, the local worker that claims and trains them, and the executor seam.
+
+The executor is an interface so that a cluster executor (Ray) can later replace `LocalExecutor`;
+today one local worker process per WORKBENCH_HOME trains queued runs one after another.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from typing import Protocol
+
+from workbench.callbacks import Callback, EpochRecord, RunCancelled
+from workbench.datasets import load_table
+from workbench.errors import UserError
+from workbench.runconfig import RunConfig
+from workbench.store import EpochMetrics, Run, Store
+from workbench.store.api import FAILED
+
+log = logging.getLogger(__name__)
+HEARTBEAT_INTERVAL_S = 2.0
+PROGRESS_INTERVAL_S = 0.5
+IDLE_POLL_S = 0.5
+AUTO_WORKER_IDLE_EXIT_S = 900  # a worker the app started goes away after 15 idle minutes
+
+
+def submit_run(store: Store, config: RunConfig) -> Run:
+    """Validate against the dataset, then queue. Returns at once; a worker trains it."""
+    from workbench.runner import validate_config
+
+    config.validate()
+    dataset = store.get_dataset(config.dataset_id)
+    resolved = validate_config(config, load_table(store, dataset))
+    return store.create_run(config.to_dict(), model=config.model, target=config.target,
+                            task=resolved.task, params=resolved.params)
+
+
+class StoreCallback(Callback):
+    """Writes progress to the store (one row per epoch) and turns a cancel request into RunCancelled."""
+
+    def __init__(self, store: Store, run_id: str):
+        self.store, self.run_id = store, run_id
+        self._last_check = 0.0
+
+    def on_train_begin(self, total_epochs: int, batches_per_epoch: int) -> None:
+        self.store._update(self.run_id, epochs_planned=total_epochs, batches_per_epoch=batches_per_epoch)
+
+    def on_batch_end(self, epoch: int, batch: int) -> None:
+        now = time.monotonic()
+        if now - self._last_check < PROGRESS_INTERVAL_S:
+            return
+        self._last_check = now
+        if self.store.heartbeat_run(self.run_id, batches_done=batch + 1):
+            raise RunCancelled("Cancelled by the user.")
+
+    def on_epoch_end(self, record: EpochRecord) -> None:
+        self.store.record_epoch(self.run_id, EpochMetrics(
+            epoch=record.epoch, train_loss=record.train_loss, val_loss=record.val_loss,
+            val_metric=record.val_metric, lr=record.lr, seconds=record.seconds))
+        if self.store.heartbeat_run(self.run_id):
+            raise RunCancelled("Cancelled by the user.")
+
+
+def execute_run(store: Store, run: Run) -> str:
+    """Train one claimed run and record how it ended. Never raises for a run's own failure."""
+    from workbench.runner import execute
+
+    run_dir = store.settings.runs_dir / run.id
+    try:
+        config = RunConfig.from_dict(run.config)
+        table = load_table(store, config.dataset_id)
+        outcome = execute(config, table, run_dir, callbacks=[StoreCallback(store, run.id)])
+    except UserError as exc:
+        store.finish_run(run.id, FAILED, error=str(exc))
+        return FAILED
+    except Exception as exc:  # a bug or a resource failure: recorded, and the worker goes on
+        log.error("run %s failed:\n%s", run.id, traceback.format_exc())
+        store.finish_run(run.id, FAILED, error=f"Training failed: {exc}")
+        return FAILED
+    test = outcome.metrics.get("test", {})
+    store.finish_run(
+        run.id, outcome.status, task=outcome.task, params=outcome.params, device=outcome.device,
+        duration_s=outcome.duration_s, epochs_done=outcome.epochs_run, batches_done=0,
+        primary_metric=outcome.primary_metric, primary_value=test.get(outcome.primary_metric),
+        split_fingerprint=outcome.split_fingerprint, metrics=outcome.metrics, baseline=outcome.baseline,
+        curves=outcome.curves, error=outcome.error,
+        details={"notes": outcome.notes, "n_train": outcome.n_train, "n_val": outcome.n_val,
+                 "n_test": outcome.n_test, "dropped_target_rows": outcome.dropped_target_rows,
+                 "versions": package_versions()},
+    )
+    return outcome.status
+
+
+def package_versions() -> dict[str, str]:
+    import numpy
+    import pandas
+    import sklearn
+    import torch
+
+    return {"python": sys.version.split()[0], "torch": torch.__version__, "scikit-learn": sklearn.__version__,
+            "pandas": pandas.__version__, "numpy": numpy.__version__}
+
+
+class _Heartbeat(threading.Thread):
+    """Beats for the worker and its current run, even while a long fit holds the main thread."""
+
+    def __init__(self, store: Store, worker_id: str):
+        super().__init__(daemon=True)
+        self.store, self.worker_id = store, worker_id
+        self.run_id: str | None = None
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(HEARTBEAT_INTERVAL_S):
+            try:
+                self.store.heartbeat_worker(self.worker_id)
+                if self.run_id:
+                    self.store.heartbeat_run(self.run_id)
+            except Exception:  # a busy database must not kill the heartbeat thread
+                log.warning("heartbeat failed", exc_info=True)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+
+def run_worker(store: Store, once: bool = False, idle_exit_s: float | None = None) -> int:
+    """Claim and train queued runs one at a time. `once`: stop when the queue is empty.
+
+    Returns how many runs it processed.
+    """
+    store.interrupt_stale_runs()
+    # SIGTERM unwinds like an exception, so the finally below deregisters the worker; a run it was
+    # training then reads as interrupted at once instead of after the heartbeat timeout.
+    signal.signal(signal.SIGTERM, _raise_system_exit)
+    worker = store.register_worker()
+    heartbeat = _Heartbeat(store, worker.id)
+    heartbeat.start()
+    processed, idle_since = 0, time.monotonic()
+    try:
+        while True:
+            run = store.claim_next_run(worker.id)
+            if run is None:
+                if once or (idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s):
+                    return processed
+                time.sleep(IDLE_POLL_S)
+                continue
+            heartbeat.run_id = run.id
+            status = execute_run(store, run)
+            heartbeat.run_id = None
+            log.info("run %s ended %s", run.id, status)
+            processed += 1
+            idle_since = time.monotonic()
+    finally:
+        heartbeat.stop()
+        store.stop_worker(worker.id)
+
+
+def run_in_foreground(store: Store, run: Run) -> Run:
+    """Train a just-submitted run in this process (the CLI's `train` without --background)."""
+    worker = store.register_worker()
+    heartbeat = _Heartbeat(store, worker.id)
+    heartbeat.start()
+    try:
+        claimed = store.start_run(run.id, worker.id)
+        if claimed is None:
+            return store.get_run(run.id)
+        heartbeat.run_id = run.id
+        execute_run(store, claimed)
+    finally:
+        heartbeat.stop()
+        store.stop_worker(worker.id)
+    return store.get_run(run.id)
+
+
+def _raise_system_exit(signum, _frame) -> None:  # noqa: ANN001
+    raise SystemExit(128 + signum)
+
+
+class Executor(Protocol):
+    """Where queued runs get trained. LocalExecutor today; a Ray executor can implement the same."""
+
+    def ensure_running(self) -> None: ...
+
+
+class LocalExecutor:
+    """One background worker process per WORKBENCH_HOME, started when none is alive."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def ensure_running(self) -> bool:
+        """Start a worker if no live one beats in the store; returns whether one was started."""
+        home = self.store.settings.home
+        home.mkdir(parents=True, exist_ok=True)
+        # The lock makes check-then-start atomic across pages and CLI calls: one worker, not one each.
+        with open(home / ".worker-start.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.store.live_workers():
+                return False
+            env = dict(os.environ, WORKBENCH_HOME=str(home))
+            with open(home / "worker.log", "ab") as log_file:
+                subprocess.Popen(
+                    [sys.executable, "-m", "workbench", "worker", "--idle-exit", str(AUTO_WORKER_IDLE_EXIT_S)],
+                env=env, stdout=log_file, stderr=log_file,
+                    stdin=subprocess.DEVNULL, start_new_session=True,  # outlives the page or CLI that started it
+                )
+            self._wait_until_alive()
+        return True
+
+    def _wait_until_alive(self, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.store.live_workers():
+                return
+            time.sleep(0.2)
+
+
+def cancel_run(store: Store, run_id: str) -> Run:
+    run = store.get_run(run_id, with_epochs=False)
+    if run.is_final:
+        raise UserError(f"Run {run_id} has already ended ({run.status}).")
+    return store.request_cancel(run_id)
+
