@@ -74,12 +74,12 @@ def test_five_queued_runs_all_complete(store, home, dataset_id):
     assert [e.epoch for e in mlp.epochs] == list(range(1, mlp.epochs_done + 1))
 
 
-def test_two_workers_never_run_the_same_run(store, home, dataset_id):
-    ids = [queue(store, dataset_id, "logistic_regression") for _ in range(8)]
+def test_twenty_runs_two_workers_each_run_exactly_once(store, home, dataset_id):
+    ids = [queue(store, dataset_id, "logistic_regression") for _ in range(20)]
     workers = [start_worker(home, "--once") for _ in range(2)]
     outputs = [w.communicate(timeout=300)[0] for w in workers]
     processed = [int(o.strip().splitlines()[-1].split()[2]) for o in outputs]
-    assert sum(processed) == 8, outputs
+    assert sum(processed) == 20, outputs  # each run exactly once
     runs = store.get_runs(ids)
     assert all(r.status == "succeeded" for r in runs)
     assert len({r.worker_id for r in runs}) <= 2
