@@ -1,0 +1,70 @@
+"""scikit-learn baselines. They see the same preprocessed rows (one-hot categoricals) as the linear model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.linear_model import LogisticRegression, Ridge
+
+from workbench.models.params import param
+
+
+@dataclass
+class LogisticRegressionParams:
+    C: float = param(1.0, "Inverse strength of the L2 penalty: smaller keeps the model simpler.", min=1e-6, max=1e6)
+    max_iter: int = param(2000, "The most solver iterations.", min=10, max=100_000)
+    seed: int = param(0, "Random seed.", min=0, max=2**31 - 1)
+
+
+@dataclass
+class RidgeParams:
+    alpha: float = param(1.0, "Strength of the L2 penalty: larger keeps the model simpler.", min=0.0, max=1e6)
+    seed: int = param(0, "Random seed.", min=0, max=2**31 - 1)
+
+
+@dataclass
+class RandomForestParams:
+    n_estimators: int = param(300, "Number of trees; more is steadier and slower.", min=1, max=5000)
+    max_depth: int = param(0, "Deepest a tree may grow (0: no limit).", min=0, max=200)
+    min_samples_leaf: int = param(1, "Fewest rows in a leaf; larger smooths predictions.", min=1, max=10_000)
+    max_features: float = param(0.5, "Share of features each split may consider.", min=0.01, max=1.0)
+    seed: int = param(0, "Random seed.", min=0, max=2**31 - 1)
+
+
+@dataclass
+class GradientBoostingParams:
+    learning_rate: float = param(0.1, "How much each new tree corrects the previous ones.", min=1e-4, max=1.0)
+    max_iter: int = param(500, "The most boosting rounds (trees); early stopping usually ends sooner.",
+                          min=1, max=10_000)
+    max_leaf_nodes: int = param(31, "Leaves per tree; more captures finer interactions.", min=2, max=4096)
+    min_samples_leaf: int = param(20, "Fewest rows in a leaf.", min=1, max=10_000)
+    l2_regularization: float = param(0.0, "L2 penalty on leaf values.", min=0.0, max=1e3)
+    early_stopping: bool = param(True, "Stop adding trees when an internal validation score stops improving.")
+    seed: int = param(0, "Random seed.", min=0, max=2**31 - 1)
+
+
+def build_logistic_regression(task: str, p: dict):
+    return LogisticRegression(C=p["C"], max_iter=p["max_iter"], random_state=p["seed"])
+
+
+def build_ridge(task: str, p: dict):
+    return Ridge(alpha=p["alpha"], random_state=p["seed"])
+
+
+def build_random_forest(task: str, p: dict):
+    cls = RandomForestRegressor if task == "regression" else RandomForestClassifier
+    return cls(n_estimators=p["n_estimators"], max_depth=p["max_depth"] or None, min_samples_leaf=p["min_samples_leaf"],
+               max_features=p["max_features"], random_state=p["seed"], n_jobs=-1)
+
+
+def build_gradient_boosting(task: str, p: dict):
+    cls = HistGradientBoostingRegressor if task == "regression" else HistGradientBoostingClassifier
+    return cls(learning_rate=p["learning_rate"], max_iter=p["max_iter"], max_leaf_nodes=p["max_leaf_nodes"],
+               min_samples_leaf=p["min_samples_leaf"], l2_regularization=p["l2_regularization"],
+               early_stopping=p["early_stopping"], random_state=p["seed"])

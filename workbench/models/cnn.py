@@ -1,0 +1,40 @@
+"""1-D convolutions over the sequence of per-feature embeddings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from workbench.models.layers import FeatureTokenizer
+from workbench.models.params import NeuralParams, param
+
+
+@dataclass
+class CNNParams(NeuralParams):
+    d_token: int = param(16, "Size of each feature's embedding.", min=2, max=512)
+    channels: int = param(64, "Filters per convolution layer.", min=1, max=1024)
+    kernel_size: int = param(3, "How many neighbouring features each filter looks at.", min=1, max=15)
+    depth: int = param(2, "Number of convolution layers.", min=1, max=8)
+    pooling: str = param("max", "How the feature axis is summarised at the end.", choices=("max", "avg"))
+    dropout: float = param(0.1, "Share of values switched off at random while training.", min=0.0, max=0.9)
+
+
+class CNN(nn.Module):
+    def __init__(self, n_numeric: int, cardinalities: list[int], n_outputs: int, params: dict):
+        super().__init__()
+        self.tokens = FeatureTokenizer(n_numeric, cardinalities, params["d_token"])
+        layers: list[nn.Module] = []
+        width = params["d_token"]
+        for _ in range(params["depth"]):
+            layers += [nn.Conv1d(width, params["channels"], params["kernel_size"], padding="same"),
+                       nn.BatchNorm1d(params["channels"]), nn.ReLU(), nn.Dropout(params["dropout"])]
+            width = params["channels"]
+        self.body = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveMaxPool1d(1) if params["pooling"] == "max" else nn.AdaptiveAvgPool1d(1)
+        self.head = nn.Linear(width, n_outputs)
+
+    def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
+        x = self.tokens(x_num, x_cat).transpose(1, 2)  # (batch, d_token, n_features)
+        return self.head(self.pool(self.body(x)).squeeze(-1))

@@ -1,0 +1,62 @@
+"""Pieces shared by the neural models: activations, init, categorical embeddings, feature tokens."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+
+
+def init_weights(module: nn.Module, scheme: str, activation: str = "relu") -> None:
+    """He (Kaiming) for ReLU-like layers, Xavier for tanh/sigmoid, or PyTorch's default."""
+    if scheme == "default":
+        return
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            if scheme == "he":
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu" if activation in ("relu", "gelu") else "linear")
+            else:
+                nn.init.xavier_uniform_(layer.weight, gain=nn.init.calculate_gain(
+                    activation if activation in ("tanh", "sigmoid", "relu") else "relu"))
+            nn.init.zeros_(layer.bias)
+
+
+def embedding_dim(cardinality: int) -> int:
+    """A common rule of thumb (fast.ai): grows slowly with the number of categories, capped at 32."""
+    return int(min(32, round(1.6 * cardinality**0.56)))
+
+
+class CategoricalEmbeddings(nn.Module):
+    """One embedding table per categorical column, concatenated."""
+
+    def __init__(self, cardinalities: list[int]):
+        super().__init__()
+        self.tables = nn.ModuleList(nn.Embedding(c, embedding_dim(c)) for c in cardinalities)
+        self.out_dim = sum(t.embedding_dim for t in self.tables)
+
+    def forward(self, x_cat: torch.Tensor) -> torch.Tensor:
+        if not len(self.tables):
+            return x_cat.new_zeros((x_cat.shape[0], 0), dtype=torch.float32)
+        return torch.cat([table(x_cat[:, i]) for i, table in enumerate(self.tables)], dim=1)
+
+
+class FeatureTokenizer(nn.Module):
+    """One d-dimensional token per feature (FT-Transformer): numeric x -> x * w_j + b_j; category -> embedding."""
+
+    def __init__(self, n_numeric: int, cardinalities: list[int], d_token: int):
+        super().__init__()
+        self.numeric_weight = nn.Parameter(torch.empty(n_numeric, d_token))
+        self.numeric_bias = nn.Parameter(torch.empty(n_numeric, d_token))
+        bound = d_token**-0.5
+        nn.init.uniform_(self.numeric_weight, -bound, bound)
+        nn.init.uniform_(self.numeric_bias, -bound, bound)
+        self.categorical = nn.ModuleList(nn.Embedding(c, d_token) for c in cardinalities)
+        for table in self.categorical:
+            nn.init.uniform_(table.weight, -bound, bound)
+        self.n_tokens = n_numeric + len(cardinalities)
+
+    def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
+        tokens = [x_num.unsqueeze(-1) * self.numeric_weight + self.numeric_bias]
+        tokens += [table(x_cat[:, i]).unsqueeze(1) for i, table in enumerate(self.categorical)]
+        return torch.cat(tokens, dim=1)  # (batch, n_features, d_token)

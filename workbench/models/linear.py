@@ -1,0 +1,25 @@
+"""Linear / logistic regression: one linear layer on one-hot and scaled inputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from workbench.models.params import NeuralParams, param
+
+
+@dataclass
+class LinearParams(NeuralParams):
+    lr: float = param(1e-2, "Learning rate: step size of each update. Too high diverges, too low is slow.",
+                      min=1e-6, max=1.0)
+
+
+class LinearModel(nn.Module):
+    def __init__(self, n_numeric: int, cardinalities: list[int], n_outputs: int, params: dict):
+        super().__init__()
+        self.linear = nn.Linear(n_numeric, n_outputs)
+
+    def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
+        return self.linear(x_num)

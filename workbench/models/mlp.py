@@ -1,0 +1,46 @@
+"""Multi-layer perceptron over scaled numbers and learned category embeddings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from workbench.models.layers import ACTIVATIONS, CategoricalEmbeddings, init_weights
+from workbench.models.params import NeuralParams, param
+
+
+@dataclass
+class MLPParams(NeuralParams):
+    hidden_sizes: list[int] = param([256, 256], "Neurons in each hidden layer, e.g. 256,256 for two layers.",
+                                    min=1, max=8192, kind="int_list")
+    activation: str = param("relu", "The non-linearity between layers.", choices=tuple(ACTIVATIONS))
+    dropout: float = param(0.1, "Share of neurons switched off at random while training, against overfitting.",
+                           min=0.0, max=0.9)
+    batch_norm: bool = param(False, "Normalise each layer's outputs per batch; can speed up training.")
+    init: str = param("he", "How weights start: He suits ReLU, Xavier suits tanh/sigmoid.",
+                      choices=("he", "xavier", "default"))
+
+
+class MLP(nn.Module):
+    def __init__(self, n_numeric: int, cardinalities: list[int], n_outputs: int, params: dict):
+        super().__init__()
+        self.embeddings = CategoricalEmbeddings(cardinalities)
+        layers: list[nn.Module] = []
+        width = n_numeric + self.embeddings.out_dim
+        for size in params["hidden_sizes"]:
+            layers.append(nn.Linear(width, size))
+            if params["batch_norm"]:
+                layers.append(nn.BatchNorm1d(size))
+            layers.append(ACTIVATIONS[params["activation"]]())
+            if params["dropout"] > 0:
+                layers.append(nn.Dropout(params["dropout"]))
+            width = size
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(width, n_outputs)
+        init_weights(self.body, params["init"], params["activation"])
+
+    def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([x_num, self.embeddings(x_cat)], dim=1)
+        return self.head(self.body(x))

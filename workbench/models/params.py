@@ -1,0 +1,125 @@
+"""Hyperparameters as dataclasses. The schema the UI renders and the CLI validates comes from here."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from workbench.errors import UserError
+
+
+def param(default: Any, help: str, *, min: float | None = None, max: float | None = None,
+          choices: tuple | None = None, kind: str | None = None) -> Any:
+    """A hyperparameter field: its default, a one-line help for non-experts, and its range or choices."""
+    meta = {"help": help, "min": min, "max": max, "choices": choices, "kind": kind}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _kind(f: dataclasses.Field) -> str:
+    if f.metadata.get("kind"):
+        return f.metadata["kind"]
+    default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+    for python_type, name in ((bool, "bool"), (int, "int"), (float, "float"), (str, "str")):
+        if isinstance(default, python_type):
+            return name
+    return "int_list"
+
+
+def schema(params_cls: type) -> list[dict[str, Any]]:
+    out = []
+    for f in fields(params_cls):
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        out.append({
+            "name": f.name, "type": _kind(f), "default": default, "help": f.metadata.get("help", ""),
+            "min": f.metadata.get("min"), "max": f.metadata.get("max"),
+            "choices": list(f.metadata["choices"]) if f.metadata.get("choices") else None,
+        })
+    return out
+
+
+def coerce(name: str, kind: str, value: Any) -> Any:
+    """Turn a CLI/form value (often a string) into the field's type, or say plainly what is wrong."""
+    try:
+        if kind == "bool":
+            if isinstance(value, str):
+                lowered = value.strip().lower()
+                if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                return lowered in ("true", "1", "yes")
+            return bool(value)
+        if kind == "int":
+            number = float(value)
+            if number != int(number):
+                raise ValueError
+            return int(number)
+        if kind == "float":
+            return float(value)
+        if kind == "int_list":
+            items = value.replace(" ", "").split(",") if isinstance(value, str) else list(value)
+            return [int(v) for v in items if str(v) != ""]
+        return str(value)
+    except (TypeError, ValueError):
+        expected = {"int": "a whole number", "float": "a number", "bool": "true or false",
+                    "int_list": "whole numbers separated by commas"}.get(kind, "text")
+        raise UserError(f"'{name}' must be {expected}, not '{value}'.") from None
+
+
+def check(name: str, spec: dict[str, Any], value: Any) -> None:
+    values = value if isinstance(value, list) else [value]
+    if spec["type"] == "int_list" and not values:
+        raise UserError(f"'{name}' needs at least one number.")
+    for v in values:
+        if spec["choices"] and v not in spec["choices"]:
+            raise UserError(f"'{name}' must be one of {', '.join(map(str, spec['choices']))}, not '{v}'.")
+        if spec["min"] is not None and v < spec["min"]:
+            raise UserError(f"'{name}' must be at least {spec['min']}, not {v}.")
+        if spec["max"] is not None and v > spec["max"]:
+            raise UserError(f"'{name}' must be at most {spec['max']}, not {v}.")
+
+
+def resolve(model_name: str, params_cls: type, overrides: dict[str, Any]) -> dict[str, Any]:
+    specs = {s["name"]: s for s in schema(params_cls)}
+    unknown = [k for k in overrides if k not in specs]
+    if unknown:
+        raise UserError(f"'{model_name}' has no hyperparameter '{unknown[0]}'; it has {', '.join(specs)}.")
+    values = {}
+    for name, spec in specs.items():
+        value = coerce(name, spec["type"], overrides[name]) if name in overrides else spec["default"]
+        check(name, spec, value)
+        values[name] = value
+    return dataclasses.asdict(params_cls(**values))
+
+
+# -- shared by every neural model ------------------------------------------------------------------
+
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULES = ("none", "cosine", "plateau")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass
+class NeuralParams:
+    optimizer: str = param("adamw", "How weights are updated: AdamW is a safe default; SGD uses momentum 0.9.",
+                           choices=OPTIMIZERS)
+    lr: float = param(1e-3, "Learning rate: step size of each update. Too high diverges, too low is slow.",
+                      min=1e-6, max=1.0)
+    batch_size: int = param(256, "Rows per update. Larger is faster per epoch; smaller often generalises better.",
+                            min=1, max=65536)
+    epochs: int = param(200, "The most passes over the training rows (early stopping usually ends sooner).",
+                        min=1, max=100_000)
+    weight_decay: float = param(1e-4, "L2 penalty that keeps weights small, against overfitting.", min=0.0, max=1.0)
+    l1: float = param(0.0, "L1 penalty that pushes unhelpful weights to zero.", min=0.0, max=1.0)
+    lr_schedule: str = param("none", "How the learning rate changes: cosine decays it, plateau cuts it when "
+                             "validation stops improving.", choices=SCHEDULES)
+    patience: int = param(16, "Stop after this many epochs without a better validation score (0: never stop early).",
+                          min=0, max=100_000)
+    restore_best: bool = param(True, "Keep the weights of the best validation epoch, not the last one.")
+    grad_clip: float = param(1.0, "Largest allowed gradient norm, to keep training stable (0: no clipping).",
+                             min=0.0, max=1000.0)
+    seed: int = param(0, "Random seed: the same seed gives the same run on a CPU.", min=0, max=2**31 - 1)
+    device: str = param("auto", "Where to train: auto picks a GPU when there is one.", choices=DEVICES)
+    mixed_precision: str = param("auto", "Faster bf16 arithmetic on a GPU (auto: on for CUDA only).",
+                                 choices=("auto", "on", "off"))

@@ -1,0 +1,67 @@
+"""The model catalog: one dict. Adding an architecture is one module plus one line here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from workbench.errors import UserError
+from workbench.models import classical
+from workbench.models.cnn import CNN, CNNParams
+from workbench.models.linear import LinearModel, LinearParams
+from workbench.models.mlp import MLP, MLPParams
+from workbench.models.params import resolve, schema
+from workbench.models.rnn import RNN, RNNParams
+from workbench.models.transformer import FTTransformer, TransformerParams
+
+ALL_TASKS = ("binary", "multiclass", "regression")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    family: str  # "neural" (PyTorch) or "classical" (scikit-learn)
+    description: str
+    params: type
+    build: Callable  # neural: (n_numeric, cardinalities, n_outputs, params) -> nn.Module; classical: (task, params)
+    categorical: str = "embedding"  # how categories reach the model: "embedding" codes or "onehot" columns
+    tasks: tuple[str, ...] = ALL_TASKS
+
+
+MODELS: dict[str, ModelSpec] = {s.name: s for s in (
+    ModelSpec("linear", "neural", "Linear or logistic regression trained by gradient descent: fast, a good floor.",
+              LinearParams, LinearModel, categorical="onehot"),
+    ModelSpec("mlp", "neural", "Multi-layer perceptron: layers of neurons; the usual first neural network.",
+              MLPParams, MLP),
+    ModelSpec("cnn", "neural", "1-D convolutions over per-feature embeddings: looks at neighbouring features.",
+              CNNParams, CNN),
+    ModelSpec("rnn", "neural", "Recurrent network (GRU or LSTM) reading the features one after another.",
+              RNNParams, RNN),
+    ModelSpec("transformer", "neural", "FT-Transformer: attention between per-feature tokens; strong but slower.",
+              TransformerParams, FTTransformer),
+    ModelSpec("logistic_regression", "classical", "scikit-learn logistic regression (classification).",
+              classical.LogisticRegressionParams, classical.build_logistic_regression, categorical="onehot",
+              tasks=("binary", "multiclass")),
+    ModelSpec("ridge", "classical", "scikit-learn ridge regression (regression).",
+              classical.RidgeParams, classical.build_ridge, categorical="onehot", tasks=("regression",)),
+    ModelSpec("random_forest", "classical", "Random forest: many decision trees voting; robust with no tuning.",
+              classical.RandomForestParams, classical.build_random_forest, categorical="onehot"),
+    ModelSpec("gradient_boosting", "classical", "Histogram gradient-boosted trees: the bar to beat on tabular data.",
+              classical.GradientBoostingParams, classical.build_gradient_boosting, categorical="onehot"),
+)}
+
+
+def get_model(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise UserError(f"There is no model called '{name}'; choose one of {', '.join(MODELS)}.")
+    return MODELS[name]
+
+
+def resolve_params(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Defaults filled in, strings coerced, ranges checked: the full hyperparameters of a run."""
+    return resolve(name, get_model(name).params, overrides)
+
+
+def catalog() -> list[dict[str, Any]]:
+    return [{"name": s.name, "family": s.family, "description": s.description, "tasks": list(s.tasks),
+             "params": schema(s.params)} for s in MODELS.values()]

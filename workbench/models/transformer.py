@@ -1,0 +1,50 @@
+"""FT-Transformer (Gorishniy et al., 2021): a token per feature plus [CLS], through a Transformer encoder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from workbench.models.layers import FeatureTokenizer
+from workbench.models.params import NeuralParams, param
+from workbench.errors import UserError
+
+
+@dataclass
+class TransformerParams(NeuralParams):
+    d_model: int = param(64, "Size of each feature's token.", min=8, max=1024)
+    n_heads: int = param(8, "Attention heads; must divide the token size.", min=1, max=64)
+    n_layers: int = param(3, "Encoder layers.", min=1, max=12)
+    ffn_factor: float = param(4 / 3, "Width of each layer's feed-forward part, relative to the token size.",
+                              min=0.5, max=8.0)
+    attention_dropout: float = param(0.2, "Dropout on attention weights.", min=0.0, max=0.9)
+    dropout: float = param(0.1, "Dropout in the feed-forward parts.", min=0.0, max=0.9)
+    lr: float = param(1e-4 * 3, "Learning rate: step size of each update. Too high diverges, too low is slow.",
+                      min=1e-6, max=1.0)
+    weight_decay: float = param(1e-5, "L2 penalty that keeps weights small, against overfitting.", min=0.0, max=1.0)
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_heads:
+            raise UserError(f"The token size d_model ({self.d_model}) must be a multiple of n_heads ({self.n_heads}).")
+
+
+class FTTransformer(nn.Module):
+    def __init__(self, n_numeric: int, cardinalities: list[int], n_outputs: int, params: dict):
+        super().__init__()
+        d = params["d_model"]
+        self.tokens = FeatureTokenizer(n_numeric, cardinalities, d)
+        self.cls = nn.Parameter(torch.zeros(1, 1, d))
+        nn.init.uniform_(self.cls, -(d**-0.5), d**-0.5)
+        layer = nn.TransformerEncoderLayer(
+            d, params["n_heads"], dim_feedforward=max(1, int(d * params["ffn_factor"])), dropout=params["dropout"],
+            activation="gelu", batch_first=True, norm_first=True)
+        layer.self_attn.dropout = params["attention_dropout"]
+        self.encoder = nn.TransformerEncoder(layer, params["n_layers"], enable_nested_tensor=False)
+        self.head = nn.Sequential(nn.LayerNorm(d), nn.ReLU(), nn.Linear(d, n_outputs))
+
+    def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
+        tokens = self.tokens(x_num, x_cat)
+        tokens = torch.cat([self.cls.expand(tokens.shape[0], -1, -1), tokens], dim=1)
+        return self.head(self.encoder(tokens)[:, 0])

@@ -1,0 +1,281 @@
+"""From a table and a run configuration to model-ready arrays: task, features, split, preprocessing.
+
+Preprocessing is scikit-learn transformers fitted on the training rows only. The split depends only
+on the rows, the target and the split settings, so runs with the same settings share their test rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pandas.api import types as ptypes
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, QuantileTransformer, StandardScaler
+
+from workbench.errors import UserError
+from workbench.profile import column_kind
+from workbench.runconfig import PrepConfig, SplitConfig
+
+MAX_CLASSES_FOR_NUMERIC_TARGET = 20
+RARE_CATEGORY_MIN_COUNT = 5
+MAX_CATEGORIES = 100
+MISSING_CATEGORY = "(missing)"
+SPLITS = ("train", "val", "test")
+
+
+def detect_task(y: pd.Series, requested: str = "auto") -> str:
+    distinct = y.nunique()
+    if distinct < 2:
+        raise UserError(f"The target '{y.name}' has only one value; there is nothing to predict.")
+    numeric = ptypes.is_numeric_dtype(y) and not ptypes.is_bool_dtype(y)
+    if requested == "regression":
+        if not numeric:
+            raise UserError(f"Regression needs a numeric target, but '{y.name}' holds text or categories.")
+        return "regression"
+    if requested in ("binary", "multiclass"):
+        if requested == "binary" and distinct != 2:
+            raise UserError(f"Binary classification needs exactly 2 target values; '{y.name}' has {distinct}.")
+        if requested == "multiclass" and distinct > 1000:
+            raise UserError(f"'{y.name}' has {distinct:,} different values: too many classes; try regression.")
+        return requested
+    if numeric:
+        integral = bool((y.dropna() % 1 == 0).all())
+        if not (integral and distinct <= MAX_CLASSES_FOR_NUMERIC_TARGET):
+            return "regression"
+    if distinct > 1000:
+        raise UserError(f"'{y.name}' has {distinct:,} different text values: too many classes to predict.")
+    return "binary" if distinct == 2 else "multiclass"
+
+
+def class_labels(y: pd.Series) -> pd.Series:
+    """Targets as text labels, so 1.0 and '1' name the same class and output columns read well."""
+    if ptypes.is_float_dtype(y) and (y % 1 == 0).all():
+        y = y.astype("int64")
+    return y.astype(str)
+
+
+@dataclass
+class Features:
+    numeric: list[str] = field(default_factory=list)
+    boolean: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
+    datetime: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def choose_features(frame: pd.DataFrame, target: str, exclude: list[str]) -> Features:
+    """All columns but the target and exclusions; identifiers and free text are left out, with a note."""
+    missing = [c for c in exclude if c not in frame.columns]
+    if missing:
+        raise UserError(f"Cannot exclude '{missing[0]}': there is no such column.")
+    features = Features()
+    for name in frame.columns:
+        if name == target or name in exclude:
+            continue
+        column = frame[name]
+        present = column.dropna()
+        kind = column_kind(column, int(present.nunique()), len(present))
+        if kind == "identifier":
+            features.notes.append(f"'{name}' looks like an identifier and was left out.")
+        elif kind == "text":
+            features.notes.append(f"'{name}' is free text and was left out (text features are not supported yet).")
+        elif present.nunique() <= 1:
+            features.notes.append(f"'{name}' has a single value and was left out.")
+        elif kind == "datetime":
+            features.datetime.append(name)
+        elif kind == "boolean" and (ptypes.is_numeric_dtype(column) or ptypes.is_bool_dtype(column)):
+            features.boolean.append(name)
+        elif kind == "numeric":
+            features.numeric.append(name)
+        else:
+            features.categorical.append(name)
+    if not (features.numeric or features.boolean or features.categorical or features.datetime):
+        raise UserError("No usable feature columns are left once the target and excluded columns are removed.")
+    return features
+
+
+def datetime_parts(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Each datetime column becomes numeric parts; the same function runs at training and prediction."""
+    parts = {}
+    for name in columns:
+        values = pd.to_datetime(frame[name], errors="coerce")
+        parts[f"{name}_year"] = values.dt.year
+        parts[f"{name}_month"] = values.dt.month
+        parts[f"{name}_day"] = values.dt.day
+        parts[f"{name}_dayofweek"] = values.dt.dayofweek
+        parts[f"{name}_hour"] = values.dt.hour
+    return pd.DataFrame(parts, index=frame.index, dtype="float64")
+
+
+@dataclass
+class Split:
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    fingerprint: str
+    stratified: bool
+
+
+def split_rows(index: pd.Index, labels: pd.Series | None, config: SplitConfig) -> Split:
+    """Seeded train/validation/test split of row ids, stratified by class when possible."""
+    ids = np.asarray(index)
+    stratify = labels.to_numpy() if labels is not None else None
+    if stratify is not None and pd.Series(stratify).value_counts().min() < 3:
+        stratify = None  # a class too rare to appear in every split
+    rest, test = train_test_split(ids, test_size=config.test, random_state=config.seed,
+                                  stratify=stratify)
+    rest_labels = None if stratify is None else labels.loc[rest].to_numpy()
+    train, val = train_test_split(rest, test_size=config.val / (config.train + config.val),
+                                  random_state=config.seed, stratify=rest_labels)
+    digest = hashlib.sha256()
+    digest.update(repr((len(ids), config.train, config.val, config.test, config.seed)).encode())
+    digest.update(np.sort(test).astype("int64").tobytes())
+    return Split(np.sort(train), np.sort(val), np.sort(test), digest.hexdigest()[:16], stratify is not None)
+
+
+@dataclass
+class Preprocessor:
+    """The fitted column transformations; `transform` turns any table with the training columns into
+    (numeric float32 matrix, categorical int64 codes)."""
+
+    features: Features
+    categorical_mode: str  # "onehot" (into the numeric matrix) or "embedding" (integer codes)
+    transformer: ColumnTransformer
+    n_numeric_out: int
+    cardinalities: list[int]
+    feature_names: list[str]
+
+    @property
+    def input_columns(self) -> list[str]:
+        f = self.features
+        return f.numeric + f.boolean + f.categorical + f.datetime
+
+    def transform(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        out = self.transformer.transform(model_frame(frame, self.features))
+        out = np.asarray(out, dtype="float64")
+        x_num = out[:, : self.n_numeric_out].astype("float32")
+        if self.categorical_mode == "embedding":
+            x_cat = (out[:, self.n_numeric_out:] + 1).astype("int64")  # 0 is kept for unknown and missing
+        else:
+            x_cat = np.zeros((len(out), 0), dtype="int64")
+        return x_num, x_cat
+
+
+def model_frame(frame: pd.DataFrame, features: Features) -> pd.DataFrame:
+    """Numbers as float, categories as text, datetimes as parts: the input of the column transformer."""
+    numeric = frame[features.numeric + features.boolean].astype("float64")
+    categorical = frame[features.categorical].astype(object).where(frame[features.categorical].notna(), None)
+    categorical = categorical.map(lambda v: v if v is None else str(v))
+    return pd.concat([numeric, datetime_parts(frame, features.datetime), categorical], axis=1)
+
+
+def build_preprocessor(features: Features, prep: PrepConfig, categorical_mode: str, scaling: str,
+                       n_train: int) -> ColumnTransformer:
+    numeric_columns = features.numeric + list(datetime_parts(pd.DataFrame(columns=features.datetime),
+                                                             features.datetime).columns)
+    if scaling == "quantile":
+        scaler = QuantileTransformer(output_distribution="normal", n_quantiles=max(10, min(n_train // 30, 1000)),
+                                     subsample=1_000_000, random_state=0)
+    elif scaling == "minmax":
+        scaler = MinMaxScaler()
+    else:
+        scaler = StandardScaler()
+    numeric = Pipeline([("impute", SimpleImputer(strategy=prep.impute_numeric, keep_empty_features=True)),
+                        ("scale", scaler)])
+    fill = SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY, keep_empty_features=True)
+    if categorical_mode == "onehot":
+        encoder = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=RARE_CATEGORY_MIN_COUNT,
+                                max_categories=MAX_CATEGORIES, sparse_output=False)
+    else:
+        encoder = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1,
+                                 min_frequency=RARE_CATEGORY_MIN_COUNT, max_categories=MAX_CATEGORIES)
+    boolean = SimpleImputer(strategy="most_frequent", keep_empty_features=True)
+    return ColumnTransformer(
+        [("numeric", numeric, numeric_columns),
+         ("boolean", boolean, features.boolean),
+         ("categorical", Pipeline([("fill", fill), ("encode", encoder)]), features.categorical)],
+        remainder="drop", verbose_feature_names_out=False,
+    )
+
+
+@dataclass
+class Prepared:
+    task: str
+    target: str
+    classes: list[str] | None
+    preprocessor: Preprocessor
+    x_num: dict[str, np.ndarray]
+    x_cat: dict[str, np.ndarray]
+    y: dict[str, np.ndarray]  # class indices (int64) or raw regression values (float64)
+    row_ids: dict[str, np.ndarray]
+    fingerprint: str
+    dropped_target_rows: int
+    notes: list[str]
+
+    @property
+    def n_outputs(self) -> int:
+        if self.task == "regression":
+            return 1
+        return 1 if self.task == "binary" else len(self.classes)
+
+    def summary(self) -> dict[str, Any]:
+        return {"n_" + s: int(len(self.row_ids[s])) for s in SPLITS}
+
+
+def resolve_scaling(prep: PrepConfig, family: str, categorical_mode: str) -> str:
+    if prep.scaling != "auto":
+        return prep.scaling
+    return "quantile" if family == "neural" and categorical_mode == "embedding" else "standard"
+
+
+def prepare(frame: pd.DataFrame, target: str, task: str, exclude: list[str], split: SplitConfig,
+            prep: PrepConfig, family: str, model_categorical: str) -> Prepared:
+    if target not in frame.columns:
+        raise UserError(f"There is no column called '{target}' to predict.")
+    notes: list[str] = []
+    data = frame[frame[target].notna()]
+    dropped = len(frame) - len(data)
+    if dropped:
+        notes.append(f"{dropped:,} rows with no value for '{target}' were left out.")
+    if len(data) < 20:
+        raise UserError(f"Only {len(data)} rows have a value for '{target}'; at least 20 are needed to train.")
+    task = detect_task(data[target], task)
+    y_raw = data[target]
+    labels = class_labels(y_raw) if task != "regression" else None
+    features = choose_features(data, target, exclude)
+    notes += features.notes
+    rows = split_rows(data.index, labels, split)
+    if not rows.stratified and task != "regression":
+        notes.append("A class is too rare to appear in every split, so the split is not stratified.")
+
+    categorical_mode = model_categorical if prep.categorical == "auto" else prep.categorical
+    scaling = resolve_scaling(prep, family, categorical_mode)
+    n_numeric_in = len(features.numeric) + len(features.boolean) + 5 * len(features.datetime)
+    transformer = build_preprocessor(features, prep, categorical_mode, scaling, len(rows.train))
+    train_frame = data.loc[rows.train]
+    transformer.fit(model_frame(train_frame, features))
+    names = list(transformer.get_feature_names_out())
+    n_numeric_out = n_numeric_in if categorical_mode == "embedding" else len(names)
+    preprocessor = Preprocessor(features, categorical_mode, transformer, n_numeric_out, [], names)
+    # Every kept category (and the rare-category group) occurs in the training rows, so the largest
+    # training code bounds the table size; code 0 stays for categories never seen in training.
+    train_codes = preprocessor.transform(train_frame)[1]
+    preprocessor.cardinalities = [int(train_codes[:, j].max()) + 1 for j in range(train_codes.shape[1])]
+
+    classes = sorted(labels.unique().tolist()) if labels is not None else None
+    x_num, x_cat, y, ids = {}, {}, {}, {}
+    for name, index in zip(SPLITS, (rows.train, rows.val, rows.test), strict=True):
+        x_num[name], x_cat[name] = preprocessor.transform(data.loc[index])
+        if labels is not None:
+            y[name] = pd.Categorical(labels.loc[index], categories=classes).codes.astype("int64")
+        else:
+            y[name] = y_raw.loc[index].to_numpy(dtype="float64")
+        ids[name] = np.asarray(index)
+    return Prepared(task, target, classes, preprocessor, x_num, x_cat, y, ids, rows.fingerprint, dropped, notes)

@@ -1,0 +1,158 @@
+"""One run, end to end: validate, prepare, train, score, save. The worker, the CLI and tests call this."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from workbench import metrics
+from workbench.artifacts import save_run
+from workbench.callbacks import Callback, CallbackList, EpochRecord, RunCancelled
+from workbench.errors import UserError
+from workbench.models.registry import ModelSpec, get_model, resolve_params
+from workbench.predict import outputs_to_predictions
+from workbench.prepare import Prepared, detect_task, prepare
+from workbench.runconfig import RunConfig
+from workbench.training import FitResult, Objective, Tensors, fit, predict_outputs, select_device
+
+
+@dataclass
+class Resolved:
+    task: str
+    params: dict[str, Any]
+
+
+@dataclass
+class RunOutcome:
+    status: str  # succeeded, diverged, cancelled, failed
+    task: str
+    params: dict[str, Any]
+    device: str
+    epochs_run: int
+    duration_s: float
+    primary_metric: str
+    history: list[EpochRecord] = field(default_factory=list)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    baseline: dict[str, dict[str, float]] = field(default_factory=dict)
+    curves: dict[str, Any] = field(default_factory=dict)
+    split_fingerprint: str = ""
+    n_train: int = 0
+    n_val: int = 0
+    n_test: int = 0
+    dropped_target_rows: int = 0
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def validate_config(config: RunConfig, table: pd.DataFrame) -> Resolved:
+    """Everything that can be checked before training, so a bad setting is refused before it is queued."""
+    config.validate()
+    spec = get_model(config.model)
+    params = resolve_params(config.model, config.params)
+    if config.target not in table.columns:
+        raise UserError(f"There is no column called '{config.target}' to predict.")
+    task = detect_task(table[config.target].dropna().rename(config.target), config.task)
+    if task not in spec.tasks:
+        raise UserError(f"'{spec.name}' does not do {task}; it does {' and '.join(spec.tasks)}.")
+    for name in config.exclude:
+        if name not in table.columns:
+            raise UserError(f"Cannot exclude '{name}': there is no such column.")
+    if "device" in params:
+        select_device(params["device"])
+    return Resolved(task, params)
+
+
+def execute(config: RunConfig, table: pd.DataFrame, run_dir: Path, callbacks: Sequence[Callback] = ()) -> RunOutcome:
+    started = time.perf_counter()
+    resolved = validate_config(config, table)
+    spec = get_model(config.model)
+    params = resolved.params
+    prepared = prepare(table, config.target, resolved.task, config.exclude, config.split, config.prep,
+                       spec.family, spec.categorical)
+    callback_list = CallbackList(callbacks)
+    if spec.family == "neural":
+        model, fitted, device, proba = _train_neural(spec, prepared, params, callback_list)
+    else:
+        model, fitted, device, proba = _train_classical(spec, prepared, params, callback_list)
+    outcome = RunOutcome(
+        status=fitted.status, task=prepared.task, params=params, device=device, epochs_run=len(fitted.history),
+        duration_s=0.0, primary_metric=metrics.PRIMARY_METRIC[prepared.task], history=fitted.history,
+        split_fingerprint=prepared.fingerprint, dropped_target_rows=prepared.dropped_target_rows,
+        notes=prepared.notes, error=fitted.error, **{f"n_{k}": v for k, v in
+                                                     ((s, len(prepared.row_ids[s])) for s in ("train", "val", "test"))},
+    )
+    if fitted.status == "succeeded":
+        n_classes = len(prepared.classes or [])
+        outcome.metrics = {s: metrics.score(prepared.task, prepared.y[s], proba[s], n_classes) for s in ("val", "test")}
+        outcome.baseline = {"test": metrics.baseline(prepared.task, prepared.y["train"], prepared.y["test"], n_classes)}
+        if prepared.task == "regression":
+            outcome.curves = metrics.regression_curves(prepared.y["test"], proba["test"])
+        else:
+            outcome.curves = metrics.classification_curves(prepared.y["test"], proba["test"], prepared.classes)
+        save_run(run_dir, _artifact_config(config, prepared, spec, params), prepared.preprocessor, model)
+    outcome.duration_s = round(time.perf_counter() - started, 3)
+    return outcome
+
+
+def _artifact_config(config: RunConfig, prepared: Prepared, spec: ModelSpec, params: dict) -> dict[str, Any]:
+    y_train = prepared.y["train"]
+    return {"model": spec.name, "family": spec.family, "task": prepared.task, "target": config.target,
+            "classes": prepared.classes, "params": params, "n_outputs": prepared.n_outputs,
+            "y_mean": float(y_train.mean()) if prepared.task == "regression" else 0.0,
+            "y_std": float(y_train.std() or 1.0) if prepared.task == "regression" else 1.0}
+
+
+def _train_neural(spec: ModelSpec, prepared: Prepared, params: dict, callbacks: CallbackList):
+    torch.manual_seed(params["seed"])
+    device = select_device(params["device"])
+    objective = Objective(prepared.task)
+    if prepared.task == "regression":
+        objective.y_mean = float(prepared.y["train"].mean())
+        objective.y_std = float(prepared.y["train"].std() or 1.0)
+    model = spec.build(prepared.preprocessor.n_numeric_out, prepared.preprocessor.cardinalities,
+                       prepared.n_outputs, params).to(device)
+    splits = {s: Tensors.from_arrays(prepared.x_num[s], prepared.x_cat[s], prepared.y[s], device)
+              for s in ("train", "val", "test")}
+    fitted = fit(model, splits["train"], splits["val"], objective, params, callbacks)
+    if fitted.status == "succeeded":
+        params["batch_size"] = fitted.batch_size  # what actually ran, after any out-of-memory retry
+    proba = {}
+    for s in ("val", "test"):
+        output = predict_outputs(model, splits[s].x_num, splits[s].x_cat).cpu().numpy()
+        proba[s] = outputs_to_predictions(output, prepared.task, objective.y_mean, objective.y_std)
+    if fitted.status == "succeeded" and not all(np.isfinite(p).all() for p in proba.values()):
+        fitted.status, fitted.error = "diverged", "The model's predictions are not finite numbers: it diverged."
+    return model.cpu(), fitted, str(device), proba
+
+
+def _train_classical(spec: ModelSpec, prepared: Prepared, params: dict, callbacks: CallbackList):
+    estimator = spec.build(prepared.task, params)
+    callbacks.on_train_begin(1, 1)
+    started = time.perf_counter()
+    try:
+        estimator.fit(prepared.x_num["train"], prepared.y["train"])
+    except RunCancelled as exc:  # only raised by callbacks; kept for symmetry with the neural path
+        return estimator, FitResult("cancelled", error=str(exc)), "cpu", {}
+    proba = {}
+    for s in ("val", "test"):
+        x = prepared.x_num[s]
+        proba[s] = estimator.predict(x).astype("float64") if prepared.task == "regression" else estimator.predict_proba(x)
+    objective = Objective(prepared.task)
+    n_classes = len(prepared.classes or [])
+    val_scores = metrics.score(prepared.task, prepared.y["val"], proba["val"], n_classes)
+    loss = val_scores["rmse"] ** 2 if prepared.task == "regression" else val_scores["log_loss"]
+    record = EpochRecord(1, float("nan"), loss, val_scores[objective.metric_name], objective.metric_name, 0.0,
+                         time.perf_counter() - started)
+    fitted = FitResult("succeeded", history=[record], best_epoch=1)
+    try:
+        callbacks.on_epoch_end(record)
+    except RunCancelled as exc:
+        fitted.status, fitted.error = "cancelled", str(exc)
+    callbacks.on_train_end(fitted.status)
+    return estimator, fitted, "cpu", proba

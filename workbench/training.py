@@ -1,0 +1,238 @@
+"""The trainer: fit -> run_epoch -> train_step, and evaluate. Small functions; side effects in callbacks.
+
+Data becomes tensors once and moves to the device once. A batch is a slice of a random permutation
+(no DataLoader), the loss is summed on the device and read once per epoch (no host sync per step),
+evaluation runs in large batches under inference_mode, and CUDA uses bf16 autocast.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from workbench.callbacks import CallbackList, EarlyStopping, EpochRecord, RunCancelled
+from workbench.devices import best_device
+from workbench.errors import UserError
+
+EVAL_BATCH = 8192
+
+
+def select_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device(best_device())
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UserError("A CUDA GPU was asked for, but this machine has none; choose 'auto' or 'cpu'.")
+    mps = getattr(torch.backends, "mps", None)
+    if requested == "mps" and not (mps and mps.is_available()):
+        raise UserError("An Apple GPU (MPS) was asked for, but this machine has none; choose 'auto' or 'cpu'.")
+    return torch.device(requested)
+
+
+@dataclass
+class Tensors:
+    """One split's inputs and targets, already on the training device."""
+
+    x_num: torch.Tensor
+    x_cat: torch.Tensor
+    y: torch.Tensor
+
+    @classmethod
+    def from_arrays(cls, x_num: np.ndarray, x_cat: np.ndarray, y: np.ndarray, device: torch.device) -> Tensors:
+        y_tensor = torch.as_tensor(y)
+        y_tensor = y_tensor.float() if y_tensor.is_floating_point() else y_tensor.long()
+        return cls(torch.as_tensor(x_num, dtype=torch.float32).to(device),
+                   torch.as_tensor(x_cat, dtype=torch.long).to(device), y_tensor.to(device))
+
+    def __len__(self) -> int:
+        return self.x_num.shape[0]
+
+
+@dataclass
+class Objective:
+    """What is learned and how it is judged: loss on model outputs, and the validation metric."""
+
+    task: str
+    y_mean: float = 0.0
+    y_std: float = 1.0
+
+    @property
+    def metric_name(self) -> str:
+        return "rmse" if self.task == "regression" else "accuracy"
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.task != "regression"
+
+    def loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        output = output.float()
+        if self.task == "binary":
+            return nn.functional.binary_cross_entropy_with_logits(output.squeeze(1), y.float())
+        if self.task == "multiclass":
+            return nn.functional.cross_entropy(output, y)
+        return nn.functional.mse_loss(output.squeeze(1), (y - self.y_mean) / self.y_std)
+
+    def metric(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.task == "binary":
+            return ((output.squeeze(1) > 0).long() == y).float().mean()
+        if self.task == "multiclass":
+            return (output.argmax(1) == y).float().mean()
+        prediction = output.squeeze(1).float() * self.y_std + self.y_mean
+        return torch.sqrt(torch.mean((prediction - y) ** 2))
+
+
+@dataclass
+class FitResult:
+    status: str  # succeeded, diverged, cancelled
+    history: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int = 0
+    batch_size: int = 0
+    error: str | None = None
+
+
+def make_optimizer(model: nn.Module, params: dict) -> torch.optim.Optimizer:
+    fused = {"fused": True} if next(model.parameters()).is_cuda else {}
+    if params["optimizer"] == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=params["lr"], momentum=0.9, weight_decay=params["weight_decay"])
+    if params["optimizer"] == "adam":
+        return torch.optim.Adam(model.parameters(), lr=params["lr"], weight_decay=params["weight_decay"], **fused)
+    return torch.optim.AdamW(model.parameters(), lr=params["lr"], weight_decay=params["weight_decay"], **fused)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, params: dict):
+    if params["lr_schedule"] == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=params["epochs"])
+    if params["lr_schedule"] == "plateau":
+        mode = "max" if params.get("_higher_is_better", True) else "min"
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=0.5,
+                                                          patience=max(2, params["patience"] // 4))
+    return None
+
+
+def autocast_for(device: torch.device, params: dict):
+    enabled = params["mixed_precision"] == "on" or (params["mixed_precision"] == "auto" and device.type == "cuda")
+    if enabled and device.type in ("cuda", "cpu"):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def l1_penalty(model: nn.Module) -> torch.Tensor:
+    return sum(p.abs().sum() for name, p in model.named_parameters() if p.dim() > 1)
+
+
+def train_step(model: nn.Module, x_num: torch.Tensor, x_cat: torch.Tensor, y: torch.Tensor, objective: Objective,
+               optimizer: torch.optim.Optimizer, params: dict, autocast) -> torch.Tensor:
+    with autocast:
+        loss = objective.loss(model(x_num, x_cat), y)
+    total = loss + params["l1"] * l1_penalty(model) if params["l1"] > 0 else loss
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    if params["grad_clip"] > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), params["grad_clip"])
+    optimizer.step()
+    return loss.detach()
+
+
+def run_epoch(model: nn.Module, train: Tensors, objective: Objective, optimizer, params: dict, batch_size: int,
+              epoch: int, generator: torch.Generator, autocast, callbacks: CallbackList) -> torch.Tensor:
+    """One pass over the training rows in a random order; returns the mean loss as a device tensor."""
+    model.train()
+    n = len(train)
+    order = torch.randperm(n, generator=generator).to(train.x_num.device)
+    loss_sum = torch.zeros((), device=train.x_num.device)
+    # A last batch of one row breaks batch norm and adds noise: fold it into the previous batch.
+    starts = [s for s in range(0, n, batch_size) if n - s > 1 or s == 0]
+    for batch, start in enumerate(starts):
+        end = starts[batch + 1] if batch + 1 < len(starts) else n
+        index = order[start:end]
+        loss = train_step(model, train.x_num[index], train.x_cat[index], train.y[index], objective, optimizer,
+                          params, autocast)
+        loss_sum += loss * (end - start)
+        callbacks.on_batch_end(epoch, batch)
+    return loss_sum / n
+
+
+@torch.inference_mode()
+def predict_outputs(model: nn.Module, x_num: torch.Tensor, x_cat: torch.Tensor, autocast=None) -> torch.Tensor:
+    model.eval()
+    outputs = []
+    for start in range(0, x_num.shape[0], EVAL_BATCH):
+        with autocast or nullcontext():
+            outputs.append(model(x_num[start:start + EVAL_BATCH], x_cat[start:start + EVAL_BATCH]).float())
+    return torch.cat(outputs) if outputs else torch.zeros((0, 1))
+
+
+def evaluate(model: nn.Module, data: Tensors, objective: Objective, autocast) -> tuple[float, float]:
+    """Validation loss and metric, read back to the host once."""
+    output = predict_outputs(model, data.x_num, data.x_cat, autocast)
+    loss, metric = objective.loss(output, data.y), objective.metric(output, data.y)
+    values = torch.stack([loss.float(), metric.float()]).tolist()
+    return values[0], values[1]
+
+
+def fit(model: nn.Module, train: Tensors, val: Tensors, objective: Objective, params: dict,
+        callbacks: CallbackList) -> FitResult:
+    """Train with early stopping on the validation metric; on CUDA out of memory, retry with half the batch."""
+    batch_size = min(params["batch_size"], len(train))
+    initial = copy.deepcopy(model.state_dict())
+    while True:
+        try:
+            return _fit(model, train, val, objective, params, batch_size, callbacks)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            if batch_size <= 16:
+                return FitResult("failed", error="The GPU ran out of memory even with a batch of 16 rows; "
+                                 "try a smaller model or the CPU.")
+            batch_size //= 2
+            model.load_state_dict(initial)
+
+
+def _fit(model: nn.Module, train: Tensors, val: Tensors, objective: Objective, params: dict, batch_size: int,
+         callbacks: CallbackList) -> FitResult:
+    device = train.x_num.device
+    generator = torch.Generator().manual_seed(params["seed"])
+    optimizer = make_optimizer(model, params)
+    scheduler = make_scheduler(optimizer, {**params, "_higher_is_better": objective.higher_is_better})
+    autocast = autocast_for(device, params)
+    stopper = EarlyStopping(params["patience"], objective.higher_is_better)
+    best_state = copy.deepcopy(model.state_dict())
+    result = FitResult("succeeded", batch_size=batch_size)
+    batches = max(1, len([s for s in range(0, len(train), batch_size) if len(train) - s > 1 or s == 0]))
+    callbacks.on_train_begin(params["epochs"], batches)
+    try:
+        for epoch in range(1, params["epochs"] + 1):
+            started = time.perf_counter()
+            train_loss = run_epoch(model, train, objective, optimizer, params, batch_size, epoch, generator,
+                                   autocast, callbacks).item()
+            if not math.isfinite(train_loss):
+                result.status = "diverged"
+                result.error = (f"The training loss became {train_loss} at epoch {epoch}: the model diverged. "
+                                "Try a lower learning rate or keep gradient clipping on.")
+                break
+            val_loss, val_metric = evaluate(model, val, objective, autocast)
+            lr = optimizer.param_groups[0]["lr"]
+            record = EpochRecord(epoch, train_loss, val_loss, val_metric, objective.metric_name, lr,
+                                 time.perf_counter() - started)
+            result.history.append(record)
+            if math.isfinite(val_metric) and stopper.update(epoch, val_metric, val_loss):
+                best_state = copy.deepcopy(model.state_dict())
+                result.best_epoch = epoch
+            callbacks.on_epoch_end(record)
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(val_metric)
+            elif scheduler is not None:
+                scheduler.step()
+            if stopper.should_stop:
+                break
+    except RunCancelled as exc:
+        result.status, result.error = "cancelled", str(exc) or "Cancelled by the user."
+    if params["restore_best"] and result.best_epoch:
+        model.load_state_dict(best_state)
+    callbacks.on_train_end(result.status)
+    return result
