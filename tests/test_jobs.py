@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from workbench import datasets, jobs
+from workbench.models.registry import get_model
 from workbench.runconfig import RunConfig
 from workbench.store import Store
 
@@ -52,7 +53,9 @@ def big_dataset_id(store):
 
 
 def queue(store: Store, dataset_id: str, model: str = "mlp", **params) -> str:
-    config = RunConfig(dataset_id=dataset_id, target="label", model=model, params=params or dict(FAST))
+    if not params and get_model(model).family == "neural":
+        params = dict(FAST)
+    config = RunConfig(dataset_id=dataset_id, target="label", model=model, params=params)
     return jobs.submit_run(store, config).id
 
 

@@ -246,6 +246,7 @@ class Store:
         row = RunRow(
             id=new_id(), dataset_id=config["dataset_id"], status=QUEUED, model=model, target=target, task=task,
             config=config, params=params, created_at=utcnow(), cancel_requested=False, epochs_done=0,
+            epochs_planned=int(params.get("epochs", 1)),
             batches_done=0, metrics={}, baseline={}, curves={}, details={},
         )
         with self.session_scope() as s:
