@@ -2,11 +2,18 @@
 
 import streamlit as st
 
+from ui.auth import require_access
+
 st.set_page_config(page_title="Workbench", page_icon="🧪", layout="wide")
+require_access()
 
 navigation = st.navigation(
     [
-        st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("pages/data.py", title="Data", icon=":material/table_chart:"),
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("pages/runs.py", title="Runs & Compare", icon=":material/leaderboard:"),
+        st.Page("pages/predict.py", title="Predict", icon=":material/online_prediction:"),
     ]
 )
 navigation.run()

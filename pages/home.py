@@ -1,4 +1,44 @@
+"""Home: what the workbench does, where it trains, what is in it, and a quick start."""
+
 import streamlit as st
 
+from ui.resources import device_description, get_store, model_defaults
+from ui.tables import runs_frame
+from workbench import datasets
+from workbench.errors import UserError
+
+store = get_store()
+
 st.title("Workbench")
-st.write("Upload a CSV, train models on it, compare them and predict with the best one.")
+st.markdown(
+    "Upload a CSV, pick a model and its settings, and train it without writing code.  \n"
+    "Watch it learn, compare runs side by side, and predict on new rows with the best one."
+)
+
+all_datasets = store.list_datasets()
+n_runs = store.count_runs()
+left, middle, right = st.columns(3)
+left.metric("Trains on", device_description())
+middle.metric("Datasets", len(all_datasets))
+right.metric("Runs", n_runs)
+
+st.subheader("Try a sample dataset")
+samples = datasets.sample_names()
+sample = st.selectbox("Sample", list(samples), format_func=lambda name: f"{name} — {samples[name]}")
+if st.button("Add this sample", type="primary"):
+    try:
+        added = datasets.add_sample(store, sample)
+    except UserError as exc:
+        st.error(str(exc))
+    else:
+        st.session_state["dataset_id"] = added.dataset.id
+        verb = "Added" if added.created else "You already have"
+        st.success(f"{verb} **{added.dataset.name}**. Open **Data** to look at it, or **Train** to fit a model.")
+
+st.subheader("Recent runs")
+if n_runs == 0:
+    st.info("No runs yet. Add a dataset on **Data**, then start a run on **Train**.")
+else:
+    names = {d.id: d.name for d in all_datasets}
+    st.dataframe(runs_frame(store.list_runs(limit=10), names, model_defaults()), hide_index=True, width="stretch")
+    st.caption(f"The 10 most recent of {n_runs:,} runs; all of them are on **Runs & Compare**.")

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from workbench.errors import UserError
 from workbench.models.layers import FeatureTokenizer
 from workbench.models.params import NeuralParams, param
-from workbench.errors import UserError
 
 
 @dataclass

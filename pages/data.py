@@ -1,0 +1,124 @@
+"""Data: upload or pick a dataset, read its profile, delete it."""
+
+import streamlit as st
+
+from ui import charts
+from ui.forms import remembered_selectbox
+from ui.resources import get_store, load_table, max_upload_mb
+from ui.tables import columns_frame
+from workbench import datasets
+from workbench.errors import UserError
+
+store = get_store()
+st.title("Data")
+
+upload_col, sample_col = st.columns([3, 2])
+with upload_col:
+    uploaded = st.file_uploader(
+        "Upload a CSV", key="upload",
+        help="Comma, semicolon, tab or pipe separated; any common encoding. The same file twice is one dataset.",
+    )
+    st.caption(f"Files up to {max_upload_mb()} MB.")
+    # The uploader keeps its file across reruns: ingest each upload once, not on every click.
+    if uploaded is not None and st.session_state.get("ingested_upload") != uploaded.file_id:
+        try:
+            with st.spinner("Reading the file…"):
+                added = datasets.add_dataset(store, uploaded.getvalue(), uploaded.name)
+        except UserError as exc:
+            st.error(str(exc))
+        else:
+            st.session_state["ingested_upload"] = uploaded.file_id
+            st.session_state["dataset_id"] = added.dataset.id
+            st.session_state["upload_message"] = (
+                f"Added **{added.dataset.name}**: {added.dataset.n_rows:,} rows, {added.dataset.n_columns} columns."
+                if added.created else f"This file was uploaded before as **{added.dataset.name}**; showing it."
+            )
+    if uploaded is not None and st.session_state.get("ingested_upload") == uploaded.file_id:
+        st.success(st.session_state.get("upload_message", ""))
+
+with sample_col:
+    samples = datasets.sample_names()
+    sample = st.selectbox("Or add a sample dataset", list(samples),
+                          format_func=lambda name: f"{name} — {samples[name]}")
+    if st.button("Add sample"):
+        try:
+            added = datasets.add_sample(store, sample)
+        except UserError as exc:
+            st.error(str(exc))
+        else:
+            st.session_state["dataset_id"] = added.dataset.id
+
+all_datasets = store.list_datasets()
+if not all_datasets:
+    st.info("No datasets yet. Upload a CSV above, or add a sample to try the workbench.")
+    st.stop()
+
+by_id = {d.id: d for d in all_datasets}
+st.divider()
+dataset_id = remembered_selectbox(
+    "Dataset", list(by_id), "dataset_id",
+    format_func=lambda i: f"{by_id[i].name} ({by_id[i].n_rows:,} rows × {by_id[i].n_columns} columns)",
+)
+dataset = by_id[dataset_id]
+
+with st.expander(f"All datasets ({len(all_datasets)})"):
+    st.dataframe(
+        [{"Name": d.name, "Rows": d.n_rows, "Columns": d.n_columns, "Size (KB)": round(d.size_bytes / 1024, 1),
+          "Added": d.created_at, "Id": d.id} for d in all_datasets],
+        hide_index=True, width="stretch",
+    )
+
+column_names = [c["name"] for c in dataset.profile["columns"]]
+target = st.selectbox(
+    "Column you want to predict (optional)", column_names, index=None, key=f"profile_target_{dataset_id}",
+    placeholder="Pick one to check for class imbalance and columns that give the answer away",
+)
+try:
+    profile = datasets.profile_with_target(store, dataset_id, target)
+except UserError as exc:
+    st.error(str(exc))
+    st.stop()
+
+rows, columns, duplicates = st.columns(3)
+rows.metric("Rows", f"{profile['n_rows']:,}")
+columns.metric("Columns", profile["n_columns"])
+duplicates.metric("Duplicate rows", f"{profile['duplicate_rows']:,}")
+
+for note in dataset.notes:
+    st.info(note)
+if profile["warnings"]:
+    st.markdown("**Things to know before training**")
+    for warning in profile["warnings"]:
+        st.warning(warning["message"])
+else:
+    st.success("No problems found in this table.")
+
+profile_tab, chart_tab, preview_tab = st.tabs(["Columns", "Distribution", "Preview"])
+with profile_tab:
+    st.dataframe(columns_frame(profile), hide_index=True, width="stretch")
+with chart_tab:
+    chosen = st.selectbox("Column", column_names, key=f"histogram_column_{dataset_id}")
+    column = next(c for c in profile["columns"] if c["name"] == chosen)
+    if column.get("histogram"):
+        st.plotly_chart(charts.histogram(column), width="stretch")
+    else:
+        st.info(f"'{chosen}' has no values to draw.")
+with preview_tab:
+    try:
+        st.dataframe(load_table(dataset_id).head(100), width="stretch")
+        st.caption("The first 100 rows.")
+    except UserError as exc:
+        st.error(str(exc))
+
+with st.expander("Delete this dataset"):
+    n_runs = len(store.list_runs(dataset_id=dataset_id))
+    st.write(f"Deleting **{dataset.name}** also deletes its {n_runs} run(s) and their trained models.")
+    confirmed = st.checkbox("Yes, delete it", key=f"confirm_delete_{dataset_id}")
+    if st.button("Delete dataset", disabled=not confirmed, type="primary"):
+        try:
+            datasets.delete_dataset(store, dataset_id)
+        except UserError as exc:
+            st.error(str(exc))
+        else:
+            st.session_state.pop("dataset_id", None)
+            st.rerun()

@@ -1,0 +1,80 @@
+"""Predict: pick a trained run, predict a CSV (download the result) or try one row by hand."""
+
+import pandas as pd
+import streamlit as st
+from workbench.predict import predict_for_run
+
+from ui import charts
+from ui.forms import remembered_selectbox, what_if_inputs
+from ui.resources import get_store, load_table, max_upload_mb
+from ui.tables import format_value, metric_label, run_label
+from workbench.errors import UserError
+from workbench.ingest import ingest_bytes
+from workbench.safe_csv import to_safe_csv
+
+PREVIEW_ROWS = 1_000
+
+store = get_store()
+st.title("Predict")
+
+runs = store.list_runs(statuses=("succeeded",))
+if not runs:
+    st.info("There is no trained model yet. Train one on **Train**; when it has finished it can predict here.")
+    st.stop()
+names = {d.id: d.name for d in store.list_datasets()}
+by_id = {r.id: r for r in runs}
+run_id = remembered_selectbox("Trained run", list(by_id), "predict_run",
+                              format_func=lambda i: run_label(by_id[i], names))
+run = by_id[run_id]
+score = (f" · test {metric_label(run.primary_metric)} {run.primary_value:.4f}"
+         if run.primary_metric and run.primary_value is not None else "")
+st.caption(f"{run.model} predicting **{run.target}** ({run.task}) from {names.get(run.dataset_id, 'a deleted dataset')}"
+           f"{score}")
+
+try:
+    training_table = load_table(run.dataset_id)
+except UserError as exc:
+    st.error(str(exc))
+    st.stop()
+# The columns the model reads: not the target, not the excluded ones, not identifiers (dropped in training).
+identifiers = {c["name"] for c in store.get_dataset(run.dataset_id).schema if c["kind"] == "identifier"}
+features = [c for c in training_table.columns
+            if c != run.target and c not in (run.config.get("exclude") or []) and c not in identifiers]
+
+file_tab, what_if_tab = st.tabs(["Predict a CSV", "What if…"])
+with file_tab:
+    st.write(f"Upload rows with the columns the model was trained on: {', '.join(f'`{c}`' for c in features)}.")
+    uploaded = st.file_uploader("CSV to predict", key="predict_upload", help=f"Files up to {max_upload_mb()} MB.")
+    if uploaded is not None:
+        try:
+            with st.spinner("Predicting…"):
+                result = predict_for_run(store, run.id, ingest_bytes(uploaded.getvalue()).table)
+        except UserError as exc:
+            st.error(str(exc))
+        else:
+            st.success(f"{len(result):,} predictions.")
+            st.dataframe(result.head(PREVIEW_ROWS), width="stretch", hide_index=True)
+            if len(result) > PREVIEW_ROWS:
+                st.caption(f"The first {PREVIEW_ROWS:,} rows; the download has all of them.")
+            st.download_button("Download predictions (CSV)", to_safe_csv(result), type="primary",
+                               file_name=f"predictions-{run.id}.csv", mime="text/csv", key="download_predictions")
+
+with what_if_tab:
+    st.write("Change any value and see what the model predicts for that one row. "
+             "It starts from a typical row: the median of numbers, the most common category.")
+    with st.form(f"what_if.{run.id}"):
+        row = what_if_inputs(training_table, features, key_prefix=f"what_if.{run.id}")
+        submitted = st.form_submit_button("Predict this row", type="primary")
+    if submitted:
+        frame = pd.DataFrame([row]).astype({c: training_table[c].dtype for c in features
+                                            if pd.api.types.is_numeric_dtype(training_table[c])}, errors="ignore")
+        try:
+            prediction = predict_for_run(store, run.id, frame)
+        except UserError as exc:
+            st.error(str(exc))
+        else:
+            st.metric(f"Predicted {run.target}", format_value(prediction["prediction"].iloc[0]))
+            probabilities = {c.removeprefix("proba_"): float(prediction[c].iloc[0])
+                             for c in prediction.columns if c.startswith("proba_")}
+            if probabilities:
+                st.plotly_chart(charts.class_probabilities(probabilities), width="stretch")

@@ -1,0 +1,138 @@
+"""Runs & Compare: every run in a sortable, filterable table; two or more side by side; delete."""
+
+import streamlit as st
+
+from ui import charts
+from ui.resources import get_store, model_defaults
+from ui.tables import metric_label, run_label, runs_frame
+from workbench import compare
+from workbench.errors import UserError
+
+MATRICES_PER_ROW = 3
+
+store = get_store()
+st.title("Runs & Compare")
+
+runs = store.list_runs()
+if not runs:
+    st.info("No runs yet. Start one on **Train**; every run you train is listed here.")
+    st.stop()
+names = {d.id: d.name for d in store.list_datasets()}
+
+status_col, model_col, dataset_col = st.columns(3)
+statuses = status_col.multiselect("Status", sorted({r.status for r in runs}), key="filter.status",
+                                  placeholder="All statuses")
+models = model_col.multiselect("Model", sorted({r.model for r in runs}), key="filter.model",
+                               placeholder="All models")
+dataset_ids = dataset_col.multiselect("Dataset", sorted({r.dataset_id for r in runs}, key=lambda i: names.get(i, i)),
+                                      format_func=lambda i: names.get(i, i), key="filter.dataset",
+                                      placeholder="All datasets")
+shown = [r for r in runs if (not statuses or r.status in statuses) and (not models or r.model in models)
+         and (not dataset_ids or r.dataset_id in dataset_ids)]
+st.dataframe(
+    runs_frame(shown, names, model_defaults()), hide_index=True, width="stretch", height=min(38 + 35 * len(shown), 420),
+    column_config={
+        "Test score": st.column_config.NumberColumn(format="%.4f", help="The main test metric of the run's task"),
+        "Created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+        "Settings": st.column_config.TextColumn(help="Hyperparameters changed from the model's defaults"),
+    },
+)
+st.caption(f"{len(shown):,} of {len(runs):,} runs. Click a column header to sort.")
+
+st.subheader("Compare runs")
+comparable = [r for r in shown if r.is_final]
+label_of = {r.id: run_label(r, names) for r in comparable}
+selected = st.multiselect("Runs to compare", list(label_of), format_func=label_of.get, key="compare",
+                          placeholder="Choose two or more finished runs")
+
+
+def show_comparison(chosen: list) -> None:
+    if not compare.same_test_rows(chosen):
+        st.warning("These runs were tested on different rows (another dataset or other split settings), "
+                   "so their test scores do not compare fairly.")
+    if len({r.task for r in chosen}) > 1:
+        st.warning("These runs solve different tasks; only the metrics they share are comparable.")
+    scores = compare.compare_metrics(chosen)
+    scores_tab, curves_tab, settings_tab, diagnostics_tab = st.tabs(
+        ["Scores", "Learning curves", "Settings", "Diagnostics"])
+    with scores_tab:
+        show_scores(chosen, scores)
+    with curves_tab:
+        curves = compare.learning_curves(chosen)
+        if curves.empty:
+            st.info("These runs have no per-epoch history (classical models train in one step).")
+        else:
+            st.plotly_chart(charts.learning_curves(curves), width="stretch")
+            st.caption("Dotted: training loss; solid: validation. A validation loss that rises while the "
+                       "training loss falls means the model is memorising the training rows (overfitting).")
+    with settings_tab:
+        diff = compare.params_diff(chosen)
+        if diff.empty:
+            st.info("These runs have exactly the same settings.")
+        else:
+            st.markdown("**Settings that differ** (everything else is the same)")
+            st.dataframe(diff, width="stretch")
+            metric = chosen[0].primary_metric
+            if metric:
+                frame = compare.hyperparameter_frame(chosen, metric)
+                st.plotly_chart(charts.parallel_coordinates(frame, metric, compare.higher_is_better(metric)),
+                                width="stretch")
+                st.caption(f"Each line is a run; the last axis and the colour are its test {metric_label(metric)}.")
+    with diagnostics_tab:
+        show_diagnostics(chosen)
+
+
+def show_scores(chosen: list, scores: compare.MetricsComparison) -> None:
+    if scores.table.empty:
+        st.info("None of these runs has test scores (they did not finish training).")
+        return
+    st.dataframe(charts.highlight_best(scores), width="stretch")
+    directions = ", ".join(f"{metric_label(m)} {'↑' if up else '↓'}" for m, up in scores.higher_is_better.items())
+    st.caption(f"Test scores. The best run per metric is in green; the grey row is a model that always predicts "
+               f"the most common class (or the mean) — a useful model beats it clearly. {directions}")
+    metrics = list(scores.table.columns)
+    metric = st.selectbox("Metric for the bar chart", metrics, format_func=metric_label, key="compare.metric")
+    st.plotly_chart(charts.metric_bars(scores.table, metric, scores.baseline_rows), width="stretch")
+
+
+def show_diagnostics(chosen: list) -> None:
+    """Confusion matrices and ROC/PR curves for classifiers; predicted-vs-actual and residuals for regressors."""
+    figures = []
+    matrices = compare.confusion_matrices(chosen)
+    for start in range(0, len(matrices), MATRICES_PER_ROW):
+        figures.append(charts.confusion_matrices(matrices[start:start + MATRICES_PER_ROW]))
+    roc, pr = compare.roc_curves(chosen), compare.pr_curves(chosen)
+    if not roc.empty:
+        figures.append(charts.overlaid_curves(roc, "fpr", "tpr", "ROC curves (test)", diagonal=True))
+    if not pr.empty:
+        figures.append(charts.overlaid_curves(pr, "recall", "precision", "Precision-recall curves (test)",
+                                              diagonal=False))
+    points = compare.regression_points(chosen)
+    if not points.empty:
+        figures += [charts.predicted_vs_actual(points), charts.residuals(points)]
+    if not figures:
+        st.info("These runs have no test predictions to draw.")
+    for figure in figures:
+        st.plotly_chart(figure, width="stretch")
+
+
+if len(selected) >= 2:
+    show_comparison(store.get_runs(selected))  # history and curves only for the chosen runs
+elif comparable:
+    st.info("Choose at least two runs to see their scores, learning curves and settings side by side.")
+
+with st.expander("Delete runs"):
+    finished = {r.id: label_of.get(r.id) or run_label(r, names) for r in shown if r.is_final}
+    to_delete = st.multiselect("Runs to delete", list(finished), format_func=finished.get, key="delete.runs",
+                               help="Queued or running runs must be cancelled on Train first.")
+    confirmed = st.checkbox(f"Yes, delete {len(to_delete)} run(s) and their trained models", key="delete.confirm")
+    if st.button("Delete runs", disabled=not (to_delete and confirmed)):
+        try:
+            for run_id in to_delete:
+                compare.delete_run(store, run_id)
+        except UserError as exc:
+            st.error(str(exc))
+        else:
+            for key in ("delete.runs", "delete.confirm", "compare"):
+                st.session_state.pop(key, None)
+            st.rerun()

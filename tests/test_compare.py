@@ -1,0 +1,114 @@
+"""Comparison logic: best per metric by direction, the baseline row, the settings diff, same test rows."""
+
+from __future__ import annotations
+
+import pytest
+
+from workbench import compare, datasets
+from workbench.errors import UserError
+from workbench.runconfig import RunConfig
+from workbench.store import EpochMetrics, Store
+
+CSV = b"x1,x2,label\n" + b"".join(f"{i},{i % 7},{'yes' if i % 3 else 'no'}\n".encode() for i in range(60))
+
+
+def finished_run(store: Store, dataset_id: str, model: str = "mlp", params: dict | None = None,
+                 test: dict | None = None, fingerprint: str = "fp-a", epochs: int = 3, split_seed: int = 0,
+                 task: str = "binary"):
+    """A run written straight to the store as a worker would leave it (no training needed)."""
+    config = RunConfig(dataset_id=dataset_id, target="label", model=model, params=params or {})
+    config.split.seed = split_seed
+    run = store.create_run(config.to_dict(), model=model, target="label", task=task, params=params or {})
+    for epoch in range(1, epochs + 1):
+        store.record_epoch(run.id, EpochMetrics(epoch, 1.0 / epoch, 1.2 / epoch, 0.5 + epoch / 10, 0.01, 0.1))
+    test = test if test is not None else {"accuracy": 0.8, "log_loss": 0.4}
+    store.finish_run(run.id, "succeeded", primary_metric=next(iter(test), None),
+                     primary_value=next(iter(test.values()), None), split_fingerprint=fingerprint,
+                     metrics={"val": test, "test": test}, baseline={"test": {"accuracy": 0.6, "log_loss": 0.67}},
+                     duration_s=1.5)
+    return store.get_run(run.id)
+
+
+@pytest.fixture
+def dataset_id(store):
+    return datasets.add_dataset(store, CSV, "small.csv").dataset.id
+
+
+def test_best_per_metric_respects_direction(store, dataset_id):
+    a = finished_run(store, dataset_id, params={"lr": 0.1}, test={"accuracy": 0.9, "log_loss": 0.5})
+    b = finished_run(store, dataset_id, params={"lr": 0.01}, test={"accuracy": 0.8, "log_loss": 0.3})
+    names = compare.run_names([a, b])
+    result = compare.compare_metrics([a, b])
+    assert result.best == {"accuracy": [names[a.id]], "log_loss": [names[b.id]]}
+    assert result.higher_is_better == {"accuracy": True, "log_loss": False}
+    assert list(result.table.columns) == ["accuracy", "log_loss"]
+
+
+def test_baseline_row_is_added_once_per_test_set_and_never_best(store, dataset_id):
+    a = finished_run(store, dataset_id, test={"accuracy": 0.5, "log_loss": 0.9})
+    b = finished_run(store, dataset_id, test={"accuracy": 0.55, "log_loss": 0.8})
+    result = compare.compare_metrics([a, b])
+    assert result.baseline_rows == ["Baseline (majority class)"]
+    assert result.table.loc["Baseline (majority class)", "accuracy"] == 0.6
+    assert "Baseline (majority class)" not in result.best["accuracy"]
+
+
+def test_ties_are_all_marked_best(store, dataset_id):
+    a = finished_run(store, dataset_id, test={"accuracy": 0.9})
+    b = finished_run(store, dataset_id, test={"accuracy": 0.9})
+    assert len(compare.compare_metrics([a, b]).best["accuracy"]) == 2
+
+
+def test_params_diff_shows_only_what_differs(store, dataset_id):
+    a = finished_run(store, dataset_id, params={"lr": 0.1, "epochs": 5, "hidden": [256, 256]})
+    b = finished_run(store, dataset_id, params={"lr": 0.01, "epochs": 5, "hidden": [128]})
+    diff = compare.params_diff([a, b])
+    assert list(diff.index) == ["lr", "hidden"]
+    assert diff.loc["hidden"].tolist() == ["256,256", "128"]
+
+
+def test_params_diff_names_a_setting_only_one_run_has(store, dataset_id):
+    a = finished_run(store, dataset_id, model="mlp", params={"dropout": 0.1})
+    b = finished_run(store, dataset_id, model="random_forest", params={"n_estimators": 100})
+    diff = compare.params_diff([a, b])
+    assert set(diff.index) == {"model", "dropout", "n_estimators"}
+    assert diff.loc["n_estimators"].tolist() == [compare.MISSING, "100"]
+
+
+def test_same_test_rows(store, dataset_id):
+    a = finished_run(store, dataset_id, fingerprint="fp-a")
+    b = finished_run(store, dataset_id, fingerprint="fp-a")
+    c = finished_run(store, dataset_id, fingerprint="fp-b", split_seed=1)
+    assert compare.same_test_rows([a, b])
+    assert not compare.same_test_rows([a, c])
+    result = compare.compare_metrics([a, c])
+    assert len(result.baseline_rows) == 2  # one per test set, each named by it
+
+
+def test_hyperparameter_frame_keeps_numbers_numeric(store, dataset_id):
+    a = finished_run(store, dataset_id, params={"lr": 0.1, "activation": "relu"}, test={"accuracy": 0.7})
+    b = finished_run(store, dataset_id, params={"lr": 0.01, "activation": "gelu"}, test={"accuracy": 0.8})
+    frame = compare.hyperparameter_frame([a, b], "accuracy")
+    assert frame["lr"].tolist() == [0.1, 0.01]
+    assert frame["activation"].tolist() == ["relu", "gelu"]
+    assert frame["accuracy"].tolist() == [0.7, 0.8]
+
+
+def test_learning_curves_long_form(store, dataset_id):
+    a = finished_run(store, dataset_id, epochs=4)
+    curves = compare.learning_curves([a])
+    assert len(curves) == 12
+    assert set(curves["series"]) == {"training loss", "validation loss", "validation metric"}
+
+
+def test_delete_run_refuses_a_running_run(store, dataset_id, home):
+    run = store.create_run(RunConfig(dataset_id=dataset_id, target="label", model="mlp").to_dict(),
+                           model="mlp", target="label", task="binary", params={})
+    with pytest.raises(UserError, match="cancel it"):
+        compare.delete_run(store, run.id)
+    done = finished_run(store, dataset_id)
+    (home / "runs" / done.id).mkdir(parents=True)
+    compare.delete_run(store, done.id)
+    assert not (home / "runs" / done.id).exists()
+    with pytest.raises(UserError):
+        store.get_run(done.id)

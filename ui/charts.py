@@ -1,0 +1,189 @@
+"""Plotly figures built from engine results. Streamlit-free, so they can be checked in tests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+from pandas.io.formats.style import Styler
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+from ui.tables import metric_label
+from workbench.compare import MetricsComparison
+from workbench.store import EpochMetrics
+
+PALETTE = qualitative.Plotly
+BEST_STYLE = "background-color: #dcfce7; font-weight: 600"
+BASELINE_STYLE = "color: #6b7280; font-style: italic"
+LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "legend": {"orientation": "h", "y": -0.2}}
+
+
+def histogram(column: Mapping[str, Any]) -> go.Figure:
+    """A profile column's histogram: numeric/datetime bins by edges, categories by label."""
+    hist = column["histogram"]
+    if "edges" in hist:
+        edges = hist["edges"]
+        if isinstance(edges[0], str):  # datetime bins: labelled by their start
+            fig = go.Figure(go.Bar(x=edges[:-1], y=hist["counts"], marker_color="#2563eb"))
+        else:
+            centres = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:], strict=True)]
+            widths = [b - a for a, b in zip(edges[:-1], edges[1:], strict=True)]
+            fig = go.Figure(go.Bar(x=centres, y=hist["counts"], width=widths, marker_color="#2563eb"))
+    else:
+        fig = go.Figure(go.Bar(x=hist["labels"], y=hist["counts"], marker_color="#2563eb"))
+        fig.update_xaxes(type="category")
+        if column.get("distinct", 0) > len(hist["labels"]):
+            fig.update_layout(title=f"{column['name']}: the {len(hist['labels'])} most common of "
+                                    f"{column['distinct']:,} values")
+    fig.update_layout(**LAYOUT, xaxis_title=column["name"], yaxis_title="rows", bargap=0.05)
+    if not fig.layout.title.text:
+        fig.update_layout(title=column["name"])
+    return fig
+
+
+def learning_curves(curves: pd.DataFrame, metric_name: str | None = None) -> go.Figure:
+    """Losses (left) and the validation metric (right) per epoch, one colour per run, overlaid."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", f"Validation {metric_name or 'metric'}"))
+    dashes = {"training loss": "dot", "validation loss": "solid", "validation metric": "solid"}
+    for i, (run, frame) in enumerate(curves.groupby("run", sort=False)):
+        colour = PALETTE[i % len(PALETTE)]
+        for series, part in frame.groupby("series", sort=False):
+            fig.add_trace(
+                go.Scatter(x=part["epoch"], y=part["value"], mode="lines+markers" if len(part) < 30 else "lines",
+                           name=f"{run} · {series}", legendgroup=run, line={"color": colour, "dash": dashes[series]}),
+                row=1, col=2 if series == "validation metric" else 1,
+            )
+    fig.update_xaxes(title_text="epoch")
+    fig.update_layout(**LAYOUT, height=460)
+    fig.update_layout(legend={"y": -0.3})
+    return fig
+
+
+def metric_bars(table: pd.DataFrame, metric: str, baseline_rows: list[str]) -> go.Figure:
+    """One bar per run for a test metric; baselines in grey."""
+    values = table[metric].dropna()
+    colours = ["#9ca3af" if label in baseline_rows else PALETTE[i % len(PALETTE)]
+               for i, label in enumerate(values.index)]
+    fig = go.Figure(go.Bar(x=list(values.index), y=values.to_numpy(), marker_color=colours,
+                           text=[f"{v:.4f}" for v in values], textposition="outside"))
+    fig.update_layout(**LAYOUT, title=f"Test {metric_label(metric)}", yaxis_title=metric_label(metric), height=380)
+    return fig
+
+
+def parallel_coordinates(frame: pd.DataFrame, metric: str, higher_is_better: bool) -> go.Figure:
+    """Hyperparameters (one axis each) against the test metric (the last axis and the colour)."""
+    dimensions = []
+    for name in frame.columns:
+        column = frame[name]
+        if pd.api.types.is_numeric_dtype(column):
+            dimensions.append({"label": name, "values": column.to_numpy()})
+        else:  # text settings become evenly spaced positions with their labels as ticks
+            labels = sorted(column.unique())
+            codes = {label: i for i, label in enumerate(labels)}
+            dimensions.append({"label": name, "values": column.map(codes).to_numpy(),
+                               "tickvals": list(range(len(labels))), "ticktext": labels})
+    scale = "Viridis" if higher_is_better else "Viridis_r"
+    fig = go.Figure(go.Parcoords(line={"color": frame[metric].to_numpy(), "colorscale": scale, "showscale": True},
+                                 dimensions=dimensions))
+    fig.update_layout(margin={"l": 60, "r": 60, "t": 60, "b": 20}, height=420)
+    return fig
+
+
+def live_curves(epochs: Sequence[EpochMetrics], metric_name: str = "metric") -> go.Figure:
+    """One run's training and validation loss, and its validation metric, as the epochs come in."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", f"Validation {metric_name}"))
+    x = [e.epoch for e in epochs]
+    for name, values, col, colour in (
+        ("training loss", [e.train_loss for e in epochs], 1, PALETTE[0]),
+        ("validation loss", [e.val_loss for e in epochs], 1, PALETTE[1]),
+        (f"validation {metric_name}", [e.val_metric for e in epochs], 2, PALETTE[2]),
+    ):
+        if any(v is not None for v in values):
+            fig.add_trace(go.Scatter(x=x, y=values, name=name, mode="lines+markers", line={"color": colour}),
+                          row=1, col=col)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_layout(**LAYOUT, height=320)
+    fig.update_layout(legend={"y": -0.35})
+    return fig
+
+
+def highlight_best(scores: MetricsComparison) -> Styler:
+    """The metrics table with the best run per metric in green and baseline rows in grey."""
+    def style_column(column: pd.Series) -> list[str]:
+        best = set(scores.best.get(column.name, []))
+        return [BEST_STYLE if label in best else BASELINE_STYLE if label in scores.baseline_rows else ""
+                for label in column.index]
+
+    return (scores.table.style.apply(style_column).format("{:.4f}", na_rep="—")
+            .relabel_index([metric_label(m) for m in scores.table.columns], axis="columns"))
+
+
+def class_probabilities(probabilities: Mapping[str, float]) -> go.Figure:
+    """How sure the model is about each class for one row."""
+    labels = sorted(probabilities, key=probabilities.get, reverse=True)
+    fig = go.Figure(go.Bar(x=[probabilities[k] for k in labels], y=labels, orientation="h", marker_color=PALETTE[0],
+                           text=[f"{probabilities[k]:.1%}" for k in labels], textposition="auto"))
+    fig.update_layout(**LAYOUT, title="Probability of each class", xaxis={"range": [0, 1], "tickformat": ".0%"},
+                      yaxis={"autorange": "reversed", "type": "category"}, height=120 + 30 * len(labels))
+    return fig
+
+
+def confusion_matrices(matrices: Sequence[tuple[str, list[str], list[list[int]]]]) -> go.Figure:
+    """Confusion matrices side by side, as shares of each actual class so runs compare at a glance."""
+    fig = make_subplots(rows=1, cols=len(matrices), subplot_titles=[name for name, _, _ in matrices],
+                        horizontal_spacing=0.08)
+    for i, (_, labels, counts) in enumerate(matrices, start=1):
+        totals = [max(sum(row), 1) for row in counts]
+        shares = [[c / total for c in row] for row, total in zip(counts, totals, strict=True)]
+        text = [[f"{c:,}<br>{s:.0%}" for c, s in zip(row, srow, strict=True)] for row, srow in zip(counts, shares, strict=True)]
+        fig.add_trace(go.Heatmap(z=shares, x=labels, y=labels, text=text, texttemplate="%{text}", zmin=0, zmax=1,
+                                 colorscale="Blues", showscale=False,
+                                 hovertemplate="actual %{y}<br>predicted %{x}<br>%{text}<extra></extra>"),
+                      row=1, col=i)
+        # Category axes: class labels like 0/1 must not become a numeric scale.
+        fig.update_xaxes(title_text="predicted", type="category", row=1, col=i)
+        fig.update_yaxes(title_text="actual" if i == 1 else None, type="category", autorange="reversed", row=1, col=i)
+    fig.update_layout(**LAYOUT, height=360 + 12 * max(len(m[1]) for m in matrices), title="Confusion matrices (test)")
+    return fig
+
+
+def overlaid_curves(points: pd.DataFrame, x: str, y: str, title: str, diagonal: bool) -> go.Figure:
+    """ROC (with the chance diagonal) or precision-recall curves, one line per run."""
+    fig = go.Figure()
+    for i, (run, part) in enumerate(points.groupby("run", sort=False)):
+        fig.add_trace(go.Scatter(x=part[x], y=part[y], mode="lines", name=run,
+                                 line={"color": PALETTE[i % len(PALETTE)]}))
+    if diagonal:
+        fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance",
+                                 line={"color": "#9ca3af", "dash": "dash"}))
+    labels = {"fpr": "false positive rate", "tpr": "true positive rate"}
+    fig.update_layout(**LAYOUT, title=title, xaxis_title=labels.get(x, x), yaxis_title=labels.get(y, y),
+                      xaxis={"range": [0, 1]}, yaxis={"range": [0, 1.02]}, height=420)
+    return fig
+
+
+def predicted_vs_actual(points: pd.DataFrame) -> go.Figure:
+    fig = go.Figure()
+    for i, (run, part) in enumerate(points.groupby("run", sort=False)):
+        fig.add_trace(go.Scattergl(x=part["actual"], y=part["predicted"], mode="markers", name=run, opacity=0.6,
+                                   marker={"color": PALETTE[i % len(PALETTE)], "size": 5}))
+    low, high = points[["actual", "predicted"]].min().min(), points[["actual", "predicted"]].max().max()
+    fig.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", name="perfect",
+                             line={"color": "#9ca3af", "dash": "dash"}))
+    fig.update_layout(**LAYOUT, title="Predicted vs actual (test)", xaxis_title="actual", yaxis_title="predicted",
+                      height=420)
+    return fig
+
+
+def residuals(points: pd.DataFrame) -> go.Figure:
+    fig = go.Figure()
+    for i, (run, part) in enumerate(points.groupby("run", sort=False)):
+        fig.add_trace(go.Scattergl(x=part["predicted"], y=part["residual"], mode="markers", name=run, opacity=0.6,
+                                   marker={"color": PALETTE[i % len(PALETTE)], "size": 5}))
+    fig.add_hline(y=0, line={"color": "#9ca3af", "dash": "dash"})
+    fig.update_layout(**LAYOUT, title="Residuals (actual − predicted, test)", xaxis_title="predicted",
+                      yaxis_title="residual", height=420)
+    return fig

@@ -1,0 +1,129 @@
+"""Widgets rendered from a hyperparameter schema, and the one-row "what if" form."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+from pandas.api import types as ptypes
+
+COLUMNS_PER_ROW = 3
+
+
+def param_widgets(params: Sequence[Mapping[str, Any]], key_prefix: str) -> dict[str, Any]:
+    """One widget per hyperparameter, laid out in a grid; returns {name: value} as the engine expects.
+
+    Schema entries: {name, type, default, help, min?, max?, choices?}; type is int, float, bool, choice,
+    or a list type (ints shown as '256,256').
+    """
+    values: dict[str, Any] = {}
+    grid = st.columns(COLUMNS_PER_ROW)
+    for i, spec in enumerate(params):
+        with grid[i % COLUMNS_PER_ROW]:
+            values[spec["name"]] = _param_widget(spec, f"{key_prefix}.{spec['name']}")
+    return values
+
+
+def _param_widget(spec: Mapping[str, Any], key: str) -> Any:
+    label, default, help_text = spec.get("label") or spec["name"].replace("_", " "), spec.get("default"), spec.get("help")
+    kind = spec.get("type")
+    if spec.get("choices"):
+        choices = list(spec["choices"])
+        index = choices.index(default) if default in choices else (None if default is None else 0)
+        return st.selectbox(label, choices, index=index, key=key, help=help_text, format_func=_choice_label)
+    if kind == "bool":
+        return st.checkbox(label, value=bool(default), key=key, help=help_text)
+    if kind == "int":
+        return st.number_input(label, value=None if default is None else int(default), min_value=_int(spec.get("min")),
+                               max_value=_int(spec.get("max")), step=1, key=key, help=help_text)
+    if kind == "float":
+        return st.number_input(label, value=None if default is None else float(default),
+                               min_value=_float(spec.get("min")), max_value=_float(spec.get("max")),
+                               format=_float_format(default), key=key, help=help_text)
+    if kind and "list" in kind:
+        text = st.text_input(label, value=",".join(str(v) for v in default or []), key=key,
+                             help=f"{help_text or ''} Comma-separated, e.g. 256,256.".strip())
+        return parse_list(text)
+    return st.text_input(label, value="" if default is None else str(default), key=key, help=help_text)
+
+
+def parse_list(text: str) -> list[int | float | str]:
+    """'256, 256' -> [256, 256]; the engine validates the values and names what is wrong."""
+    items = [part.strip() for part in text.split(",") if part.strip()]
+    return [_parse_scalar(item) for item in items]
+
+
+def _parse_scalar(text: str) -> int | float | str:
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _choice_label(value: Any) -> str:
+    return "none" if value is None else str(value)
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _float_format(default: Any) -> str:
+    # Small defaults (a learning rate of 0.0003) need more than the two decimals Streamlit shows.
+    return "%.6g" if isinstance(default, float) and 0 < abs(default) < 0.01 else "%.4f"
+
+
+def typical_values(table: pd.DataFrame, columns: Sequence[str]) -> dict[str, Any]:
+    """The median of numeric columns and the most frequent value of the others: a believable row."""
+    row: dict[str, Any] = {}
+    for name in columns:
+        present = table[name].dropna()
+        if present.empty:
+            row[name] = None
+        elif ptypes.is_bool_dtype(present):
+            row[name] = bool(present.mode().iloc[0])
+        elif ptypes.is_numeric_dtype(present):
+            median = float(present.median())
+            row[name] = int(round(median)) if ptypes.is_integer_dtype(present) else median
+        else:
+            row[name] = present.mode().iloc[0]
+    return row
+
+
+def what_if_inputs(table: pd.DataFrame, columns: Sequence[str], key_prefix: str) -> dict[str, Any]:
+    """One widget per training column, prefilled with a typical value; returns the row as a dict."""
+    typical = typical_values(table, columns)
+    row: dict[str, Any] = {}
+    grid = st.columns(COLUMNS_PER_ROW)
+    for i, name in enumerate(columns):
+        series, key = table[name], f"{key_prefix}.{name}"
+        with grid[i % COLUMNS_PER_ROW]:
+            if ptypes.is_bool_dtype(series):
+                row[name] = st.checkbox(name, value=bool(typical[name]), key=key)
+            elif ptypes.is_numeric_dtype(series):
+                is_int = ptypes.is_integer_dtype(series)
+                row[name] = st.number_input(name, value=typical[name], step=1 if is_int else None, key=key,
+                                            format=None if is_int else "%.4g")
+            elif ptypes.is_datetime64_any_dtype(series):
+                row[name] = st.text_input(name, value=str(typical[name] or ""), key=key)
+            else:
+                options = series.dropna().astype(str).value_counts().index[:200].tolist()
+                row[name] = st.selectbox(name, options, index=0 if options else None, key=key,
+                                         accept_new_options=True)
+    return row
+
+
+def remembered_selectbox(label: str, options: Sequence[Any], memory_key: str, **kwargs: Any) -> Any:
+    """A selectbox whose choice survives page switches (widget state does not; plain session state does)."""
+    current = st.session_state.get(memory_key)
+    choice = st.selectbox(label, options, index=options.index(current) if current in options else 0, **kwargs)
+    st.session_state[memory_key] = choice
+    return choice

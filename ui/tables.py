@@ -1,0 +1,122 @@
+"""Runs and profiles as display tables (plain-language column names). Streamlit-free but UI-specific."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from workbench.samples import SAMPLES
+from workbench.store import Dataset, Run
+
+# Material icons (shipped with Streamlit, so they render without an emoji font) for markdown.
+STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/directions_run:",
+                "succeeded": ":material/check_circle:", "failed": ":material/error:", "diverged": ":material/trending_up:",
+                "cancelled": ":material/cancel:", "interrupted": ":material/warning:"}
+SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return ",".join(format_value(v) for v in value)
+    return str(value)
+
+
+def settings_summary(params: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> str:
+    """The hyperparameters that differ from the model's defaults, e.g. 'epochs=5, lr=0.01'."""
+    defaults = defaults or {}
+    changed = {k: v for k, v in params.items() if k not in defaults or defaults[k] != v}
+    if defaults and not changed:
+        return "defaults"
+    return ", ".join(f"{k}={format_value(v)}" for k, v in changed.items())
+
+
+def run_label(run: Run, dataset_names: Mapping[str, str] | None = None) -> str:
+    """How a run is named in pickers: id, model, dataset and its main test score."""
+    parts = [run.id, run.model]
+    if dataset_names and run.dataset_id in dataset_names:
+        parts.append(dataset_names[run.dataset_id])
+    if run.primary_metric and run.primary_value is not None:
+        parts.append(f"{metric_label(run.primary_metric)} {run.primary_value:.4f}")
+    elif run.status != "succeeded":
+        parts.append(run.status)
+    return " · ".join(parts)
+
+
+def metric_label(name: str) -> str:
+    """'roc_auc' -> 'ROC AUC', 'balanced_accuracy' -> 'balanced accuracy'."""
+    upper = {"auc", "roc", "pr", "rmse", "mae", "mse", "r2", "f1", "mape"}
+    words = [w.upper() if w in upper else w for w in name.split("_")]
+    return " ".join(words).replace("R2", "R²")
+
+
+def runs_frame(runs: Sequence[Run], dataset_names: Mapping[str, str],
+               defaults: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
+    """One row per run, sortable: numbers stay numbers."""
+    defaults = defaults or {}
+    return pd.DataFrame(
+        {
+            "Run": [r.id for r in runs],
+            "Status": [r.status for r in runs],
+            "Dataset": [dataset_names.get(r.dataset_id, r.dataset_id) for r in runs],
+            "Target": [r.target for r in runs],
+            "Model": [r.model for r in runs],
+            "Settings": [settings_summary(r.params, defaults.get(r.model)) for r in runs],
+            "Test metric": [metric_label(r.primary_metric) if r.primary_metric else "" for r in runs],
+            "Test score": [r.primary_value for r in runs],
+            "Duration (s)": [None if r.duration_s is None else round(r.duration_s, 1) for r in runs],
+            "Created": [r.created_at for r in runs],
+        }
+    )
+
+
+def columns_frame(profile: Mapping[str, Any]) -> pd.DataFrame:
+    """The profile's columns: kind, missing, distinct and the main statistics."""
+    rows = []
+    for col in profile["columns"]:
+        stats = col.get("stats") or {}
+        top = col.get("top") or []
+        rows.append({
+            "Column": col["name"],
+            "Kind": col["kind"],
+            "Missing": col["missing"],
+            "Missing %": round(100 * col["missing_share"], 1),
+            "Distinct": col["distinct"],
+            "Min": _short(stats.get("min")),
+            "Median": _short(stats.get("median")),
+            "Mean": _short(stats.get("mean")),
+            "Max": _short(stats.get("max")),
+            "Most common": f"{top[0][0]} ({top[0][1]:,})" if top else "",
+        })
+    return pd.DataFrame(rows)
+
+
+def _short(value: Any) -> str:
+    if value is None:
+        return ""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def likely_target(dataset: Dataset) -> str:
+    """A sample's own target, else the last column: where most CSVs keep the outcome."""
+    columns = [c["name"] for c in dataset.schema]
+    for sample in SAMPLES.values():
+        if dataset.name == f"{sample.name} (sample)" and sample.target in columns:
+            return sample.target
+    return columns[-1]

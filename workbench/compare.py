@@ -1,0 +1,223 @@
+"""Comparing runs: metrics side by side with the best marked, the trivial baseline, what settings differ,
+whether the runs were scored on the same test rows, and the data behind the comparison charts.
+
+Pure functions over `Run` dataclasses; the pages draw what these return.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from workbench.errors import UserError
+from workbench.store import Run, Store
+
+# Metrics where a smaller number is better; every other metric is better when larger.
+LOWER_IS_BETTER = {"log_loss", "loss", "rmse", "mse", "mae", "mape", "brier", "brier_score", "max_error",
+                   "median_absolute_error", "mean_absolute_error", "mean_squared_error"}
+MISSING = "—"
+# Where a finished run keeps its test-set curves (written by workbench.metrics).
+CONFUSION, ROC, PR = "confusion_matrix", "roc", "pr"
+
+
+def higher_is_better(metric: str) -> bool:
+    name = metric.lower()
+    return not (name in LOWER_IS_BETTER or name.endswith(("_loss", "_error")))
+
+
+def run_names(runs: Sequence[Run]) -> dict[str, str]:
+    """Short names for charts and tables: 'mlp · 3f2a1b'; the full id only when the short one clashes."""
+    short = {r.id: f"{r.model} · {r.id[:6]}" for r in runs}
+    if len(set(short.values())) < len(short):
+        return {r.id: f"{r.model} · {r.id}" for r in runs}
+    return short
+
+
+@dataclass
+class MetricsComparison:
+    table: pd.DataFrame  # one row per run, then baseline rows; one column per metric
+    best: dict[str, list[str]]  # metric -> the row labels of the best run(s); baselines never count
+    higher_is_better: dict[str, bool]
+    baseline_rows: list[str]
+
+
+def compare_metrics(runs: Sequence[Run], split: str = "test") -> MetricsComparison:
+    """Metrics of `split` side by side, the best run per metric (respecting its direction), and the
+    trivial baseline (majority class or mean) once per distinct test set."""
+    names = run_names(runs)
+    metrics: list[str] = []
+    for run in runs:  # the primary metric first, then the rest in the order the engine wrote them
+        for name in [run.primary_metric, *run.metrics.get(split, {})]:
+            if name and name not in metrics and _is_number(run.metrics.get(split, {}).get(name)):
+                metrics.append(name)
+    rows = {names[r.id]: {m: _number(r.metrics.get(split, {}).get(m)) for m in metrics} for r in runs}
+    best: dict[str, list[str]] = {}
+    for metric in metrics:
+        scored = {label: values[metric] for label, values in rows.items() if values[metric] is not None}
+        if scored:
+            target = max(scored.values()) if higher_is_better(metric) else min(scored.values())
+            best[metric] = [label for label, value in scored.items() if math.isclose(value, target, rel_tol=1e-12)]
+    baseline_rows = []
+    if split == "test":
+        for label, values in _baselines(runs, metrics).items():
+            rows[label] = values
+            baseline_rows.append(label)
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=metrics)
+    return MetricsComparison(table, best, {m: higher_is_better(m) for m in metrics}, baseline_rows)
+
+
+def _baselines(runs: Sequence[Run], metrics: list[str]) -> dict[str, dict[str, float | None]]:
+    groups = groups_by_test_rows(runs)
+    out = {}
+    for fingerprint, members in groups.items():
+        run = next(r for r in runs if r.id == members[0])
+        values = run.baseline.get("test", {})
+        if not values:
+            continue
+        kind = "mean" if run.task == "regression" else "majority class"
+        label = f"Baseline ({kind})"
+        if len(groups) > 1:
+            label += f" · test set {fingerprint[:6]}"
+        out[label] = {m: _number(values.get(m)) for m in metrics}
+    return out
+
+
+def groups_by_test_rows(runs: Iterable[Run]) -> dict[str, list[str]]:
+    """Run ids grouped by the test rows they were scored on (runs never scored are left out)."""
+    groups: dict[str, list[str]] = {}
+    for run in runs:
+        if run.split_fingerprint:
+            groups.setdefault(run.split_fingerprint, []).append(run.id)
+    return groups
+
+
+def same_test_rows(runs: Sequence[Run]) -> bool:
+    """True when every scored run was scored on the same test rows, so their metrics compare fairly."""
+    return len(groups_by_test_rows(runs)) <= 1
+
+
+def flat_settings(run: Run) -> dict[str, Any]:
+    """Everything that defines a run, one level deep: 'model', 'split.seed', 'learning_rate', ..."""
+    config = run.config or {}
+    flat: dict[str, Any] = {"model": run.model, "dataset": run.dataset_id, "target": run.target, "task": run.task,
+                            "excluded columns": sorted(config.get("exclude") or [])}
+    for group in ("split", "prep"):
+        for key, value in (config.get(group) or {}).items():
+            flat[f"{group}.{key}"] = value
+    for key, value in (run.params or config.get("params") or {}).items():
+        flat[key] = value
+    return flat
+
+
+def params_diff(runs: Sequence[Run]) -> pd.DataFrame:
+    """Only the settings that differ between the runs: one row per setting, one column per run."""
+    names = run_names(runs)
+    settings = [flat_settings(r) for r in runs]
+    keys: list[str] = []
+    for flat in settings:
+        keys += [k for k in flat if k not in keys]
+    differing = [k for k in keys if len({_display(flat.get(k, MISSING)) for flat in settings}) > 1]
+    return pd.DataFrame(
+        {names[r.id]: [_display(flat.get(k, MISSING)) for k in differing] for r, flat in zip(runs, settings, strict=True)},
+        index=pd.Index(differing, name="setting"),
+    )
+
+
+def hyperparameter_frame(runs: Sequence[Run], metric: str) -> pd.DataFrame:
+    """One row per run: the settings that vary (numbers as numbers, the rest as text) and the test metric.
+
+    The data for a parallel-coordinates chart of hyperparameters against the metric.
+    """
+    names = run_names(runs)
+    settings = [flat_settings(r) for r in runs]
+    diff = params_diff(runs)
+    frame = pd.DataFrame(index=[names[r.id] for r in runs])
+    for key in diff.index:
+        values = [flat.get(key) for flat in settings]
+        if all(_is_number(v) for v in values):
+            frame[key] = [float(v) for v in values]
+        else:
+            frame[key] = [_display(v) for v in values]
+    frame[metric] = [_number(r.metrics.get("test", {}).get(metric)) for r in runs]
+    return frame
+
+
+def learning_curves(runs: Sequence[Run]) -> pd.DataFrame:
+    """Per-epoch history of every run in long form: run, epoch, series, value."""
+    names = run_names(runs)
+    series = {"train_loss": "training loss", "val_loss": "validation loss", "val_metric": "validation metric"}
+    rows = [
+        {"run": names[run.id], "epoch": e.epoch, "series": label, "value": getattr(e, attr)}
+        for run in runs for e in run.epochs for attr, label in series.items()
+        if _is_number(getattr(e, attr))
+    ]
+    return pd.DataFrame(rows, columns=["run", "epoch", "series", "value"])
+
+
+def confusion_matrices(runs: Sequence[Run]) -> list[tuple[str, list[str], list[list[int]]]]:
+    """(run name, class labels, counts with actual classes as rows) for each run that has one."""
+    names = run_names(runs)
+    return [(names[run.id], [str(label) for label in run.curves["labels"]], run.curves[CONFUSION])
+            for run in runs if run.curves.get(CONFUSION) and run.curves.get("labels")]
+
+
+def roc_curves(runs: Sequence[Run]) -> pd.DataFrame:
+    """False/true positive rates per run (per class, one-vs-rest, for multiclass), long form."""
+    return _class_curves(runs, ROC, "fpr", "tpr")
+
+
+def pr_curves(runs: Sequence[Run]) -> pd.DataFrame:
+    """Recall/precision per run (per class, one-vs-rest, for multiclass), long form."""
+    return _class_curves(runs, PR, "recall", "precision")
+
+
+def regression_points(runs: Sequence[Run]) -> pd.DataFrame:
+    """Actual and predicted test values per run, with the residual (actual - predicted)."""
+    names = run_names(runs)
+    parts = [pd.DataFrame({"run": names[run.id], "actual": run.curves["actual"], "predicted": run.curves["predicted"]})
+             for run in runs if run.curves.get("actual")]
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["run", "actual", "predicted"])
+    frame["residual"] = frame["actual"] - frame["predicted"]
+    return frame
+
+
+def _class_curves(runs: Sequence[Run], key: str, x: str, y: str) -> pd.DataFrame:
+    names = run_names(runs)
+    parts = []
+    for run in runs:
+        curves = run.curves.get(key) or []
+        for curve in curves:
+            label = names[run.id] if len(curves) == 1 else f"{names[run.id]} · {curve['label']}"
+            parts.append(pd.DataFrame({"run": label, x: curve[x], y: curve[y]}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["run", x, y])
+
+
+def delete_run(store: Store, run_id: str) -> None:
+    """Delete a finished run and its saved model. A queued or running run must be cancelled first."""
+    run = store.get_run(run_id, with_epochs=False)
+    if not run.is_final:
+        raise UserError(f"Run {run_id} is still {run.status}; cancel it before deleting it.")
+    store.delete_run(run_id)
+    shutil.rmtree(store.settings.runs_dir / run_id, ignore_errors=True)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if _is_number(value) else None
+
+
+def _display(value: Any) -> str:
+    """Settings as text (a table column mixes types): lists as '256,256', floats short."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(_display(v) for v in value) or "none"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
