@@ -133,7 +133,7 @@ def test_mostly_numeric_column_with_stray_text_is_noted():
 
 
 def test_types_are_inferred():
-    result = ingest("n,f,b,d,s\n1,1.5,yes,2024-01-02,red\n2,,no,2024-02-03,blue\n3,2.5,yes,2024-03-04,red\n")
+    result = ingest("n,f,b,d,s\n1,1.5,TRUE,2024-01-02,red\n2,,false,2024-02-03,blue\n3,2.5,True,2024-03-04,red\n")
     t = result.table
     assert t["n"].dtype == np.int64
     assert t["f"].dtype == np.float64 and t["f"].isna().sum() == 1
@@ -145,3 +145,8 @@ def test_types_are_inferred():
 def test_missing_tokens_become_missing():
     result = ingest("a,b\n1,NA\n2,\n3,null\n4,x\n")
     assert result.table["b"].isna().sum() == 3
+
+
+def test_yes_no_labels_stay_as_written():
+    result = ingest("label\nyes\nno\nyes\n")
+    assert result.table["label"].tolist() == ["yes", "no", "yes"]

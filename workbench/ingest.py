@@ -26,7 +26,8 @@ from workbench.errors import UserError
 DELIMITERS = (",", ";", "\t", "|")
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 MISSING_TOKENS = {"", "na", "n/a", "nan", "null", "none", "-", "?", "#n/a", "missing"}
-TRUE_TOKENS, FALSE_TOKENS = {"true", "yes", "y", "t"}, {"false", "no", "n", "f"}
+# Only true/false become booleans: yes/no and y/n stay as written, so predicted labels read like the data.
+TRUE_TOKENS, FALSE_TOKENS = {"true"}, {"false"}
 # A column counts as numeric with stray text when at least this share of its values are numbers.
 MOSTLY_NUMERIC = 0.95
 BINARY_SIGNATURES = {

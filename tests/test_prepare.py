@@ -1,0 +1,117 @@
+"""Task detection, feature choice, a seeded split shared by runs, and preprocessing fitted on training rows only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench.errors import UserError
+from workbench.prepare import detect_task, prepare
+from workbench.runconfig import PrepConfig, SplitConfig
+
+
+def run_prepare(frame, target="label", task="auto", exclude=(), split=None, prep=None, family="neural",
+                categorical="embedding"):
+    return prepare(frame, target, task, list(exclude), split or SplitConfig(), prep or PrepConfig(), family,
+                   categorical)
+
+
+@pytest.mark.parametrize("values,expected", [
+    (["a", "b"] * 10, "binary"),
+    ([True, False] * 10, "binary"),
+    (["a", "b", "c"] * 10, "multiclass"),
+    (list(range(5)) * 10, "multiclass"),
+    (list(np.linspace(0, 1, 50)), "regression"),
+    (list(range(100)), "regression"),
+])
+def test_task_detection(values, expected):
+    assert detect_task(pd.Series(values, name="t")) == expected
+
+
+def test_task_override_and_impossible_requests():
+    y = pd.Series(list(range(5)) * 10, name="t")
+    assert detect_task(y, "regression") == "regression"
+    with pytest.raises(UserError, match="Regression needs a numeric target"):
+        detect_task(pd.Series(["a", "b"] * 5, name="t"), "regression")
+    with pytest.raises(UserError, match="only one value"):
+        detect_task(pd.Series(["a"] * 5, name="t"))
+    with pytest.raises(UserError, match="exactly 2"):
+        detect_task(pd.Series(["a", "b", "c"] * 5, name="t"), "binary")
+
+
+def test_no_leakage_scaler_statistics_are_those_of_the_training_rows(binary_frame):
+    p = run_prepare(binary_frame, prep=PrepConfig(scaling="standard"))
+    scaler = p.preprocessor.transformer.named_transformers_["numeric"].named_steps["scale"]
+    train_rows = binary_frame.loc[p.row_ids["train"], ["x1", "x2"]]
+    np.testing.assert_allclose(scaler.mean_, train_rows.mean().to_numpy())
+    np.testing.assert_allclose(scaler.scale_, train_rows.std(ddof=0).to_numpy())
+    everything = binary_frame[["x1", "x2"]]
+    assert not np.allclose(scaler.mean_, everything.mean().to_numpy())
+
+
+def test_same_settings_give_the_same_split_and_fingerprint(binary_frame):
+    a, b = run_prepare(binary_frame), run_prepare(binary_frame, family="classical", categorical="onehot")
+    for split in ("train", "val", "test"):
+        np.testing.assert_array_equal(a.row_ids[split], b.row_ids[split])
+    assert a.fingerprint == b.fingerprint
+    c = run_prepare(binary_frame, split=SplitConfig(seed=1))
+    assert c.fingerprint != a.fingerprint
+    assert not np.array_equal(c.row_ids["test"], a.row_ids["test"])
+
+
+def test_split_sizes_are_disjoint_and_stratified(binary_frame):
+    p = run_prepare(binary_frame)
+    sizes = {s: len(p.row_ids[s]) for s in ("train", "val", "test")}
+    assert sizes == {"train": 420, "val": 90, "test": 90}
+    assert len(set(np.concatenate(list(p.row_ids.values())))) == 600
+    share = (binary_frame["label"] == "yes").mean()
+    test_share = (binary_frame.loc[p.row_ids["test"], "label"] == "yes").mean()
+    assert abs(test_share - share) < 0.02
+
+
+def test_missing_targets_dropped_and_counted(binary_frame):
+    frame = binary_frame.copy()
+    frame.loc[:9, "label"] = None
+    p = run_prepare(frame)
+    assert p.dropped_target_rows == 10
+    assert any("10 rows" in n for n in p.notes)
+
+
+def test_identifiers_excluded_datetimes_expanded(binary_frame):
+    frame = binary_frame.copy()
+    frame["customer_id"] = np.arange(len(frame))
+    frame["signup"] = pd.date_range("2024-01-01", periods=len(frame), freq="6h")
+    p = run_prepare(frame, exclude=["x2"])
+    names = p.preprocessor.feature_names
+    assert "customer_id" not in names and "x2" not in names
+    assert {"signup_year", "signup_month", "signup_dayofweek", "signup_hour"} <= set(names)
+    assert any("identifier" in n for n in p.notes)
+
+
+def test_categoricals_as_codes_or_one_hot(binary_frame):
+    embedded = run_prepare(binary_frame)
+    assert embedded.x_cat["train"].shape[1] == 1
+    assert embedded.preprocessor.cardinalities == [4]  # 3 colours + the unknown code 0
+    onehot = run_prepare(binary_frame, family="classical", categorical="onehot")
+    assert onehot.x_cat["train"].shape[1] == 0
+    assert {"colour_red", "colour_green", "colour_blue"} <= set(onehot.preprocessor.feature_names)
+
+
+def test_unseen_category_and_missing_values_at_transform_time(binary_frame):
+    p = run_prepare(binary_frame)
+    new = binary_frame.head(3).copy()
+    new.loc[new.index[0], "colour"] = "purple"
+    new.loc[new.index[1], "x1"] = np.nan
+    x_num, x_cat = p.preprocessor.transform(new)
+    assert x_cat[0, 0] == 0
+    assert np.isfinite(x_num).all()
+
+
+def test_bad_settings_are_user_errors(binary_frame):
+    with pytest.raises(UserError, match="no column called 'nope'"):
+        run_prepare(binary_frame, target="nope")
+    with pytest.raises(UserError, match="Cannot exclude 'zzz'"):
+        run_prepare(binary_frame, exclude=["zzz"])
+    with pytest.raises(UserError, match="at least 20"):
+        run_prepare(binary_frame.head(10))

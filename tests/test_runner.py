@@ -1,0 +1,50 @@
+"""One run end to end, and the checks made before a run is queued."""
+
+from __future__ import annotations
+
+import pytest
+
+from workbench.errors import UserError
+from workbench.runconfig import RunConfig, SplitConfig
+from workbench.runner import execute, validate_config
+
+
+@pytest.mark.parametrize("config,message", [
+    (RunConfig("d", "nope", "mlp"), "no column called 'nope'"),
+    (RunConfig("d", "label", "nope"), "no model called 'nope'"),
+    (RunConfig("d", "label", "ridge"), "'ridge' does not do binary"),
+    (RunConfig("d", "label", "mlp", task="regression"), "Regression needs a numeric target"),
+    (RunConfig("d", "label", "mlp", exclude=["zzz"]), "Cannot exclude 'zzz'"),
+    (RunConfig("d", "label", "mlp", params={"lr": "2"}), "'lr' must be at most"),
+    (RunConfig("d", "label", "mlp", split=SplitConfig(train=0.9, val=0.2, test=0.1)), "add up to 1"),
+    (RunConfig("d", "label", "mlp", task="ordinal"), "Task must be one of"),
+])
+def test_validate_config_refuses_before_training(binary_frame, config, message):
+    with pytest.raises(UserError, match=message):
+        validate_config(config, binary_frame)
+
+
+def test_one_class_target_is_refused(binary_frame):
+    with pytest.raises(UserError, match="only one value"):
+        validate_config(RunConfig("d", "label", "mlp"), binary_frame.assign(label="yes"))
+
+
+def test_outcome_of_a_classification_run(binary_frame, tmp_path):
+    outcome = execute(RunConfig("d", "label", "mlp", params={"epochs": 4}), binary_frame, tmp_path / "run")
+    assert outcome.status == "succeeded" and outcome.task == "binary" and outcome.device == "cpu"
+    assert outcome.epochs_run == 4 and len(outcome.history) == 4
+    assert (outcome.n_train, outcome.n_val, outcome.n_test) == (420, 90, 90)
+    assert outcome.primary_metric == "accuracy"
+    assert set(outcome.metrics) == {"val", "test"} and "roc_auc" in outcome.metrics["test"]
+    assert outcome.baseline["test"]["accuracy"] < outcome.metrics["test"]["accuracy"]
+    assert outcome.curves["labels"] == ["no", "yes"] and outcome.curves["roc"]
+    assert outcome.params["hidden_sizes"] == [256, 256] and outcome.params["epochs"] == 4
+    assert len(outcome.split_fingerprint) == 16
+
+
+def test_runs_with_the_same_split_share_the_fingerprint(binary_frame, tmp_path):
+    a = execute(RunConfig("d", "label", "logistic_regression"), binary_frame, tmp_path / "a")
+    b = execute(RunConfig("d", "label", "random_forest"), binary_frame, tmp_path / "b")
+    c = execute(RunConfig("d", "label", "logistic_regression", split=SplitConfig(seed=7)), binary_frame, tmp_path / "c")
+    assert a.split_fingerprint == b.split_fingerprint != c.split_fingerprint
+    assert a.baseline == b.baseline

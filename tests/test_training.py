@@ -1,0 +1,144 @@
+"""The trainer: reproducible on the CPU, early stopping, divergence, cancellation, out-of-memory retry."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.callbacks import Callback, CallbackList, RunCancelled
+from workbench.errors import UserError
+from workbench.models.mlp import MLP
+from workbench.models.registry import resolve_params
+from workbench.runconfig import RunConfig
+from workbench.runner import execute
+from workbench.training import Objective, Tensors, fit, select_device
+
+
+def tensors(n=400, seed=0, scale=1.0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4)).astype("float32")
+    y = (x[:, 0] - x[:, 1] > 0).astype("int64")
+    return Tensors.from_arrays(x * scale, np.zeros((n, 0), dtype="int64"), y, torch.device("cpu"))
+
+
+def train_mlp(params_override=None, callbacks=(), train=None, val=None, task="binary"):
+    params = resolve_params("mlp", {"epochs": 8, "hidden_sizes": "16", **(params_override or {})})
+    torch.manual_seed(params["seed"])
+    model = MLP(4, [], 1, params)
+    return model, fit(model, train or tensors(), val or tensors(seed=1), Objective(task), params,
+                      CallbackList(callbacks))
+
+
+def test_seeded_cpu_runs_are_reproducible(binary_frame, tmp_path):
+    config = RunConfig("d", "label", "mlp", params={"epochs": 5, "seed": 3})
+    a = execute(config, binary_frame, tmp_path / "a")
+    b = execute(config, binary_frame, tmp_path / "b")
+    assert [r.train_loss for r in a.history] == [r.train_loss for r in b.history]
+    assert a.metrics == b.metrics
+    c = execute(RunConfig("d", "label", "mlp", params={"epochs": 5, "seed": 4}), binary_frame, tmp_path / "c")
+    assert [r.train_loss for r in c.history] != [r.train_loss for r in a.history]
+
+
+def test_history_has_one_record_per_epoch():
+    _, result = train_mlp()
+    assert result.status == "succeeded"
+    assert [r.epoch for r in result.history] == list(range(1, 9))
+    record = result.history[-1]
+    assert record.metric_name == "accuracy" and 0 <= record.val_metric <= 1
+    assert record.lr == pytest.approx(1e-3) and record.seconds > 0
+    assert result.history[-1].train_loss < result.history[0].train_loss
+
+
+def test_early_stopping_stops_and_restores_the_best_weights():
+    # Random labels: validation cannot keep improving, so patience ends the run early.
+    rng = np.random.default_rng(0)
+    noise = Tensors.from_arrays(rng.normal(size=(300, 4)).astype("float32"), np.zeros((300, 0), "int64"),
+                                rng.integers(0, 2, 300), torch.device("cpu"))
+    model, result = train_mlp({"epochs": 200, "patience": 3}, train=noise)
+    assert len(result.history) < 200
+    assert len(result.history) == result.best_epoch + 3
+    best = max(result.history, key=lambda r: (r.val_metric, -r.val_loss))
+    assert best.epoch == result.best_epoch
+
+
+def test_nan_loss_ends_diverged():
+    huge = tensors(scale=1e30)
+    _, result = train_mlp({"lr": 1.0, "optimizer": "sgd", "grad_clip": 0.0}, train=huge, val=huge)
+    assert result.status == "diverged"
+    assert "diverged" in result.error and "learning rate" in result.error
+
+
+def test_diverged_run_through_the_runner_saves_nothing(binary_frame, tmp_path, monkeypatch):
+    import workbench.training as training
+
+    monkeypatch.setattr(training.Objective, "loss", lambda self, output, y: output.sum() * float("nan"))
+    outcome = execute(RunConfig("d", "label", "mlp", params={"epochs": 5}), binary_frame, tmp_path / "run")
+    assert outcome.status == "diverged" and outcome.epochs_run == 0
+    assert "diverged" in outcome.error
+    assert not (tmp_path / "run").exists()
+
+
+class CancelAfter(Callback):
+    def __init__(self, epochs):
+        self.epochs = epochs
+
+    def on_epoch_end(self, record):
+        if record.epoch >= self.epochs:
+            raise RunCancelled("Cancelled by the user.")
+
+
+def test_cancel_from_a_callback_keeps_the_history():
+    _, result = train_mlp({"epochs": 50}, callbacks=[CancelAfter(2)])
+    assert result.status == "cancelled"
+    assert [r.epoch for r in result.history] == [1, 2]
+
+
+class CountBatches(Callback):
+    def __init__(self):
+        self.begin, self.batches = None, 0
+
+    def on_train_begin(self, total_epochs, batches_per_epoch):
+        self.begin = (total_epochs, batches_per_epoch)
+
+    def on_batch_end(self, epoch, batch):
+        self.batches += 1
+
+
+def test_progress_callbacks_see_every_batch():
+    counter = CountBatches()
+    train_mlp({"epochs": 3, "batch_size": 100}, callbacks=[counter])
+    assert counter.begin == (3, 4)
+    assert counter.batches == 12
+
+
+def test_out_of_memory_retries_with_a_smaller_batch(monkeypatch):
+    import workbench.training as training
+
+    real_fit, sizes = training._fit, []
+
+    def flaky(model, train, val, objective, params, batch_size, callbacks):
+        sizes.append(batch_size)
+        if batch_size > 64:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return real_fit(model, train, val, objective, params, batch_size, callbacks)
+
+    monkeypatch.setattr(training, "_fit", flaky)
+    _, result = train_mlp({"batch_size": 256, "epochs": 2})
+    assert sizes == [256, 128, 64]
+    assert result.status == "succeeded" and result.batch_size == 64
+
+
+def test_cuda_asked_without_a_gpu_is_a_user_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(UserError, match="no"):
+        select_device("cuda")
+
+
+def test_regression_objective_maps_back_to_target_units():
+    objective = Objective("regression", y_mean=10.0, y_std=2.0)
+    output = torch.tensor([[0.0], [1.0]])
+    assert math.isclose(objective.metric(output, torch.tensor([10.0, 12.0])).item(), 0.0, abs_tol=1e-6)
