@@ -2,7 +2,6 @@
 
 import pandas as pd
 import streamlit as st
-from workbench.predict import predict_for_run
 
 from ui import charts
 from ui.forms import remembered_selectbox, what_if_inputs
@@ -10,6 +9,7 @@ from ui.resources import get_store, load_table, max_upload_mb
 from ui.tables import format_value, metric_label, run_label
 from workbench.errors import UserError
 from workbench.ingest import ingest_bytes
+from workbench.predict import export_run, load_model_for_run, predict_for_run
 from workbench.safe_csv import to_safe_csv
 
 PREVIEW_ROWS = 1_000
@@ -36,10 +36,15 @@ try:
 except UserError as exc:
     st.error(str(exc))
     st.stop()
-# The columns the model reads: not the target, not the excluded ones, not identifiers (dropped in training).
-identifiers = {c["name"] for c in store.get_dataset(run.dataset_id).schema if c["kind"] == "identifier"}
-features = [c for c in training_table.columns
-            if c != run.target and c not in (run.config.get("exclude") or []) and c not in identifiers]
+# The columns the model reads, as saved with it (identifiers, free text and excluded columns are not among them).
+try:
+    features = load_model_for_run(store, run.id).input_columns
+except UserError as exc:
+    st.error(str(exc))
+    st.stop()
+st.download_button("Export this model (zip)", export_run(store, run.id), file_name=f"workbench-run-{run.id}.zip",
+                   mime="application/zip", help="config.json, the preprocessing (skops) and the weights "
+                   "(safetensors or skops): safe formats that load without unpickling.")
 
 file_tab, what_if_tab = st.tabs(["Predict a CSV", "What if…"])
 with file_tab:

@@ -117,6 +117,13 @@ def test_train_json_shape_and_run_commands(dataset_id, capsys, tmp_path):
     assert predictions[0] == "x1,x2,colour,flag,prediction,proba_no,proba_yes"
     assert "'=cmd" in predictions[2]
 
+    zip_path = tmp_path / "model.zip"
+    code, _, err = run_cli(capsys, "export", run["run_id"], "--out", str(zip_path))
+    assert code == 0, err
+    import zipfile
+    names = {n.rsplit("/", 1)[-1] for n in zipfile.ZipFile(zip_path).namelist()}
+    assert names == {"config.json", "preprocessor.skops", "weights.safetensors"}
+
     code, out, _ = run_cli(capsys, "runs", "--json")
     assert [r["run_id"] for r in json.loads(out)] == [run["run_id"]]
     code, out, _ = run_cli(capsys, "show", run["run_id"], "--json")

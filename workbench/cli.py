@@ -243,6 +243,15 @@ def cmd_predict(args: argparse.Namespace) -> None:
         sys.stdout.write(text)
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from workbench.predict import export_run
+
+    data = export_run(_store(), args.run_id)
+    out = Path(args.out or f"workbench-run-{args.run_id}.zip")
+    out.write_bytes(data)
+    print(f"wrote the model of run {args.run_id} to {out}")
+
+
 def cmd_worker(args: argparse.Namespace) -> None:
     import torch
 
@@ -337,6 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path")
     p.add_argument("--out")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export a trained model as a zip of safe files")
+    p.add_argument("run_id")
+    p.add_argument("--out")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("worker", help="train queued runs")
     p.add_argument("--once", action="store_true", help="stop when the queue is empty")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from workbench.prepare import Preprocessor
 from workbench.safe_csv import to_safe_csv
 from workbench.training import predict_outputs
 
-__all__ = ["TrainedModel", "load_model", "predict_for_run", "to_safe_csv"]
+__all__ = ["TrainedModel", "export_run", "load_model", "load_model_for_run", "predict_for_run", "to_safe_csv"]
 
 
 @dataclass
@@ -97,8 +99,23 @@ def load_model(run_dir: Path) -> TrainedModel:
     return TrainedModel(*load_run(Path(run_dir)))
 
 
-def predict_for_run(store, run_id: str, frame: pd.DataFrame) -> pd.DataFrame:
+def load_model_for_run(store, run_id: str) -> TrainedModel:
     run = store.get_run(run_id, with_epochs=False)
     if run.status != "succeeded":
         raise UserError(f"Run {run_id} has not finished successfully ({run.status}); pick a finished run.")
-    return load_model(store.settings.runs_dir / run_id).predict(frame)
+    return load_model(store.settings.runs_dir / run_id)
+
+
+def predict_for_run(store, run_id: str, frame: pd.DataFrame) -> pd.DataFrame:
+    return load_model_for_run(store, run_id).predict(frame)
+
+
+def export_run(store, run_id: str) -> bytes:
+    """The saved model as a zip (config.json, skops and safetensors files) to keep or share."""
+    load_model_for_run(store, run_id)  # refuses unfinished runs and damaged folders
+    buffer = io.BytesIO()
+    run_dir = store.settings.runs_dir / run_id
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(run_dir.iterdir()):
+            archive.write(path, f"workbench-run-{run_id}/{path.name}")
+    return buffer.getvalue()
