@@ -5,7 +5,7 @@ import streamlit as st
 from ui import charts
 from ui.resources import get_store, model_defaults
 from ui.tables import metric_label, run_label, runs_frame
-from workbench import compare
+from workbench import compare, jobs
 from workbench.errors import UserError
 
 MATRICES_PER_ROW = 3
@@ -129,7 +129,7 @@ with st.expander("Delete runs"):
     if st.button("Delete runs", disabled=not (to_delete and confirmed)):
         try:
             for run_id in to_delete:
-                compare.delete_run(store, run_id)
+                jobs.delete_run(store, run_id)
         except UserError as exc:
             st.error(str(exc))
         else:

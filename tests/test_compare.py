@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workbench import compare, datasets
+from workbench import compare, datasets, jobs
 from workbench.errors import UserError
 from workbench.runconfig import RunConfig
 from workbench.store import EpochMetrics, Store
@@ -105,10 +105,10 @@ def test_delete_run_refuses_a_running_run(store, dataset_id, home):
     run = store.create_run(RunConfig(dataset_id=dataset_id, target="label", model="mlp").to_dict(),
                            model="mlp", target="label", task="binary", params={})
     with pytest.raises(UserError, match="cancel it"):
-        compare.delete_run(store, run.id)
+        jobs.delete_run(store, run.id)
     done = finished_run(store, dataset_id)
     (home / "runs" / done.id).mkdir(parents=True)
-    compare.delete_run(store, done.id)
+    jobs.delete_run(store, done.id)
     assert not (home / "runs" / done.id).exists()
     with pytest.raises(UserError):
         store.get_run(done.id)

@@ -175,3 +175,17 @@ def test_cli_background_train_show_and_cancel(home, dataset_id, store):
     finally:
         for worker in store.live_workers():
             os.kill(worker.pid, signal.SIGTERM)
+
+
+def test_the_app_starts_one_worker_per_home(store, home, dataset_id):
+    executor = jobs.LocalExecutor(store)
+    try:
+        assert executor.ensure_running() is True
+        assert executor.ensure_running() is False  # found by its heartbeat, not started twice
+        assert len(store.live_workers()) == 1
+        run_id = queue(store, dataset_id, "logistic_regression")
+        wait_for(lambda: store.get_run(run_id, with_epochs=False).status == "succeeded", timeout=60)
+    finally:
+        for worker in store.live_workers():
+            os.kill(worker.pid, signal.SIGTERM)
+    wait_for(lambda: not store.live_workers(), timeout=30)

@@ -213,11 +213,9 @@ def cmd_show(args: argparse.Namespace) -> None:
 
 
 def cmd_delete_run(args: argparse.Namespace) -> None:
-    import shutil
+    from workbench.jobs import delete_run
 
-    store = _store()
-    store.delete_run(args.run_id)
-    shutil.rmtree(store.settings.runs_dir / args.run_id, ignore_errors=True)
+    delete_run(_store(), args.run_id)
     print(f"deleted run {args.run_id}")
 
 

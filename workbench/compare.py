@@ -7,15 +7,13 @@ Pure functions over `Run` dataclasses; the pages draw what these return.
 from __future__ import annotations
 
 import math
-import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from workbench.errors import UserError
-from workbench.store import Run, Store
+from workbench.store import Run
 
 # Metrics where a smaller number is better; every other metric is better when larger.
 LOWER_IS_BETTER = {"log_loss", "loss", "rmse", "mse", "mae", "mape", "brier", "brier_score", "max_error",
@@ -195,15 +193,6 @@ def _class_curves(runs: Sequence[Run], key: str, x: str, y: str) -> pd.DataFrame
             label = names[run.id] if len(curves) == 1 else f"{names[run.id]} · {curve['label']}"
             parts.append(pd.DataFrame({"run": label, x: curve[x], y: curve[y]}))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["run", x, y])
-
-
-def delete_run(store: Store, run_id: str) -> None:
-    """Delete a finished run and its saved model. A queued or running run must be cancelled first."""
-    run = store.get_run(run_id, with_epochs=False)
-    if not run.is_final:
-        raise UserError(f"Run {run_id} is still {run.status}; cancel it before deleting it.")
-    store.delete_run(run_id)
-    shutil.rmtree(store.settings.runs_dir / run_id, ignore_errors=True)
 
 
 def _is_number(value: Any) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -220,6 +221,15 @@ class LocalExecutor:
             if self.store.live_workers():
                 return
             time.sleep(0.2)
+
+
+def delete_run(store: Store, run_id: str) -> None:
+    """Delete a finished run and its saved model. A queued or running run must be cancelled first."""
+    run = store.get_run(run_id, with_epochs=False)
+    if not run.is_final:
+        raise UserError(f"Run {run_id} is still {run.status}; cancel it before deleting it.")
+    store.delete_run(run_id)
+    shutil.rmtree(store.settings.runs_dir / run_id, ignore_errors=True)
 
 
 def cancel_run(store: Store, run_id: str) -> Run:

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import create_engine, delete, event, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, defer, sessionmaker
 
 from workbench.config import Settings, get_settings
 from workbench.errors import UserError, storage_error_message
@@ -142,7 +142,7 @@ def _epoch(row: EpochRow) -> EpochMetrics:
     return EpochMetrics(row.epoch, row.train_loss, row.val_loss, row.val_metric, row.lr, row.seconds)
 
 
-def _run(row: RunRow, epochs: list[EpochRow] | None = None) -> Run:
+def _run(row: RunRow, epochs: list[EpochRow] | None = None, with_curves: bool = True) -> Run:
     return Run(
         id=row.id, dataset_id=row.dataset_id, status=row.status, model=row.model, target=row.target,
         task=row.task, config=row.config, params=row.params or {}, device=row.device,
@@ -152,7 +152,7 @@ def _run(row: RunRow, epochs: list[EpochRow] | None = None) -> Run:
         batches_per_epoch=row.batches_per_epoch, batches_done=row.batches_done or 0,
         duration_s=row.duration_s, primary_metric=row.primary_metric, primary_value=row.primary_value,
         split_fingerprint=row.split_fingerprint, metrics=row.metrics or {}, baseline=row.baseline or {},
-        curves=row.curves or {}, details=row.details or {}, error=row.error,
+        curves=(row.curves or {}) if with_curves else {}, details=row.details or {}, error=row.error,
         epochs=[_epoch(e) for e in epochs or []],
     )
 
@@ -274,8 +274,10 @@ class Store:
 
     def list_runs(self, dataset_id: str | None = None, statuses: tuple[str, ...] | None = None,
                   limit: int | None = None) -> list[Run]:
+        """Runs, newest first, without their curves or epochs (see get_runs for those)."""
         self.interrupt_stale_runs()
-        query = select(RunRow).order_by(RunRow.created_at.desc())
+        # Curves (hundreds of points per run) are only read for the runs being compared: get_runs.
+        query = select(RunRow).options(defer(RunRow.curves)).order_by(RunRow.created_at.desc())
         if dataset_id:
             query = query.where(RunRow.dataset_id == dataset_id)
         if statuses:
@@ -283,7 +285,7 @@ class Store:
         if limit:
             query = query.limit(limit)
         with self.session_scope() as s:
-            return [_run(r) for r in s.scalars(query)]
+            return [_run(r, with_curves=False) for r in s.scalars(query)]
 
     def count_runs(self) -> int:
         with self.session_scope() as s:
