@@ -3,7 +3,7 @@
 import streamlit as st
 
 from ui import charts
-from ui.forms import remembered_selectbox
+from ui.forms import remembered_selectbox, sample_picker
 from ui.resources import get_store, load_table, max_upload_mb
 from ui.tables import columns_frame
 from workbench import datasets
@@ -37,16 +37,7 @@ with upload_col:
         st.success(st.session_state.get("upload_message", ""))
 
 with sample_col:
-    samples = datasets.sample_names()
-    sample = st.selectbox("Or add a sample dataset", list(samples),
-                          format_func=lambda name: f"{name} — {samples[name]}")
-    if st.button("Add sample"):
-        try:
-            added = datasets.add_sample(store, sample)
-        except UserError as exc:
-            st.error(str(exc))
-        else:
-            st.session_state["dataset_id"] = added.dataset.id
+    sample_picker(store, "Or add a sample dataset", "Add sample")
 
 all_datasets = store.list_datasets()
 if not all_datasets:

@@ -2,10 +2,9 @@
 
 import streamlit as st
 
+from ui.forms import sample_picker
 from ui.resources import device_description, get_store, model_defaults
 from ui.tables import runs_frame
-from workbench import datasets
-from workbench.errors import UserError
 
 store = get_store()
 
@@ -23,17 +22,10 @@ middle.metric("Datasets", len(all_datasets))
 right.metric("Runs", n_runs)
 
 st.subheader("Try a sample dataset")
-samples = datasets.sample_names()
-sample = st.selectbox("Sample", list(samples), format_func=lambda name: f"{name} — {samples[name]}")
-if st.button("Add this sample", type="primary"):
-    try:
-        added = datasets.add_sample(store, sample)
-    except UserError as exc:
-        st.error(str(exc))
-    else:
-        st.session_state["dataset_id"] = added.dataset.id
-        verb = "Added" if added.created else "You already have"
-        st.success(f"{verb} **{added.dataset.name}**. Open **Data** to look at it, or **Train** to fit a model.")
+added = sample_picker(store, "Sample", "Add this sample", type="primary")
+if added is not None:
+    verb = "Added" if added.created else "You already have"
+    st.success(f"{verb} **{added.dataset.name}**. Open **Data** to look at it, or **Train** to fit a model.")
 
 st.subheader("Recent runs")
 if n_runs == 0:

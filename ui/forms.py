@@ -127,3 +127,21 @@ def remembered_selectbox(label: str, options: Sequence[Any], memory_key: str, **
     choice = st.selectbox(label, options, index=options.index(current) if current in options else 0, **kwargs)
     st.session_state[memory_key] = choice
     return choice
+
+
+def sample_picker(store, label: str, button_label: str, **button_kwargs: Any):
+    """A bundled sample to add; returns the AddedDataset once added (and remembers it as the dataset)."""
+    from workbench import datasets
+    from workbench.errors import UserError
+
+    samples = datasets.sample_names()
+    sample = st.selectbox(label, list(samples), format_func=lambda name: f"{name} — {samples[name]}")
+    if not st.button(button_label, **button_kwargs):
+        return None
+    try:
+        added = datasets.add_sample(store, sample)
+    except UserError as exc:
+        st.error(str(exc))
+        return None
+    st.session_state["dataset_id"] = added.dataset.id
+    return added
