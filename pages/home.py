@@ -2,10 +2,12 @@
 
 import streamlit as st
 
+from ui.auth import require_access
 from ui.forms import sample_picker
 from ui.resources import device_description, get_store, model_defaults
 from ui.tables import runs_frame
 
+require_access(logout_button=False)  # also when Streamlit runs this file without app.py
 store = get_store()
 
 st.title("Workbench")

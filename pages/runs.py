@@ -3,6 +3,7 @@
 import streamlit as st
 
 from ui import charts
+from ui.auth import require_access
 from ui.resources import get_store, model_defaults
 from ui.tables import metric_label, run_label, runs_frame
 from workbench import compare, jobs
@@ -10,6 +11,7 @@ from workbench.errors import UserError
 
 MATRICES_PER_ROW = 3
 
+require_access(logout_button=False)  # also when Streamlit runs this file without app.py
 store = get_store()
 st.title("Runs & Compare")
 

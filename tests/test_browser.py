@@ -23,6 +23,7 @@ from tests.conftest import make_classification_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
+LONG = 90_000  # ms for a browser expectation: a loaded 2-core CI machine is slow to start a worker
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run", "--disable-sync"]
 
@@ -97,15 +98,37 @@ def served_app(home: Path) -> Iterator[str]:
         assert not processes_using(home), "a process was left behind"
 
 
-def finished_runs() -> list[str]:
-    """Statuses of the runs that ended, read from the store the app writes to (WORKBENCH_HOME is `home`)."""
+def stored_runs() -> list:
+    """The runs in the store the app writes to (WORKBENCH_HOME is `home`)."""
     from workbench.store import Store
 
     store = Store.from_settings()
     try:
-        return [r.status for r in store.list_runs() if r.is_final]
+        return store.list_runs()
     finally:
         store.close()
+
+
+def finished_runs() -> list[str]:
+    return [r.status for r in stored_runs() if r.is_final]
+
+
+def settle(page, timeout: float = 60) -> None:
+    """Wait until no script run is going and no stale element remains: while Streamlit re-renders a page, the
+    old and the new copy of a widget can both be in it, and a click on the old one is lost."""
+    wait_for(lambda: page.get_by_test_id("stStatusWidgetRunningIcon").count() == 0
+             and page.locator('[data-stale="true"]').count() == 0, timeout, "the page to settle")
+
+
+def set_number(page, label: str, value: str) -> None:
+    """Type a number into a number input and wait until the app has taken it."""
+    settle(page)
+    field = page.get_by_label(label, exact=True)
+    wait_for(lambda: field.count() == 1, 30, f"one '{label}' field")
+    field.fill(value)
+    field.press("Enter")
+    wait_for(lambda: field.count() == 1 and field.input_value() == value, 30, f"'{label}' to read {value}")
+    settle(page)
 
 
 def open_page(page, title: str) -> None:
@@ -134,18 +157,17 @@ def test_upload_train_and_compare_in_a_browser(tmp_path, home):
 
             open_page(page, "Data")
             page.locator("input[type=file]").set_input_files(str(csv_path))
-            expect(page.get_by_text("Added customers.csv")).to_be_visible()
+            expect(page.get_by_text("Added customers.csv")).to_be_visible(timeout=LONG)
 
             open_page(page, "Train")
             choose(page, "Architecture", "mlp (neural)")
-            for epochs in ("3", "4"):
-                field = page.get_by_label("epochs", exact=True)
-                # While Streamlit re-renders the form, the old and the new widget can both be in the page.
-                wait_for(lambda f=field: f.count() == 1, 30, "the form to settle")
-                field.fill(epochs)
-                field.press("Enter")
+            expect(page.get_by_text("Multi-layer perceptron")).to_be_visible(timeout=LONG)
+            for queued, epochs in enumerate(("3", "4"), start=1):
+                set_number(page, "epochs", epochs)
                 page.get_by_role("button", name="Start training").click()
-                expect(page.get_by_text("is queued")).to_be_visible()
+                # The first submission also starts the background worker: seconds on a loaded machine.
+                expect(page.get_by_text("is queued")).to_be_visible(timeout=LONG)
+                wait_for(lambda n=queued: len(stored_runs()) == n, 60, f"run {queued} in the store")
             wait_for(lambda: len(finished_runs()) == 2, 60, "two runs to finish")
             assert finished_runs() == ["succeeded", "succeeded"]
 

@@ -31,15 +31,21 @@ def oidc_configured() -> bool:
     return bool(_secret("auth"))
 
 
-def require_access() -> None:
-    """Stop the script run here unless the visitor may use the app."""
+def require_access(logout_button: bool = True) -> None:
+    """Stop the script run here unless the visitor may use the app.
+
+    app.py calls it before navigation, and every page calls it again first (with logout_button=False):
+    Streamlit runs a file of the `pages/` folder directly, without app.py, when a URL such as /data is
+    opened before any session has reached `st.navigation`, so the page itself must check too.
+    """
     if oidc_configured():
         if not st.user.is_logged_in:
             st.title("Workbench")
             st.write("Please log in to use this workbench.")
             st.button("Log in", on_click=st.login, type="primary")
             st.stop()
-        st.sidebar.button("Log out", on_click=st.logout)
+        if logout_button:
+            st.sidebar.button("Log out", on_click=st.logout)
         return
     password = shared_password()
     if password is None or st.session_state.get(_SESSION_KEY):

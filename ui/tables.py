@@ -82,6 +82,7 @@ def runs_frame(runs: Sequence[Run], dataset_names: Mapping[str, str],
             "Test score": [r.primary_value for r in runs],
             "Duration (s)": [None if r.duration_s is None else round(r.duration_s, 1) for r in runs],
             "Created": [r.created_at for r in runs],
+            "Message": [r.error or "" for r in runs],  # why a run failed, diverged or stopped, in plain words
         }
     )
 

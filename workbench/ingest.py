@@ -143,7 +143,10 @@ def _parse(text: str, delimiter: str) -> pa.Table:
     try:
         with io.BytesIO(data) as buffer:
             # Read everything as text first; types are decided afterwards, column by column.
-            header = next(csv.reader(io.StringIO(text[:65536]), delimiter=delimiter), [])
+            try:
+                header = next(csv.reader(io.StringIO(text[:65536], newline=""), delimiter=delimiter), [])
+            except csv.Error as exc:  # e.g. a header cell over the csv module's field size limit
+                raise UserError(f"The header line could not be read as CSV ({exc}).") from None
             return pacsv.read_csv(
                 buffer,
                 read_options=pacsv.ReadOptions(block_size=16 << 20),
@@ -159,14 +162,18 @@ def _parse(text: str, delimiter: str) -> pa.Table:
 
 def _explain_parse_error(text: str, delimiter: str, message: str) -> str:
     """Find the first ragged row with the slow reader, only on this error path, to name its line."""
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    # newline="": a bare carriage return inside a row ends that row, as it does for pyarrow.
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     width = None
-    for row in reader:
-        if width is None:
-            width = len(row)
-        elif row and len(row) != width:
-            return (f"Line {reader.line_num} has {len(row)} fields but the header has {width}; "
-                    "fix that row or remove it.")
+    try:
+        for row in reader:
+            if width is None:
+                width = len(row)
+            elif row and len(row) != width:
+                return (f"Line {reader.line_num} has {len(row)} fields but the header has {width}; "
+                        "fix that row or remove it.")
+    except csv.Error as exc:
+        return f"The file could not be read as CSV (line {reader.line_num}: {exc})."
     return f"The file could not be read as CSV ({message.removeprefix('CSV parse error: ')})."
 
 

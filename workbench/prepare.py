@@ -27,6 +27,7 @@ MAX_CLASSES_FOR_NUMERIC_TARGET = 20
 RARE_CATEGORY_MIN_COUNT = 5
 MAX_CATEGORIES = 100
 MISSING_CATEGORY = "(missing)"
+DATE_PARTS = ("year", "month", "day", "dayofweek")  # and "hour" where a column holds times of day
 SPLITS = ("train", "val", "test")
 
 
@@ -67,6 +68,7 @@ class Features:
     boolean: list[str] = field(default_factory=list)
     categorical: list[str] = field(default_factory=list)
     datetime: list[str] = field(default_factory=list)
+    datetime_hour: list[str] = field(default_factory=list)  # the datetime columns that hold a time of day
     notes: list[str] = field(default_factory=list)
 
 
@@ -81,7 +83,7 @@ def choose_features(frame: pd.DataFrame, target: str, exclude: list[str]) -> Fea
             continue
         column = frame[name]
         present = column.dropna()
-        kind = column_kind(column, int(present.nunique()), len(present))
+        kind = "datetime" if looks_like_dates(present) else column_kind(column, int(present.nunique()), len(present))
         if kind == "identifier":
             features.notes.append(f"'{name}' looks like an identifier and was left out.")
         elif kind == "text":
@@ -90,6 +92,9 @@ def choose_features(frame: pd.DataFrame, target: str, exclude: list[str]) -> Fea
             features.notes.append(f"'{name}' has a single value and was left out.")
         elif kind == "datetime":
             features.datetime.append(name)
+            times = as_datetime(present)
+            if (times.dt.hour != 0).any() or (times.dt.minute != 0).any():
+                features.datetime_hour.append(name)
         elif kind == "boolean" and (ptypes.is_numeric_dtype(column) or ptypes.is_bool_dtype(column)):
             features.boolean.append(name)
         elif kind == "numeric":
@@ -101,17 +106,46 @@ def choose_features(frame: pd.DataFrame, target: str, exclude: list[str]) -> Fea
     return features
 
 
-def datetime_parts(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+def as_datetime(values: pd.Series) -> pd.Series:
+    """Datetimes as they are; text parsed as ISO 8601 first (fast), then any other date format; else NaT."""
+    if ptypes.is_datetime64_any_dtype(values):
+        return values
+    text = values.astype("string")
+    parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
+    failed = parsed.isna() & text.notna()
+    if failed.any():
+        parsed[failed] = pd.to_datetime(text[failed], errors="coerce", format="mixed", utc=True)
+    return parsed
+
+
+def looks_like_dates(present: pd.Series) -> bool:
+    """Text columns whose values (a sample of distinct ones) nearly all read as dates. Plain numbers and words
+    without digits ('May', 'March') are not taken for dates."""
+    if not (ptypes.is_object_dtype(present) or ptypes.is_string_dtype(present)) or present.empty:
+        return False
+    sample = present.astype(str).drop_duplicates().head(200)
+    if pd.to_numeric(sample, errors="coerce").notna().mean() > 0.5 or sample.str.contains(r"\d").mean() < 0.9:
+        return False
+    return as_datetime(sample).notna().mean() >= 0.9
+
+
+def datetime_part_names(features: Features) -> list[str]:
+    names = []
+    for name in features.datetime:
+        names += [f"{name}_{part}" for part in DATE_PARTS]
+        if name in features.datetime_hour:
+            names.append(f"{name}_hour")
+    return names
+
+
+def datetime_parts(frame: pd.DataFrame, features: Features) -> pd.DataFrame:
     """Each datetime column becomes numeric parts; the same function runs at training and prediction."""
     parts = {}
-    for name in columns:
-        values = pd.to_datetime(frame[name], errors="coerce")
-        parts[f"{name}_year"] = values.dt.year
-        parts[f"{name}_month"] = values.dt.month
-        parts[f"{name}_day"] = values.dt.day
-        parts[f"{name}_dayofweek"] = values.dt.dayofweek
-        parts[f"{name}_hour"] = values.dt.hour
-    return pd.DataFrame(parts, index=frame.index, dtype="float64")
+    for name in features.datetime:
+        values = as_datetime(frame[name])
+        for part in DATE_PARTS + (("hour",) if name in features.datetime_hour else ()):
+            parts[f"{name}_{part}"] = getattr(values.dt, part)
+    return pd.DataFrame(parts, index=frame.index, columns=datetime_part_names(features), dtype="float64")
 
 
 @dataclass
@@ -173,13 +207,12 @@ def model_frame(frame: pd.DataFrame, features: Features) -> pd.DataFrame:
     numeric = frame[features.numeric + features.boolean].astype("float64")
     categorical = frame[features.categorical].astype(object).where(frame[features.categorical].notna(), None)
     categorical = categorical.map(lambda v: v if v is None else str(v))
-    return pd.concat([numeric, datetime_parts(frame, features.datetime), categorical], axis=1)
+    return pd.concat([numeric, datetime_parts(frame, features), categorical], axis=1)
 
 
 def build_preprocessor(features: Features, prep: PrepConfig, categorical_mode: str, scaling: str,
                        n_train: int) -> ColumnTransformer:
-    numeric_columns = features.numeric + list(datetime_parts(pd.DataFrame(columns=features.datetime),
-                                                             features.datetime).columns)
+    numeric_columns = features.numeric + datetime_part_names(features)
     if scaling == "quantile":
         scaler = QuantileTransformer(output_distribution="normal", n_quantiles=max(10, min(n_train // 30, 1000)),
                                      subsample=1_000_000, random_state=0)
@@ -203,6 +236,18 @@ def build_preprocessor(features: Features, prep: PrepConfig, categorical_mode: s
          ("categorical", Pipeline([("fill", fill), ("encode", encoder)]), features.categorical)],
         remainder="drop", verbose_feature_names_out=False,
     )
+
+
+def break_ties(frame: pd.DataFrame, columns: list[str], seed: int) -> pd.DataFrame:
+    """Tiny noise on the rows a quantile transform is fitted on, as in the FT-Transformer and TabM code: otherwise
+    a value many rows share at the bottom or top of a column (zero counts, blank pixels) maps to -5.2 or +5.2
+    instead of the middle of its tie."""
+    noisy = frame.copy()
+    rng = np.random.default_rng(seed)
+    for name in columns:
+        values = noisy[name].to_numpy(dtype="float64")
+        noisy[name] = values + 1e-3 * np.nanstd(values) * rng.normal(size=len(values))
+    return noisy
 
 
 @dataclass
@@ -229,10 +274,20 @@ class Prepared:
         return {"n_" + s: int(len(self.row_ids[s])) for s in SPLITS}
 
 
-def resolve_scaling(prep: PrepConfig, family: str, categorical_mode: str) -> str:
+def resolve_scaling(prep: PrepConfig, family: str, model_categorical: str) -> str:
+    """'auto': quantile-normal for the neural models that embed categories (all but linear), else standard."""
     if prep.scaling != "auto":
         return prep.scaling
-    return "quantile" if family == "neural" and categorical_mode == "embedding" else "standard"
+    return "quantile" if family == "neural" and model_categorical == "embedding" else "standard"
+
+
+def resolve_categorical(prep: PrepConfig, model_categorical: str, notes: list[str]) -> str:
+    """Linear and classical models only read one-hot columns, so they get them whatever was asked."""
+    if prep.categorical == "auto" or model_categorical == "onehot":
+        if prep.categorical == "embedding":
+            notes.append("This model reads categories as one-hot columns, so embeddings were not used.")
+        return model_categorical
+    return prep.categorical
 
 
 def prepare(frame: pd.DataFrame, target: str, task: str, exclude: list[str], split: SplitConfig,
@@ -255,12 +310,15 @@ def prepare(frame: pd.DataFrame, target: str, task: str, exclude: list[str], spl
     if not rows.stratified and task != "regression":
         notes.append("A class is too rare to appear in every split, so the split is not stratified.")
 
-    categorical_mode = model_categorical if prep.categorical == "auto" else prep.categorical
-    scaling = resolve_scaling(prep, family, categorical_mode)
-    n_numeric_in = len(features.numeric) + len(features.boolean) + 5 * len(features.datetime)
+    categorical_mode = resolve_categorical(prep, model_categorical, notes)
+    scaling = resolve_scaling(prep, family, model_categorical)
+    n_numeric_in = len(features.numeric) + len(features.boolean) + len(datetime_part_names(features))
     transformer = build_preprocessor(features, prep, categorical_mode, scaling, len(rows.train))
     train_frame = data.loc[rows.train]
-    transformer.fit(model_frame(train_frame, features))
+    fit_frame = model_frame(train_frame, features)
+    if scaling == "quantile":
+        fit_frame = break_ties(fit_frame, features.numeric + datetime_part_names(features), split.seed)
+    transformer.fit(fit_frame)
     names = list(transformer.get_feature_names_out())
     n_numeric_out = n_numeric_in if categorical_mode == "embedding" else len(names)
     preprocessor = Preprocessor(features, categorical_mode, transformer, n_numeric_out, [], names)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from workbench.predict import outputs_to_predictions
 from workbench.prepare import Prepared, detect_task, prepare
 from workbench.runconfig import RunConfig
 from workbench.training import FitResult, Objective, Tensors, fit, predict_outputs, select_device
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -70,24 +73,39 @@ def validate_config(config: RunConfig, table: pd.DataFrame) -> Resolved:
 
 
 def execute(config: RunConfig, table: pd.DataFrame, run_dir: Path, callbacks: Sequence[Callback] = ()) -> RunOutcome:
+    """Train one run and save it to run_dir when it succeeds. A UserError is raised before training; any other
+    failure during training ends the run 'failed' with the message, so a worker never crashes on a run."""
     started = time.perf_counter()
     resolved = validate_config(config, table)
     spec = get_model(config.model)
-    params = resolved.params
     prepared = prepare(table, config.target, resolved.task, config.exclude, config.split, config.prep,
                        spec.family, spec.categorical)
-    callback_list = CallbackList(callbacks)
-    if spec.family == "neural":
-        model, fitted, device, proba = _train_neural(spec, prepared, params, callback_list)
-    else:
-        model, fitted, device, proba = _train_classical(spec, prepared, params, callback_list)
     outcome = RunOutcome(
-        status=fitted.status, task=prepared.task, params=params, device=device, epochs_run=len(fitted.history),
-        duration_s=0.0, primary_metric=metrics.PRIMARY_METRIC[prepared.task], history=fitted.history,
-        split_fingerprint=prepared.fingerprint, dropped_target_rows=prepared.dropped_target_rows,
-        notes=prepared.notes, error=fitted.error, **{f"n_{k}": v for k, v in
-                                                     ((s, len(prepared.row_ids[s])) for s in ("train", "val", "test"))},
+        status="failed", task=prepared.task, params=resolved.params, device="", epochs_run=0, duration_s=0.0,
+        primary_metric=metrics.PRIMARY_METRIC[prepared.task], split_fingerprint=prepared.fingerprint,
+        dropped_target_rows=prepared.dropped_target_rows, notes=prepared.notes,
+        **{f"n_{s}": len(prepared.row_ids[s]) for s in ("train", "val", "test")},
     )
+    callback_list = CallbackList(callbacks)
+    try:
+        _train_score_save(outcome, config, spec, prepared, run_dir, callback_list)
+    except UserError:
+        raise
+    except Exception as exc:
+        log.exception("run in %s failed", run_dir)
+        outcome.status, outcome.error = "failed", f"Training failed: {exc}"
+        callback_list.on_train_end("failed")
+    outcome.duration_s = round(time.perf_counter() - started, 3)
+    return outcome
+
+
+def _train_score_save(outcome: RunOutcome, config: RunConfig, spec: ModelSpec, prepared: Prepared, run_dir: Path,
+                      callbacks: CallbackList) -> None:
+    params = outcome.params
+    train = _train_neural if spec.family == "neural" else _train_classical
+    model, fitted, outcome.device, proba = train(spec, prepared, params, callbacks)
+    outcome.status, outcome.error = fitted.status, fitted.error
+    outcome.history, outcome.epochs_run = fitted.history, len(fitted.history)
     if fitted.status == "succeeded":
         n_classes = len(prepared.classes or [])
         outcome.metrics = {s: metrics.score(prepared.task, prepared.y[s], proba[s], n_classes) for s in ("val", "test")}
@@ -97,8 +115,6 @@ def execute(config: RunConfig, table: pd.DataFrame, run_dir: Path, callbacks: Se
         else:
             outcome.curves = metrics.classification_curves(prepared.y["test"], proba["test"], prepared.classes)
         save_run(run_dir, _artifact_config(config, prepared, spec, params), prepared.preprocessor, model)
-    outcome.duration_s = round(time.perf_counter() - started, 3)
-    return outcome
 
 
 def _artifact_config(config: RunConfig, prepared: Prepared, spec: ModelSpec, params: dict) -> dict[str, Any]:

@@ -8,7 +8,10 @@ evaluation runs in large batches under inference_mode, and CUDA uses bf16 autoca
 from __future__ import annotations
 
 import copy
+import ctypes
 import math
+import os
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -22,6 +25,42 @@ from workbench.devices import best_device
 from workbench.errors import UserError
 
 EVAL_BATCH = 8192
+MAX_CPU_THREADS = 8  # small tabular models stop gaining from more threads well before this
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+_allocator_tuned = False
+
+
+def tune_cpu_allocator() -> None:
+    """Keep freed activation buffers in the heap instead of handing them back to the OS (glibc, Linux only).
+
+    By default glibc serves every block above its mmap threshold (128 KiB at first, adapting up to 32 MiB) with a
+    fresh mmap, and trims the heap once 128 KiB+ is free at its top, so each training step's activations and
+    gradients (a 4096 x 512 float32 batch is 8 MiB) come back as new zero pages: one page fault per 4 KiB. On a
+    CPU that made element-wise ops (ReLU, dropout, Adam) 10-20x slower than their arithmetic. Blocks up to 32 MiB
+    now come from the heap, which keeps up to 512 MiB of free space for reuse. Process-wide; done once, on the
+    first CPU training; peak memory is unchanged (the freed space is reused, not added to).
+    """
+    global _allocator_tuned
+    if _allocator_tuned:
+        return
+    _allocator_tuned = True
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024)
+        libc.mallopt(_M_TRIM_THRESHOLD, 512 * 1024 * 1024)
+    except (OSError, AttributeError):  # not glibc (e.g. musl): keep its defaults
+        pass
+
+
+def limit_cpu_threads() -> int:
+    """At most the cores this process may use (and at most 8): more threads than cores slows tiny models down."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, min(available, MAX_CPU_THREADS, torch.get_num_threads()))
+    if threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
+    return threads
 
 
 def select_device(requested: str) -> torch.device:
@@ -97,7 +136,8 @@ class FitResult:
 
 
 def make_optimizer(model: nn.Module, params: dict) -> torch.optim.Optimizer:
-    fused = {"fused": True} if next(model.parameters()).is_cuda else {}
+    # Fused Adam/AdamW: one kernel for the whole update; on CUDA and, since torch 2.4, on the CPU.
+    fused = {"fused": True} if next(model.parameters()).device.type in ("cuda", "cpu") else {}
     if params["optimizer"] == "sgd":
         return torch.optim.SGD(model.parameters(), lr=params["lr"], momentum=0.9, weight_decay=params["weight_decay"])
     if params["optimizer"] == "adam":
@@ -196,6 +236,9 @@ def fit(model: nn.Module, train: Tensors, val: Tensors, objective: Objective, pa
 def _fit(model: nn.Module, train: Tensors, val: Tensors, objective: Objective, params: dict, batch_size: int,
          callbacks: CallbackList) -> FitResult:
     device = train.x_num.device
+    if device.type == "cpu":
+        tune_cpu_allocator()
+        limit_cpu_threads()
     generator = torch.Generator().manual_seed(params["seed"])
     optimizer = make_optimizer(model, params)
     scheduler = make_scheduler(optimizer, {**params, "_higher_is_better": objective.higher_is_better})

@@ -1,0 +1,180 @@
+"""Shared pieces: generated data, the tutorial training loop, timing, machine facts."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from workbench.callbacks import Callback, CallbackList, EpochRecord, RunCancelled
+from workbench.models.mlp import MLP
+from workbench.models.registry import resolve_params
+from workbench.training import Objective, Tensors, fit
+
+
+def machine() -> dict:
+    """What the figures were measured on, including how busy the machine was."""
+    info = {"python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "load_avg_1m": round(os.getloadavg()[0], 2),
+            "cuda": torch.cuda.is_available()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+@dataclass
+class Split:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    task: str
+
+    @property
+    def n_features(self) -> int:
+        return self.x_train.shape[1]
+
+
+def make_data(rows: int, features: int = 50, task: str = "binary", seed: int = 0) -> Split:
+    """`rows` training rows (and rows/10 validation rows) of a learnable, noisy non-linear task."""
+    rng = np.random.default_rng(seed)
+    n_val = max(rows // 10, 200)
+    x = rng.normal(size=(rows + n_val, features)).astype("float32")
+    w1 = rng.normal(size=(features, 16)) / np.sqrt(features)
+    w2 = rng.normal(size=16)
+    signal = np.tanh(x @ w1 * 2.0) @ w2 + 0.5 * x[:, 0] * x[:, 1] + 0.3 * np.sin(2 * x[:, 2])
+    signal = (signal - signal.mean()) / signal.std()
+    noisy = signal + rng.normal(scale=0.35, size=len(signal))
+    y = (noisy > 0).astype("int64") if task == "binary" else noisy.astype("float32")
+    return Split(x[:rows], y[:rows], x[rows:], y[rows:], task)
+
+
+def mlp_params(**overrides) -> dict:
+    """The workbench MLP's hyperparameters: its defaults unless overridden."""
+    return resolve_params("mlp", overrides)
+
+
+def build_mlp(n_features: int, params: dict, device: str, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return MLP(n_features, [], 1, params).to(device)
+
+
+def objective_for(data: Split) -> Objective:
+    if data.task == "regression":
+        return Objective("regression", float(data.y_train.mean()), float(data.y_train.std() or 1.0))
+    return Objective(data.task)
+
+
+# -- the tutorial loop ---------------------------------------------------------------------------
+
+
+class Tutorial:
+    """A PyTorch training loop as the tutorials write it: DataLoader(TensorDataset(...), shuffle=True), Adam,
+    zero_grad / forward / loss / backward / step per batch, `loss.item()` summed for the epoch's log line."""
+
+    def __init__(self, data: Split, model: nn.Module, batch_size: int, lr: float, device: str):
+        self.data, self.model, self.device = data, model, device
+        y = torch.as_tensor(data.y_train).float()
+        self.loader = DataLoader(TensorDataset(torch.as_tensor(data.x_train), y), batch_size=batch_size, shuffle=True)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        self.loss_fn = nn.BCEWithLogitsLoss() if data.task == "binary" else nn.MSELoss()
+        self.y_mean = float(data.y_train.mean()) if data.task == "regression" else 0.0
+        self.y_std = float(data.y_train.std() or 1.0) if data.task == "regression" else 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x, torch.zeros((x.shape[0], 0), dtype=torch.long, device=x.device)).squeeze(1)
+
+    def epoch(self) -> float:
+        self.model.train()
+        running = 0.0
+        for xb, yb in self.loader:
+            xb, yb = xb.to(self.device), yb.to(self.device)
+            if self.data.task == "regression":
+                yb = (yb - self.y_mean) / self.y_std
+            self.optimizer.zero_grad()
+            loss = self.loss_fn(self.forward(xb), yb)
+            loss.backward()
+            self.optimizer.step()
+            running += loss.item()
+        return running / len(self.loader)
+
+    def validate(self) -> float:
+        """Accuracy (binary) or rmse (regression) on the validation rows."""
+        self.model.eval()
+        with torch.no_grad():
+            out = self.forward(torch.as_tensor(self.data.x_val).to(self.device)).cpu().numpy()
+        if self.data.task == "binary":
+            return float(((out > 0).astype("int64") == self.data.y_val).mean())
+        return float(np.sqrt(np.mean((out * self.y_std + self.y_mean - self.data.y_val) ** 2)))
+
+
+def better(a: float, b: float, task: str) -> bool:
+    return a > b if task != "regression" else a < b
+
+
+def reached(score: float, target: float, task: str) -> bool:
+    return score >= target if task != "regression" else score <= target
+
+
+# -- our trainer ---------------------------------------------------------------------------------
+
+
+class StopAtScore(Callback):
+    """Ends a run (as a cancel) the epoch its validation score reaches `target`; records when each epoch ended."""
+
+    def __init__(self, target: float | None, task: str, started: float, time_limit_s: float | None = None):
+        self.target, self.task, self.started, self.time_limit_s = target, task, started, time_limit_s
+        self.epochs: list[tuple[int, float, float]] = []  # (epoch, seconds since start, val score)
+        self.reached_at: float | None = None
+
+    def on_epoch_end(self, record: EpochRecord) -> None:
+        elapsed = time.perf_counter() - self.started
+        self.epochs.append((record.epoch, elapsed, record.val_metric))
+        if self.target is not None and reached(record.val_metric, self.target, self.task):
+            self.reached_at = elapsed
+            raise RunCancelled("target reached")
+        if self.time_limit_s is not None and elapsed > self.time_limit_s:
+            raise RunCancelled("time limit")
+
+
+def ours(data: Split, params: dict, device: str, callbacks: list[Callback] = (),
+         compile_model: bool = False) -> tuple[nn.Module, object, float]:
+    """Our trainer, the real path: tensors made once on the device, then `workbench.training.fit`.
+    Returns (model, FitResult, seconds including the move to the device)."""
+    params = {**params, "device": device}
+    started = time.perf_counter()
+    dev = torch.device(device)
+    train = Tensors.from_arrays(data.x_train, np.zeros((len(data.x_train), 0)), data.y_train, dev)
+    val = Tensors.from_arrays(data.x_val, np.zeros((len(data.x_val), 0)), data.y_val, dev)
+    model = build_mlp(data.n_features, params, device, params["seed"])
+    if compile_model:
+        model = torch.compile(model)
+    result = fit(model, train, val, objective_for(data), params, CallbackList(callbacks))
+    sync(device)
+    return model, result, time.perf_counter() - started
+
+
+def best_of(fns: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
+    """Each function `repeats` times, interleaved (a, b, a, b, ...) so load spikes hit both; the best time of each."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(fn())
+    return {name: min(values) for name, values in times.items()}

@@ -1,0 +1,104 @@
+"""6. Render time of the Runs & Compare page with 500 finished runs in the store (streamlit AppTest).
+
+Run in a fresh process (its own WORKBENCH_HOME and Streamlit caches):
+    python -m benchmarks.runs_page [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ("mlp", "linear", "gradient_boosting", "random_forest", "transformer")
+
+
+def fill(store, n_runs: int, epochs: int = 20, seed: int = 0) -> float:
+    """n_runs finished runs with epochs, metrics and curves as a worker leaves them; returns seconds taken."""
+    from workbench import datasets
+    from workbench.runconfig import RunConfig
+    from workbench.store import EpochMetrics
+
+    rng = np.random.default_rng(seed)
+    started = time.perf_counter()
+    csv = "".join(f"{a:.3f},{b:.3f},{'yes' if a + b > 0 else 'no'}\n" for a, b in rng.normal(size=(300, 2)))
+    dataset = datasets.add_dataset(store, ("x1,x2,label\n" + csv).encode(), "bench.csv").dataset
+    for i in range(n_runs):
+        model = MODELS[i % len(MODELS)]
+        params = {"lr": float(10 ** rng.uniform(-4, -2)), "batch_size": int(rng.choice([128, 256, 512]))}
+        config = RunConfig(dataset_id=dataset.id, target="label", model=model, params=params)
+        run = store.create_run(config.to_dict(), model=model, target="label", task="binary", params=params)
+        accuracy = float(rng.uniform(0.7, 0.95))
+        for epoch in range(1, epochs + 1):
+            store.record_epoch(run.id, EpochMetrics(epoch, 0.7 / epoch ** 0.5, 0.75 / epoch ** 0.4,
+                                                    accuracy - 0.2 / epoch, 1e-3, 0.05))
+        grid = np.linspace(0, 1, 50)
+        tpr = grid ** 0.3
+        curves = {"labels": ["no", "yes"], "confusion_matrix": [[40, 5], [6, 39]],
+                  "roc": [{"label": "yes", "fpr": grid.round(4).tolist(), "tpr": tpr.round(4).tolist(), "auc": 0.9}],
+                  "pr": [{"label": "yes", "recall": grid.round(4).tolist(), "precision": (1 - 0.3 * grid).round(4).tolist(),
+                          "average_precision": 0.88}]}
+        test = {"accuracy": accuracy, "balanced_accuracy": accuracy - 0.01, "f1": accuracy - 0.02,
+                "roc_auc": min(accuracy + 0.04, 1.0), "log_loss": float(rng.uniform(0.2, 0.5))}
+        store.finish_run(run.id, "succeeded", primary_metric="accuracy", primary_value=accuracy,
+                         split_fingerprint="fp-bench", metrics={"val": test, "test": test},
+                         baseline={"test": {"accuracy": 0.5, "log_loss": 0.69}}, curves=curves,
+                         duration_s=float(rng.uniform(1, 60)), epochs_done=epochs)
+    return time.perf_counter() - started
+
+
+def render(repeats: int = 3) -> list[float]:
+    from streamlit.testing.v1 import AppTest
+
+    times = []
+    for _ in range(repeats):
+        at = AppTest.from_file(str(ROOT / "pages" / "runs.py"), default_timeout=120)
+        started = time.perf_counter()
+        at.run()
+        times.append(time.perf_counter() - started)
+        if at.exception:
+            raise RuntimeError(f"the runs page raised: {at.exception[0].value}")
+    return times
+
+
+def child(n_runs: int) -> dict:
+    from workbench.store import Store
+
+    store = Store.from_settings()
+    fill_s = fill(store, n_runs)
+    times = render()
+    return {"runs": store.count_runs(), "fill_s": round(fill_s, 1), "first_render_s": round(times[0], 3),
+            "warm_render_s": round(min(times[1:]), 3), "renders_s": [round(t, 3) for t in times], "target_s": 2.0,
+            "met": times[0] < 2.0}
+
+
+def measure(runs: int = 500) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, WORKBENCH_HOME=str(Path(tmp) / "home"))
+        env.pop("WORKBENCH_DATABASE_URL", None)
+        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        done = subprocess.run([sys.executable, "-m", "benchmarks.runs_page", "--runs", str(runs), "--child"],
+                              env=env, cwd=ROOT, capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "runs page failed")
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=500)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    print(json.dumps(child(args.runs) if args.child else measure(args.runs)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""4(b) Peak RSS of a training run (runner.execute, MLP, 1 epoch) on a 1M-row table vs the table's in-memory size.
+
+Run in a fresh process so the peak is that of this run alone:
+    python -m benchmarks.train_memory [--rows N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def child(rows: int) -> dict:
+    import numpy as np
+    import pandas as pd
+
+    from benchmarks.common import peak_rss_mb
+    from workbench.runconfig import RunConfig
+    from workbench.runner import execute
+
+    baseline = peak_rss_mb()
+    rng = np.random.default_rng(0)
+    columns = {f"num_{i}": rng.normal(size=rows).round(4) for i in range(12)}
+    for i in range(4):
+        columns[f"int_{i}"] = rng.integers(0, 1000, rows)
+    for i in range(3):
+        cats = np.array([f"cat_{k}" for k in range(5 + 10 * i)])
+        columns[f"cat_{i}"] = pd.Categorical(cats[rng.integers(0, len(cats), rows)])
+    columns["label"] = np.where(columns["num_0"] + rng.normal(size=rows) > 0, "yes", "no")
+    table = pd.DataFrame(columns)
+    table_mb = table.memory_usage(deep=True).sum() / 2**20
+    after_table = peak_rss_mb()
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        outcome = execute(RunConfig(dataset_id="bench", target="label", model="mlp", params={"epochs": 1}),
+                          table, Path(tmp) / "run")
+        seconds = time.perf_counter() - started
+    peak = peak_rss_mb()
+    return {"rows": rows, "columns": table.shape[1], "status": outcome.status, "table_mb": round(table_mb, 1),
+            "rss_before_table_mb": baseline, "rss_with_table_mb": after_table, "peak_rss_mb": peak,
+            "training_overhead_mb": round(peak - after_table, 1),
+            "peak_over_table": round((peak - baseline) / table_mb, 2), "seconds": round(seconds, 1)}
+
+
+def measure(rows: int = 1_000_000) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, "-m", "benchmarks.train_memory", "--rows", str(rows), "--child"],
+                          env=env, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "training failed")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    print(json.dumps(child(args.rows) if args.child else measure(args.rows)))
+
+
+if __name__ == "__main__":
+    main()

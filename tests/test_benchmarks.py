@@ -1,0 +1,22 @@
+"""The benchmark suite's --quick entry runs one cheap part end to end and writes the expected JSON (no timings)."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks.__main__ import main
+
+
+def test_quick_utilisation_writes_the_expected_json(tmp_path, capsys):
+    out = tmp_path / "latest.json"
+    assert main(["--quick", "--only", "utilisation", "--out", str(out), "--no-table"]) == 0
+    result = json.loads(out.read_text())
+    assert json.loads(capsys.readouterr().out) == result
+    assert {"quick", "machine", "cpu", "targets", "seconds", "errors"} <= set(result)
+    assert result["quick"] is True and result["errors"] == {}
+    assert {"torch", "load_avg_1m", "torch_threads"} <= set(result["machine"])
+    utilisation = result["cpu"]["utilisation"]
+    assert {"matmul_gflops", "flops_per_step", "utilisation", "variants", "dtype"} <= set(utilisation)
+    assert {"defaults", "no_dropout_no_clip"} == set(utilisation["variants"])
+    assert {"step_ms", "gflops", "utilisation"} <= set(utilisation["variants"]["defaults"])
+    assert [t["name"] for t in result["targets"]] == ["utilisation 3x512 @4096"]
