@@ -62,9 +62,9 @@ def measure(quick: bool = False, generated_rows: int = 100_000, datasets: tuple[
             if model in BIG_MODELS and (quick or big_table):
                 out["skipped"].append(f"{model} on {name}")
                 continue
-            task_guess = "regression" if name == "diabetes" else "classification"
-            if (task_guess == "regression") != (spec.tasks == ("regression",)) and len(spec.tasks) == 1:
-                continue  # ridge is regression-only, logistic_regression classification-only
+            regression = name == "diabetes"
+            if ("regression" in spec.tasks) != regression and len(spec.tasks) < 3:
+                continue  # ridge does regression only, logistic_regression classification only
             rows[model] = run_one(table, target, model)
         out["datasets"][name] = {"rows": len(table), "models": rows}
         mlp, gb = rows.get("mlp"), rows.get("gradient_boosting")

@@ -220,6 +220,38 @@ def test_out_of_memory_halves_the_batch_and_goes_on(store, monkeypatch):
     assert run.params["batch_size"] == 50
 
 
+def test_full_disk_while_saving_a_model_leaves_no_half_written_run(store, home, monkeypatch):
+    """Protection: artifacts.save_run writes into a temporary folder and renames it only when complete; the
+    storage error becomes one plain sentence on the run, and the worker goes on with the next run."""
+    import errno
+
+    import skops.io as sio
+
+    from workbench import artifacts
+
+    dataset_id = add_csv(store, make_classification_frame(n=200), "small.csv")
+    real_dump = sio.dump
+
+    def dump_then_fill_the_disk(obj, file, *args, **kwargs):
+        Path(file).write_bytes(b"PK half a file")  # some bytes reach the disk before it fills up
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    config = RunConfig(dataset_id=dataset_id, target="label", model="logistic_regression")
+    full = jobs.submit_run(store, config).id
+    with monkeypatch.context() as m:
+        m.setattr(artifacts.sio, "dump", dump_then_fill_the_disk)
+        jobs.run_worker(store, once=True)
+    assert artifacts.sio.dump is real_dump  # space is free again
+    after = jobs.submit_run(store, config).id
+    jobs.run_worker(store, once=True)
+    runs = {r.id: r for r in store.get_runs([full, after])}
+    assert runs[full].status == "failed"
+    assert runs[full].error == "The disk is full; free some space and try again. Nothing was saved."
+    assert runs[after].status == "succeeded", runs[after].error
+    # Only the finished run has a folder: no half-written model and no temporary folder left behind.
+    assert sorted(p.name for p in (home / "runs").iterdir()) == [after]
+
+
 # -- load: three people at once ----------------------------------------------------------------------
 
 

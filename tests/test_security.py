@@ -5,13 +5,13 @@ Each test names the protection it checks; without that protection it fails.
 
 from __future__ import annotations
 
+import ast
 import csv
 import io
 import os
 import re
 import subprocess
 import sys
-import time
 import tomllib
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from tests.conftest import make_classification_frame
 from workbench import datasets, jobs
 from workbench.errors import UserError
 from workbench.runconfig import RunConfig
+from workbench.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 60
@@ -69,8 +70,6 @@ def test_upload_name_with_path_parts_stays_a_display_name(home, tmp_path, hostil
     success = texts(at.success)
     assert f"Added **{shown}**" in success, success
     assert ".." not in success and "/" not in success and "\\" not in success
-    from workbench.store import Store
-
     store = Store.from_settings()
     try:
         [dataset] = store.list_datasets()
@@ -171,12 +170,10 @@ def test_oversized_file_is_refused_before_it_is_read(tmp_path, home, monkeypatch
         return original(self)
 
     monkeypatch.setattr(Path, "read_bytes", spy)
-    started = time.perf_counter()
     with pytest.raises(UserError, match="300 MB, over the 200 MB limit"):
-        datasets.add_path(__import__("workbench.store", fromlist=["Store"]).Store.from_settings(), huge)
+        datasets.add_path(Store.from_settings(), huge)
     assert reads == [], "the file was read before its size was checked"
-    assert time.perf_counter() - started < 2
-    # The CLI says the same in one line, quickly.
+    # The CLI says the same in one line.
     monkeypatch.setattr(Path, "read_bytes", original)
     env = dict(os.environ, WORKBENCH_HOME=str(home))
     done = subprocess.run([sys.executable, "-m", "workbench", "ingest", str(huge)], cwd=ROOT, env=env,
@@ -254,20 +251,8 @@ def test_predict_page_download_neutralises_formulas(store, monkeypatch):
 # -- nothing from a user file is unpickled or evaluated --------------------------------------------
 
 
-DANGEROUS = [
-    (r"\bpickle\.loads?\(", "pickle.load"),
-    (r"\bcloudpickle\.", "cloudpickle"),
-    (r"\bdill\.", "dill"),
-    (r"\bjoblib\.load\(", "joblib.load"),
-    (r"(?<![\w.])eval\(", "eval("),
-    (r"(?<![\w.])exec\(", "exec("),
-    (r"allow_pickle\s*=\s*True", "allow_pickle=True"),
-    (r"trusted\s*=\s*True", "trusted=True"),
-    (r"\bpd\.read_pickle\(|\bread_pickle\(", "read_pickle"),
-    (r"\bmarshal\.loads?\(", "marshal.load"),
-    (r"\byaml\.load\((?![^)]*SafeLoader)", "yaml.load without SafeLoader"),
-    (r"\bshelve\.open\(", "shelve"),
-]
+UNSAFE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "marshal", "shelve", "joblib"}
+UNSAFE_BUILTINS = {"eval", "exec", "compile", "__import__"}
 
 
 def python_sources() -> list[Path]:
@@ -276,26 +261,48 @@ def python_sources() -> list[Path]:
     return [f for f in files if f.is_file()]
 
 
+def _is_true(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and node.value is True
+
+
 def find_dangerous_calls(files: list[Path]) -> list[str]:
+    """Read each source's syntax tree: an import of a pickling module (however it is used later), a call of
+    eval/exec, torch.load without weights_only=True, pd.read_pickle, numpy's allow_pickle=True, skops'
+    trusted=True, or yaml.load without a safe loader."""
     found = []
     for path in files:
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
-            code = line.split("#", 1)[0]
-            for pattern, what in DANGEROUS:
-                if re.search(pattern, code):
-                    found.append(f"{path.name}:{number}: {what}")
-            if re.search(r"\btorch\.load\(", code) and "weights_only=True" not in code:
-                found.append(f"{path.name}:{number}: torch.load without weights_only=True")
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            where = f"{path.name}:{getattr(node, 'lineno', 0)}"
+            if isinstance(node, ast.Import):
+                found += [f"{where}: import {a.name}" for a in node.names if a.name.split(".")[0] in UNSAFE_MODULES]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in UNSAFE_MODULES:
+                found.append(f"{where}: from {node.module} import")
+            elif isinstance(node, ast.Call):
+                func = node.func
+                name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+                keywords = {k.arg: k.value for k in node.keywords}
+                if isinstance(func, ast.Name) and name in UNSAFE_BUILTINS:
+                    found.append(f"{where}: {name}(")
+                elif name == "load" and ast.unparse(func) == "torch.load" and not _is_true(keywords.get("weights_only")):
+                    found.append(f"{where}: torch.load without weights_only=True")
+                elif name == "read_pickle":
+                    found.append(f"{where}: read_pickle")
+                elif name == "load" and ast.unparse(func).startswith("yaml.") and "Safe" not in ast.unparse(node):
+                    found.append(f"{where}: yaml.load without a safe loader")
+                for flag in ("allow_pickle", "trusted"):
+                    if flag in keywords and _is_true(keywords[flag]):
+                        found.append(f"{where}: {flag}=True")
     return found
 
 
 def test_no_code_path_unpickles_or_evaluates(tmp_path):
     """Protection: the sources themselves. The scanner is first shown to catch a planted file."""
     planted = tmp_path / "planted.py"
-    planted.write_text("import pickle, torch\nx = pickle.load(f)\ny = torch.load(p)\nz = eval(s)\n"
-                       "ok = torch.load(p, weights_only=True)\nsio.load(p, trusted=True)\n"
-                       "model.eval()  # a method, not the builtin\n")
-    assert len(find_dangerous_calls([planted])) == 4
+    planted.write_text("import torch\nimport pickle as p\nfrom dill import loads\nunpickle = p.loads\n"
+                       "y = torch.load(f)\nz = eval(s)\nok = torch.load(f, weights_only=True)\n"
+                       "sio.load(f, trusted=True)\nmodel.eval()  # a method, not the builtin\n")
+    assert [line.split(": ", 1)[1] for line in find_dangerous_calls([planted])] == [
+        "import pickle", "from dill import", "torch.load without weights_only=True", "eval(", "trusted=True"]
     sources = python_sources()
     assert len(sources) > 20
     assert find_dangerous_calls(sources) == []
