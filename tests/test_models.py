@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from workbench.errors import UserError
 from workbench.models.registry import MODELS, catalog, resolve_params
@@ -69,3 +70,21 @@ def test_every_regressor_beats_the_baseline_with_defaults(model, regression_fram
     assert outcome.status == "succeeded", outcome.error
     rmse, baseline = outcome.metrics["test"]["rmse"], outcome.baseline["test"]["rmse"]
     assert rmse < 0.6 * baseline, (rmse, baseline)
+
+
+def test_cpu_dropout_drops_the_asked_share_and_masks_the_gradient():
+    """The byte-mask dropout of the CPU: the share dropped matches p, kept values are scaled to keep the mean, the
+    gradient flows only through kept values, and it does nothing when evaluating."""
+    from workbench.models.layers import Dropout
+
+    torch.manual_seed(0)
+    layer = Dropout(0.25)
+    x = torch.ones(512, 512, requires_grad=True)
+    y = layer(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.75) < 0.01
+    assert torch.allclose(y[kept], torch.tensor(256 / 192))
+    y.sum().backward()
+    assert torch.equal(x.grad != 0, kept)
+    layer.eval()
+    assert torch.equal(layer(x), x)

@@ -10,7 +10,7 @@ import torch
 
 from workbench.callbacks import Callback, CallbackList, RunCancelled
 from workbench.errors import UserError
-from workbench.models.mlp import MLP
+from workbench.models.mlp import MLP, MLPParams
 from workbench.models.registry import resolve_params
 from workbench.runconfig import RunConfig
 from workbench.runner import execute
@@ -48,7 +48,7 @@ def test_history_has_one_record_per_epoch():
     assert [r.epoch for r in result.history] == list(range(1, 9))
     record = result.history[-1]
     assert record.metric_name == "accuracy" and 0 <= record.val_metric <= 1
-    assert record.lr == pytest.approx(1e-3) and record.seconds > 0
+    assert record.lr == pytest.approx(MLPParams.lr) and record.seconds > 0
     assert result.history[-1].train_loss < result.history[0].train_loss
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from workbench.models.layers import FeatureTokenizer
+from workbench.models.layers import Dropout, FeatureTokenizer
 from workbench.models.params import NeuralParams, param
 
 
@@ -29,7 +29,7 @@ class CNN(nn.Module):
         width = params["d_token"]
         for _ in range(params["depth"]):
             layers += [nn.Conv1d(width, params["channels"], params["kernel_size"], padding="same"),
-                       nn.BatchNorm1d(params["channels"]), nn.ReLU(), nn.Dropout(params["dropout"])]
+                       nn.BatchNorm1d(params["channels"]), nn.ReLU(), Dropout(params["dropout"])]
             width = params["channels"]
         self.body = nn.Sequential(*layers)
         self.pool = nn.AdaptiveMaxPool1d(1) if params["pooling"] == "max" else nn.AdaptiveAvgPool1d(1)

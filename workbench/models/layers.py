@@ -8,6 +8,24 @@ from torch import nn
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 
 
+class Dropout(nn.Dropout):
+    """nn.Dropout with a cheaper mask on the CPU, where torch draws one random number per element: on a 4096 x 512
+    activation that costs as much as the matmul before it (16 ms vs 16 ms on the 2-core benchmark machine). Here
+    each element gets one random byte, eight from each 64-bit draw (3 ms); p is rounded to a multiple of 1/256.
+    Other devices use torch's own dropout. Seeded like torch's: the same seed gives the same masks."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or x.device.type != "cpu":
+            return super().forward(x)
+        drop_below = round(self.p * 256)
+        if drop_below == 0:
+            return x
+        words = torch.empty((x.numel() + 7) // 8, dtype=torch.int64).random_(-(2**63), 2**63 - 1)
+        keep = words.view(torch.uint8)[: x.numel()].view_as(x) >= drop_below
+        # A float mask: autograd keeps it for the backward pass, which is one multiplication too.
+        return x * keep.to(x.dtype).mul_(256 / (256 - drop_below))
+
+
 def init_weights(module: nn.Module, scheme: str, activation: str = "relu") -> None:
     """He (Kaiming) for ReLU-like layers, Xavier for tanh/sigmoid, or PyTorch's default."""
     if scheme == "default":

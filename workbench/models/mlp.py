@@ -7,12 +7,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from workbench.models.layers import ACTIVATIONS, CategoricalEmbeddings, init_weights
+from workbench.models.layers import ACTIVATIONS, CategoricalEmbeddings, Dropout, init_weights
 from workbench.models.params import NeuralParams, param
 
 
 @dataclass
 class MLPParams(NeuralParams):
+    # 2e-3 rather than the shared 1e-3: on the benchmark's 200k-row task it reaches the same validation accuracy in
+    # 6 epochs instead of 10, and it scores the same on the bundled samples (make bench, "quality").
+    lr: float = param(2e-3, "Learning rate: step size of each update. Too high diverges, too low is slow.",
+                      min=1e-6, max=1.0)
     hidden_sizes: list[int] = param([256, 256], "Neurons in each hidden layer, e.g. 256,256 for two layers.",
                                     min=1, max=8192, kind="int_list")
     activation: str = param("relu", "The non-linearity between layers.", choices=tuple(ACTIVATIONS))
@@ -35,7 +39,7 @@ class MLP(nn.Module):
                 layers.append(nn.BatchNorm1d(size))
             layers.append(ACTIVATIONS[params["activation"]]())
             if params["dropout"] > 0:
-                layers.append(nn.Dropout(params["dropout"]))
+                layers.append(Dropout(params["dropout"]))
             width = size
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(width, n_outputs)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from workbench.models.layers import FeatureTokenizer
+from workbench.models.layers import Dropout, FeatureTokenizer
 from workbench.models.params import NeuralParams, param
 
 
@@ -30,7 +30,7 @@ class RNN(nn.Module):
                         bidirectional=params["bidirectional"],
                         dropout=params["dropout"] if params["num_layers"] > 1 else 0.0)
         width = params["hidden_size"] * (2 if params["bidirectional"] else 1)
-        self.dropout = nn.Dropout(params["dropout"])
+        self.dropout = Dropout(params["dropout"])
         self.head = nn.Linear(width, n_outputs)
 
     def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
