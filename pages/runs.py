@@ -37,6 +37,7 @@ st.dataframe(
         "Test score": st.column_config.NumberColumn(format="%.4f", help="The main test metric of the run's task"),
         "Created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
         "Settings": st.column_config.TextColumn(help="Hyperparameters changed from the model's defaults"),
+        "Message": st.column_config.TextColumn(help="Why a run failed, diverged, was cancelled or was interrupted"),
     },
 )
 st.caption(f"{len(shown):,} of {len(runs):,} runs. Click a column header to sort.")

@@ -112,3 +112,14 @@ def test_delete_run_refuses_a_running_run(store, dataset_id, home):
     assert not (home / "runs" / done.id).exists()
     with pytest.raises(UserError):
         store.get_run(done.id)
+
+
+def test_baseline_row_comes_from_a_finished_run_when_a_cancelled_one_is_first(store, dataset_id):
+    """A cancelled run scored nothing and has no baseline; the finished run beside it on the same rows has one."""
+    cancelled = store.create_run(RunConfig(dataset_id=dataset_id, target="label", model="mlp").to_dict(), model="mlp",
+                                 target="label", task="binary", params={})
+    store.finish_run(cancelled.id, "cancelled", split_fingerprint="fp-a", error="Cancelled by the user.")
+    done = finished_run(store, dataset_id)
+    result = compare.compare_metrics([store.get_run(cancelled.id), done])
+    assert result.baseline_rows == ["Baseline (majority class)"]
+    assert result.table.loc["Baseline (majority class)", "accuracy"] == 0.6

@@ -77,12 +77,13 @@ def runs_frame(runs: Sequence[Run], dataset_names: Mapping[str, str],
             "Dataset": [dataset_names.get(r.dataset_id, r.dataset_id) for r in runs],
             "Target": [r.target for r in runs],
             "Model": [r.model for r in runs],
-            "Settings": [settings_summary(r.params, defaults.get(r.model)) for r in runs],
+            # The score and any message come before the long settings text, so they show without scrolling.
             "Test metric": [metric_label(r.primary_metric) if r.primary_metric else "" for r in runs],
             "Test score": [r.primary_value for r in runs],
+            "Message": [r.error or "" for r in runs],  # why a run failed, diverged or stopped, in plain words
+            "Settings": [settings_summary(r.params, defaults.get(r.model)) for r in runs],
             "Duration (s)": [None if r.duration_s is None else round(r.duration_s, 1) for r in runs],
             "Created": [r.created_at for r in runs],
-            "Message": [r.error or "" for r in runs],  # why a run failed, diverged or stopped, in plain words
         }
     )
 

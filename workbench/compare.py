@@ -73,10 +73,11 @@ def _baselines(runs: Sequence[Run], metrics: list[str]) -> dict[str, dict[str, f
     groups = groups_by_test_rows(runs)
     out = {}
     for fingerprint, members in groups.items():
-        run = next(r for r in runs if r.id == members[0])
-        values = run.baseline.get("test", {})
-        if not values:
+        # Any member that finished has the baseline of these test rows; a cancelled or failed one has none.
+        run = next((r for r in runs if r.id in members and r.baseline.get("test")), None)
+        if run is None:
             continue
+        values = run.baseline["test"]
         kind = "mean" if run.task == "regression" else "majority class"
         label = f"Baseline ({kind})"
         if len(groups) > 1:
