@@ -29,6 +29,7 @@ MAX_CATEGORIES = 100
 MISSING_CATEGORY = "(missing)"
 DATE_PARTS = ("year", "month", "day", "dayofweek")  # and "hour" where a column holds times of day
 SPLITS = ("train", "val", "test")
+TRANSFORM_CHUNK_ROWS = 100_000
 
 
 def detect_task(y: pd.Series, requested: str = "auto") -> str:
@@ -192,6 +193,15 @@ class Preprocessor:
         return f.numeric + f.boolean + f.categorical + f.datetime
 
     def transform(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Numeric inputs (float32) and category codes (int64), a chunk of rows at a time: the float64 copies
+        the column transformer makes on the way stay the size of one chunk, not of the table."""
+        if len(frame) <= TRANSFORM_CHUNK_ROWS:
+            return self._transform(frame)
+        parts = [self._transform(frame.iloc[start:start + TRANSFORM_CHUNK_ROWS])
+                 for start in range(0, len(frame), TRANSFORM_CHUNK_ROWS)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def _transform(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         out = self.transformer.transform(model_frame(frame, self.features))
         out = np.asarray(out, dtype="float64")
         x_num = out[:, : self.n_numeric_out].astype("float32")
@@ -295,7 +305,8 @@ def prepare(frame: pd.DataFrame, target: str, task: str, exclude: list[str], spl
     if target not in frame.columns:
         raise UserError(f"There is no column called '{target}' to predict.")
     notes: list[str] = []
-    data = frame[frame[target].notna()]
+    has_target = frame[target].notna()
+    data = frame if has_target.all() else frame[has_target]  # no copy of the whole table when nothing is dropped
     dropped = len(frame) - len(data)
     if dropped:
         notes.append(f"{dropped:,} rows with no value for '{target}' were left out.")
@@ -319,18 +330,20 @@ def prepare(frame: pd.DataFrame, target: str, task: str, exclude: list[str], spl
     if scaling == "quantile":
         fit_frame = break_ties(fit_frame, features.numeric + datetime_part_names(features), split.seed)
     transformer.fit(fit_frame)
+    del fit_frame, train_frame  # only the transformed arrays are kept: peak memory stays near the table's size
     names = list(transformer.get_feature_names_out())
     n_numeric_out = n_numeric_in if categorical_mode == "embedding" else len(names)
     preprocessor = Preprocessor(features, categorical_mode, transformer, n_numeric_out, [], names)
-    # Every kept category (and the rare-category group) occurs in the training rows, so the largest
-    # training code bounds the table size; code 0 stays for categories never seen in training.
-    train_codes = preprocessor.transform(train_frame)[1]
-    preprocessor.cardinalities = [int(train_codes[:, j].max()) + 1 for j in range(train_codes.shape[1])]
 
     classes = sorted(labels.unique().tolist()) if labels is not None else None
     x_num, x_cat, y, ids = {}, {}, {}, {}
     for name, index in zip(SPLITS, (rows.train, rows.val, rows.test), strict=True):
         x_num[name], x_cat[name] = preprocessor.transform(data.loc[index])
+        if name == "train":
+            # Every kept category (and the rare-category group) occurs in the training rows, so the largest
+            # training code bounds the table size; code 0 stays for categories never seen in training.
+            codes = x_cat[name]
+            preprocessor.cardinalities = [int(codes[:, j].max()) + 1 for j in range(codes.shape[1])]
         if labels is not None:
             y[name] = pd.Categorical(labels.loc[index], categories=classes).codes.astype("int64")
         else:
