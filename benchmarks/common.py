@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,6 +23,8 @@ from workbench.models.mlp import MLP
 from workbench.models.registry import resolve_params
 from workbench.training import Objective, Tensors, fit
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def machine() -> dict:
     """What the figures were measured on, including how busy the machine was."""
@@ -28,6 +34,17 @@ def machine() -> dict:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def run_in_child(module: str, args: list[str], env: dict[str, str] | None = None) -> dict:
+    """`python -m MODULE ARGS --child` in a fresh process (its own peak RSS and caches); its last line is JSON."""
+    env = dict(env or os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    done = subprocess.run([sys.executable, "-m", module, *args, "--child"], env=env, cwd=ROOT, capture_output=True,
+                          text=True)
+    if done.returncode:
+        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"{module} failed")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def peak_rss_mb() -> float:
@@ -131,6 +148,25 @@ def better(a: float, b: float, task: str) -> bool:
 
 def reached(score: float, target: float, task: str) -> bool:
     return score >= target if task != "regression" else score <= target
+
+
+def until_plateau(train_epoch: Callable[[], float], task: str, patience: int, max_epochs: int) -> dict:
+    """Epochs of `train_epoch` (one epoch, returns the validation score) until `patience` epochs bring no better
+    score: the best score, when it was reached, and every epoch's (number, seconds, score)."""
+    started = time.perf_counter()
+    best, best_at, best_epoch, epochs, bad = None, 0.0, 0, [], 0
+    for epoch in range(1, max_epochs + 1):
+        score = train_epoch()
+        elapsed = time.perf_counter() - started
+        epochs.append([epoch, round(elapsed, 2), round(score, 5)])
+        if best is None or better(score, best, task):
+            best, best_at, best_epoch, bad = score, elapsed, epoch, 0
+        else:
+            bad += 1
+            if bad >= patience:
+                break
+    return {"best_score": best, "best_epoch": best_epoch, "seconds_to_best": round(best_at, 2),
+            "seconds_total": round(time.perf_counter() - started, 2), "epochs": epochs}
 
 
 # -- our trainer ---------------------------------------------------------------------------------

@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -81,15 +79,12 @@ def child(n_runs: int) -> dict:
 
 
 def measure(runs: int = 500) -> dict:
+    from benchmarks.common import run_in_child
+
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, WORKBENCH_HOME=str(Path(tmp) / "home"))
         env.pop("WORKBENCH_DATABASE_URL", None)
-        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-        done = subprocess.run([sys.executable, "-m", "benchmarks.runs_page", "--runs", str(runs), "--child"],
-                              env=env, cwd=ROOT, capture_output=True, text=True)
-        if done.returncode:
-            raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "runs page failed")
-        return json.loads(done.stdout.strip().splitlines()[-1])
+        return run_in_child("benchmarks.runs_page", ["--runs", str(runs)], env)
 
 
 def main() -> None:

@@ -4,13 +4,12 @@ stops improving; ours (workbench defaults, `workbench.training.fit`) then trains
 
 from __future__ import annotations
 
-import time
 import warnings
 
 import numpy as np
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 
-from benchmarks.common import better, make_data, mlp_params
+from benchmarks.common import make_data, mlp_params, until_plateau
 from benchmarks.time_to_quality import ours_until
 
 
@@ -18,28 +17,19 @@ def sklearn_until_plateau(data, hidden: list[int], patience: int = 2, max_epochs
     cls = MLPClassifier if data.task != "regression" else MLPRegressor
     model = cls(hidden_layer_sizes=tuple(hidden), random_state=0)  # adam, lr 1e-3, batch min(200, n)
     classes = np.unique(data.y_train) if data.task != "regression" else None
-    started = time.perf_counter()
-    best, best_at, best_epoch, epochs, bad = None, 0.0, 0, [], 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for epoch in range(1, max_epochs + 1):
+
+    def epoch() -> float:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # partial_fit warns that one epoch did not converge
             if classes is not None:
                 model.partial_fit(data.x_train, data.y_train, classes=classes)
-                score = float((model.predict(data.x_val) == data.y_val).mean())
-            else:
-                model.partial_fit(data.x_train, data.y_train)
-                score = float(np.sqrt(np.mean((model.predict(data.x_val) - data.y_val) ** 2)))
-            elapsed = time.perf_counter() - started
-            epochs.append([epoch, round(elapsed, 2), round(score, 5)])
-            if best is None or better(score, best, data.task):
-                best, best_at, best_epoch, bad = score, elapsed, epoch, 0
-            else:
-                bad += 1
-                if bad >= patience:
-                    break
-    return {"best_score": best, "best_epoch": best_epoch, "seconds_to_best": round(best_at, 2),
-            "seconds_total": round(time.perf_counter() - started, 2), "epochs": epochs,
-            "settings": f"{cls.__name__}(hidden_layer_sizes={tuple(hidden)}), adam lr 1e-3, batch 200"}
+                return float((model.predict(data.x_val) == data.y_val).mean())
+            model.partial_fit(data.x_train, data.y_train)
+            return float(np.sqrt(np.mean((model.predict(data.x_val) - data.y_val) ** 2)))
+
+    result = until_plateau(epoch, data.task, patience, max_epochs)
+    result["settings"] = f"{cls.__name__}(hidden_layer_sizes={tuple(hidden)}), adam lr 1e-3, batch 200"
+    return result
 
 
 def measure(device: str = "cpu", rows: int = 200_000, features: int = 50, task: str = "binary",

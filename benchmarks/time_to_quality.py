@@ -9,29 +9,21 @@ from __future__ import annotations
 
 import time
 
-from benchmarks.common import StopAtScore, Tutorial, better, build_mlp, make_data, mlp_params, ours
+from benchmarks.common import StopAtScore, Tutorial, build_mlp, make_data, mlp_params, ours, until_plateau
 
 
 def tutorial_until_plateau(data, device: str, batch_size: int = 32, lr: float = 1e-3, patience: int = 2,
                            max_epochs: int = 12) -> dict:
     params = mlp_params()
     loop = Tutorial(data, build_mlp(data.n_features, params, device), batch_size, lr, device)
-    started = time.perf_counter()
-    best, best_at, best_epoch, epochs, bad = None, 0.0, 0, [], 0
-    for epoch in range(1, max_epochs + 1):
+
+    def epoch() -> float:
         loop.epoch()
-        score = loop.validate()
-        elapsed = time.perf_counter() - started
-        epochs.append([epoch, round(elapsed, 2), round(score, 5)])
-        if best is None or better(score, best, data.task):
-            best, best_at, best_epoch, bad = score, elapsed, epoch, 0
-        else:
-            bad += 1
-            if bad >= patience:
-                break
-    return {"best_score": best, "best_epoch": best_epoch, "seconds_to_best": round(best_at, 2),
-            "seconds_total": round(time.perf_counter() - started, 2), "epochs": epochs,
-            "settings": f"batch {batch_size}, Adam lr {lr}, stop after {patience} epochs without improvement"}
+        return loop.validate()
+
+    result = until_plateau(epoch, data.task, patience, max_epochs)
+    result["settings"] = f"batch {batch_size}, Adam lr {lr}, stop after {patience} epochs without improvement"
+    return result
 
 
 def ours_until(data, target: float, device: str, time_limit_s: float, compile_model: bool = False) -> dict:

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -51,12 +48,9 @@ def child(rows: int) -> dict:
 
 
 def measure(rows: int = 1_000_000) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    done = subprocess.run([sys.executable, "-m", "benchmarks.train_memory", "--rows", str(rows), "--child"],
-                          env=env, cwd=ROOT, capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "training failed")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    from benchmarks.common import run_in_child
+
+    return run_in_child("benchmarks.train_memory", ["--rows", str(rows)])
 
 
 def main() -> None:
