@@ -90,6 +90,9 @@ def show_scores(chosen: list, scores: compare.MetricsComparison) -> None:
         st.info("None of these runs has test scores (they did not finish training).")
         return
     st.dataframe(charts.highlight_best(scores), width="stretch")
+    unscored = [f"{r.model} · {r.id[:6]} ({r.status})" for r in chosen if not r.metrics.get("test")]
+    if unscored:
+        st.caption(f"Not scored, so not in the table: {', '.join(unscored)}.")
     directions = ", ".join(f"{metric_label(m)} {'↑' if up else '↓'}" for m, up in scores.higher_is_better.items())
     st.caption(f"Test scores. The best run per metric is in green; the grey row is a model that always predicts "
                f"the most common class (or the mean) — a useful model beats it clearly. {directions}")

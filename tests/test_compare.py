@@ -123,3 +123,4 @@ def test_baseline_row_comes_from_a_finished_run_when_a_cancelled_one_is_first(st
     result = compare.compare_metrics([store.get_run(cancelled.id), done])
     assert result.baseline_rows == ["Baseline (majority class)"]
     assert result.table.loc["Baseline (majority class)", "accuracy"] == 0.6
+    assert list(result.table.index) == [compare.run_names([done])[done.id], "Baseline (majority class)"]

@@ -53,7 +53,9 @@ def compare_metrics(runs: Sequence[Run], split: str = "test") -> MetricsComparis
         for name in [run.primary_metric, *run.metrics.get(split, {})]:
             if name and name not in metrics and _is_number(run.metrics.get(split, {}).get(name)):
                 metrics.append(name)
-    rows = {names[r.id]: {m: _number(r.metrics.get(split, {}).get(m)) for m in metrics} for r in runs}
+    # A run that was cancelled or failed before scoring has no row: a row of blanks says nothing.
+    rows = {names[r.id]: {m: _number(r.metrics.get(split, {}).get(m)) for m in metrics} for r in runs
+            if r.metrics.get(split)}
     best: dict[str, list[str]] = {}
     for metric in metrics:
         scored = {label: values[metric] for label, values in rows.items() if values[metric] is not None}
