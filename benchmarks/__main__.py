@@ -138,7 +138,7 @@ def table(results: dict) -> str:
         lines.append(f"runs page with {p['runs']} runs: first render {p['first_render_s']} s, warm {p['warm_render_s']} s")
     for name, error in results.get("errors", {}).items():
         lines.append(f"ERROR {name}: {error}")
-    lines.append("targets:")
+    lines.append("targets (quick sizes: a smoke check, not the targets' settings):" if results["quick"] else "targets:")
     for t in results["targets"]:
         lines.append(f"  {'MET ' if t['met'] else 'MISS'} {t['name']}: {t['measured']} (target {t['target']})")
     return "\n".join(lines)
