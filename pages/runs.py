@@ -59,7 +59,7 @@ def show_comparison(chosen: list) -> None:
     scores_tab, curves_tab, settings_tab, diagnostics_tab = st.tabs(
         ["Scores", "Learning curves", "Settings", "Diagnostics"])
     with scores_tab:
-        show_scores(chosen, scores)
+        show_scores(scores)
     with curves_tab:
         curves = compare.learning_curves(chosen)
         if curves.empty:
@@ -85,14 +85,13 @@ def show_comparison(chosen: list) -> None:
         show_diagnostics(chosen)
 
 
-def show_scores(chosen: list, scores: compare.MetricsComparison) -> None:
+def show_scores(scores: compare.MetricsComparison) -> None:
     if scores.table.empty:
         st.info("None of these runs has test scores (they did not finish training).")
         return
     st.dataframe(charts.highlight_best(scores), width="stretch")
-    unscored = [f"{r.model} · {r.id[:6]} ({r.status})" for r in chosen if not r.metrics.get("test")]
-    if unscored:
-        st.caption(f"Not scored, so not in the table: {', '.join(unscored)}.")
+    if scores.unscored:
+        st.caption(f"Not scored, so not in the table: {', '.join(scores.unscored)}.")
     directions = ", ".join(f"{metric_label(m)} {'↑' if up else '↓'}" for m, up in scores.higher_is_better.items())
     st.caption(f"Test scores. The best run per metric is in green; the grey row is a model that always predicts "
                f"the most common class (or the mean) — a useful model beats it clearly. {directions}")

@@ -124,3 +124,4 @@ def test_baseline_row_comes_from_a_finished_run_when_a_cancelled_one_is_first(st
     assert result.baseline_rows == ["Baseline (majority class)"]
     assert result.table.loc["Baseline (majority class)", "accuracy"] == 0.6
     assert list(result.table.index) == [compare.run_names([done])[done.id], "Baseline (majority class)"]
+    assert result.unscored == [f"mlp · {cancelled.id[:6]} (cancelled)"]

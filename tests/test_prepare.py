@@ -116,14 +116,3 @@ def test_bad_settings_are_user_errors(binary_frame):
     with pytest.raises(UserError, match="at least 20"):
         run_prepare(binary_frame.head(10))
 
-
-@pytest.mark.parametrize("mode", ["embedding", "onehot"])
-def test_transform_in_chunks_equals_one_pass(binary_frame, monkeypatch, mode):
-    from workbench import prepare as prepare_module
-
-    prepared = prepare(binary_frame, "label", "auto", [], SplitConfig(), PrepConfig(), "neural", mode)
-    whole = prepared.preprocessor.transform(binary_frame)
-    monkeypatch.setattr(prepare_module, "TRANSFORM_CHUNK_ROWS", 7)
-    chunked = prepared.preprocessor.transform(binary_frame)
-    assert chunked[0].dtype == np.float32 and chunked[1].dtype == np.int64
-    assert np.array_equal(whole[0], chunked[0]) and np.array_equal(whole[1], chunked[1])

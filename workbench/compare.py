@@ -42,6 +42,7 @@ class MetricsComparison:
     best: dict[str, list[str]]  # metric -> the row labels of the best run(s); baselines never count
     higher_is_better: dict[str, bool]
     baseline_rows: list[str]
+    unscored: list[str]  # runs left out: cancelled or failed before they were scored, as 'mlp · 3f2a1b (cancelled)'
 
 
 def compare_metrics(runs: Sequence[Run], split: str = "test") -> MetricsComparison:
@@ -68,7 +69,8 @@ def compare_metrics(runs: Sequence[Run], split: str = "test") -> MetricsComparis
             rows[label] = values
             baseline_rows.append(label)
     table = pd.DataFrame.from_dict(rows, orient="index", columns=metrics)
-    return MetricsComparison(table, best, {m: higher_is_better(m) for m in metrics}, baseline_rows)
+    unscored = [f"{names[r.id]} ({r.status})" for r in runs if not r.metrics.get(split)]
+    return MetricsComparison(table, best, {m: higher_is_better(m) for m in metrics}, baseline_rows, unscored)
 
 
 def _baselines(runs: Sequence[Run], metrics: list[str]) -> dict[str, dict[str, float | None]]:

@@ -29,7 +29,6 @@ MAX_CATEGORIES = 100
 MISSING_CATEGORY = "(missing)"
 DATE_PARTS = ("year", "month", "day", "dayofweek")  # and "hour" where a column holds times of day
 SPLITS = ("train", "val", "test")
-TRANSFORM_CHUNK_ROWS = 100_000
 
 
 def detect_task(y: pd.Series, requested: str = "auto") -> str:
@@ -193,15 +192,6 @@ class Preprocessor:
         return f.numeric + f.boolean + f.categorical + f.datetime
 
     def transform(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """Numeric inputs (float32) and category codes (int64), a chunk of rows at a time: the float64 copies
-        the column transformer makes on the way stay the size of one chunk, not of the table."""
-        if len(frame) <= TRANSFORM_CHUNK_ROWS:
-            return self._transform(frame)
-        parts = [self._transform(frame.iloc[start:start + TRANSFORM_CHUNK_ROWS])
-                 for start in range(0, len(frame), TRANSFORM_CHUNK_ROWS)]
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-    def _transform(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         out = self.transformer.transform(model_frame(frame, self.features))
         out = np.asarray(out, dtype="float64")
         x_num = out[:, : self.n_numeric_out].astype("float32")
