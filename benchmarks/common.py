@@ -48,7 +48,28 @@ def run_in_child(module: str, args: list[str], env: dict[str, str] | None = None
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident memory. Linux: VmHWM, since ru_maxrss survives fork + exec and a child started
+    by a bigger parent would report the parent's peak."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def rss_mb() -> float:
+    """This process's resident memory now."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return peak_rss_mb()
 
 
 def sync(device: str) -> None:

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks.common import ROOT
+
 
 def make_csv(path: Path, rows: int, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
@@ -40,11 +42,13 @@ def measure(rows: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         csv_path = Path(tmp) / "big.csv"
         make_csv(csv_path, rows)
-        env = dict(os.environ, WORKBENCH_HOME=str(Path(tmp) / "home"))
+        env = dict(os.environ, WORKBENCH_HOME=str(Path(tmp) / "home"),
+                   PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         code = (
-            "import json, resource, time; from workbench.store import Store; from workbench import datasets;"
+            "import json, time; from benchmarks.common import peak_rss_mb; from workbench.store import Store;"
+            "from workbench import datasets;"
             f"t=time.perf_counter(); d=datasets.add_path(Store.from_settings(), {str(csv_path)!r}).dataset;"
-            "s=time.perf_counter()-t; r=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024;"
+            "s=time.perf_counter()-t; r=peak_rss_mb();"
             "print(json.dumps({'rows': d.n_rows, 'columns': d.n_columns, 'seconds': round(s, 2), 'peak_rss_mb': round(r)}))"
         )
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)

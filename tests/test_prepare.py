@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from workbench.errors import UserError
+import workbench.prepare as prepare_module
 from workbench.prepare import detect_task, prepare
 from workbench.runconfig import PrepConfig, SplitConfig
 
@@ -106,6 +107,30 @@ def test_unseen_category_and_missing_values_at_transform_time(binary_frame):
     x_num, x_cat = p.preprocessor.transform(new)
     assert x_cat[0, 0] == 0
     assert np.isfinite(x_num).all()
+
+
+def test_rows_are_transformed_in_chunks_with_the_same_result(binary_frame, monkeypatch):
+    whole = run_prepare(binary_frame)
+    monkeypatch.setattr(prepare_module, "TRANSFORM_CHUNK_ROWS", 7)
+    chunked = run_prepare(binary_frame)
+    for split in ("train", "val", "test"):
+        np.testing.assert_array_equal(chunked.x_num[split], whole.x_num[split])
+        np.testing.assert_array_equal(chunked.x_cat[split], whole.x_cat[split])
+    np.testing.assert_array_equal(chunked.preprocessor.transform(binary_frame)[0],
+                                  whole.preprocessor.transform(binary_frame)[0])
+
+
+def test_a_large_training_set_fits_the_preprocessing_on_a_seeded_sample(binary_frame, monkeypatch):
+    monkeypatch.setattr(prepare_module, "FIT_SAMPLE_ROWS", 50)
+    p = run_prepare(binary_frame, prep=PrepConfig(scaling="standard"))
+    n_train = len(p.row_ids["train"])
+    assert f"fitted on a random 50 of the {n_train:,} training rows" in " ".join(p.notes)
+    scaler = p.preprocessor.transformer.named_transformers_["numeric"].named_steps["scale"]
+    train_rows = binary_frame.loc[p.row_ids["train"], ["x1", "x2"]]
+    assert scaler.n_samples_seen_ == 50 and not np.allclose(scaler.mean_, train_rows.mean().to_numpy())
+    again = run_prepare(binary_frame, prep=PrepConfig(scaling="standard"))
+    np.testing.assert_array_equal(again.x_num["train"], p.x_num["train"])  # the same sample every time
+    assert p.x_num["train"].shape[0] == n_train  # every training row is still transformed and trained on
 
 
 def test_bad_settings_are_user_errors(binary_frame):

@@ -29,6 +29,10 @@ MAX_CATEGORIES = 100
 MISSING_CATEGORY = "(missing)"
 DATE_PARTS = ("year", "month", "day", "dayofweek")  # and "hour" where a column holds times of day
 SPLITS = ("train", "val", "test")
+# The preprocessing is fitted on at most this many training rows: quantiles, means and the categories kept are
+# as good from a sample this size, and fitting on every row of a large table held several copies of it at once.
+FIT_SAMPLE_ROWS = 200_000
+TRANSFORM_CHUNK_ROWS = 65_536
 
 
 def detect_task(y: pd.Series, requested: str = "auto") -> str:
@@ -191,14 +195,20 @@ class Preprocessor:
         f = self.features
         return f.numeric + f.boolean + f.categorical + f.datetime
 
-    def transform(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        out = self.transformer.transform(model_frame(frame, self.features))
-        out = np.asarray(out, dtype="float64")
-        x_num = out[:, : self.n_numeric_out].astype("float32")
-        if self.categorical_mode == "embedding":
-            x_cat = (out[:, self.n_numeric_out:] + 1).astype("int64")  # 0 is kept for unknown and missing
-        else:
-            x_cat = np.zeros((len(out), 0), dtype="int64")
+    def transform(self, frame: pd.DataFrame, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The given rows (index labels; default all) in chunks, so the float64 intermediates of the column
+        transformer stay the size of a chunk, not of the table."""
+        labels = frame.index if rows is None else rows
+        n_cat = len(self.features.categorical) if self.categorical_mode == "embedding" else 0
+        x_num = np.empty((len(labels), self.n_numeric_out), dtype="float32")
+        x_cat = np.empty((len(labels), n_cat), dtype="int64")
+        for start in range(0, len(labels), TRANSFORM_CHUNK_ROWS):
+            chunk = frame.iloc[start:start + TRANSFORM_CHUNK_ROWS] if rows is None else \
+                frame.loc[rows[start:start + TRANSFORM_CHUNK_ROWS]]
+            out = np.asarray(self.transformer.transform(model_frame(chunk, self.features)), dtype="float64")
+            x_num[start:start + len(out)] = out[:, : self.n_numeric_out]
+            if n_cat:
+                x_cat[start:start + len(out)] = out[:, self.n_numeric_out:] + 1  # 0 is kept for unknown and missing
         return x_num, x_cat
 
 
@@ -315,12 +325,16 @@ def prepare(frame: pd.DataFrame, target: str, task: str, exclude: list[str], spl
     scaling = resolve_scaling(prep, family, model_categorical)
     n_numeric_in = len(features.numeric) + len(features.boolean) + len(datetime_part_names(features))
     transformer = build_preprocessor(features, prep, categorical_mode, scaling, len(rows.train))
-    train_frame = data.loc[rows.train]
-    fit_frame = model_frame(train_frame, features)
+    fit_rows = rows.train
+    if len(fit_rows) > FIT_SAMPLE_ROWS:
+        fit_rows = np.sort(np.random.default_rng(split.seed).choice(fit_rows, FIT_SAMPLE_ROWS, replace=False))
+        notes.append(f"The preprocessing was fitted on a random {FIT_SAMPLE_ROWS:,} of the {len(rows.train):,} "
+                     "training rows.")
+    fit_frame = model_frame(data.loc[fit_rows], features)
     if scaling == "quantile":
         fit_frame = break_ties(fit_frame, features.numeric + datetime_part_names(features), split.seed)
     transformer.fit(fit_frame)
-    del fit_frame, train_frame  # only the transformed arrays are kept: peak memory stays near the table's size
+    del fit_frame
     names = list(transformer.get_feature_names_out())
     n_numeric_out = n_numeric_in if categorical_mode == "embedding" else len(names)
     preprocessor = Preprocessor(features, categorical_mode, transformer, n_numeric_out, [], names)
@@ -328,7 +342,7 @@ def prepare(frame: pd.DataFrame, target: str, task: str, exclude: list[str], spl
     classes = sorted(labels.unique().tolist()) if labels is not None else None
     x_num, x_cat, y, ids = {}, {}, {}, {}
     for name, index in zip(SPLITS, (rows.train, rows.val, rows.test), strict=True):
-        x_num[name], x_cat[name] = preprocessor.transform(data.loc[index])
+        x_num[name], x_cat[name] = preprocessor.transform(data, index)
         if name == "train":
             # Every kept category (and the rare-category group) occurs in the training rows, so the largest
             # training code bounds the table size; code 0 stays for categories never seen in training.

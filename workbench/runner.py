@@ -138,7 +138,8 @@ def _train_neural(spec: ModelSpec, prepared: Prepared, params: dict, callbacks: 
               for s in ("train", "val", "test")}
     fitted = fit(model, splits["train"], splits["val"], objective, params, callbacks)
     if fitted.status == "succeeded":
-        params["batch_size"] = fitted.batch_size  # what actually ran, after any out-of-memory retry
+        # What actually ran: the batch size after an automatic choice or an out-of-memory retry, and its learning rate.
+        params["batch_size"], params["lr"] = fitted.batch_size, fitted.lr
     proba = {}
     for s in ("val", "test"):
         output = predict_outputs(model, splits[s].x_num, splits[s].x_cat).cpu().numpy()

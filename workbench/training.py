@@ -25,6 +25,12 @@ from workbench.devices import best_device
 from workbench.errors import UserError
 
 EVAL_BATCH = 8192
+# batch_size 0 (auto): 256 rows per update, doubled on large tables. Each doubling keeps ~200+ updates per epoch and
+# multiplies the learning rate by sqrt(2), the square-root scaling rule for Adam (Malladi et al., 2022). On the
+# 200,000-row benchmark task batch 1024 at twice the learning rate reaches batch 256's validation accuracy in about
+# half the time (make bench, "time_to_quality").
+AUTO_BATCH_BY_ROWS = ((200_000, 1024), (100_000, 512), (0, 256))
+AUTO_BATCH_BASE = 256
 MAX_CPU_THREADS = 8  # small tabular models stop gaining from more threads well before this
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 _allocator_tuned = False
@@ -132,7 +138,16 @@ class FitResult:
     history: list[EpochRecord] = field(default_factory=list)
     best_epoch: int = 0
     batch_size: int = 0
+    lr: float = 0.0  # the learning rate it started with (auto batch sizes scale it)
     error: str | None = None
+
+
+def batch_and_lr(params: dict, n_rows: int) -> tuple[int, float]:
+    """The batch size and starting learning rate a run uses: as set, or for batch_size 0, chosen from the rows."""
+    if params["batch_size"]:
+        return min(params["batch_size"], n_rows), params["lr"]
+    batch_size = next(size for rows, size in AUTO_BATCH_BY_ROWS if n_rows >= rows)
+    return min(batch_size, n_rows), params["lr"] * math.sqrt(batch_size / AUTO_BATCH_BASE)
 
 
 def make_optimizer(model: nn.Module, params: dict) -> torch.optim.Optimizer:
@@ -219,7 +234,8 @@ def evaluate(model: nn.Module, data: Tensors, objective: Objective, autocast) ->
 def fit(model: nn.Module, train: Tensors, val: Tensors, objective: Objective, params: dict,
         callbacks: CallbackList) -> FitResult:
     """Train with early stopping on the validation metric; on CUDA out of memory, retry with half the batch."""
-    batch_size = min(params["batch_size"], len(train))
+    batch_size, lr = batch_and_lr(params, len(train))
+    params = {**params, "lr": lr}
     initial = copy.deepcopy(model.state_dict())
     while True:
         try:
@@ -245,7 +261,7 @@ def _fit(model: nn.Module, train: Tensors, val: Tensors, objective: Objective, p
     autocast = autocast_for(device, params)
     stopper = EarlyStopping(params["patience"], objective.higher_is_better)
     best_state = copy.deepcopy(model.state_dict())
-    result = FitResult("succeeded", batch_size=batch_size)
+    result = FitResult("succeeded", batch_size=batch_size, lr=params["lr"])
     batches = max(1, len([s for s in range(0, len(train), batch_size) if len(train) - s > 1 or s == 0]))
     callbacks.on_train_begin(params["epochs"], batches)
     try:
