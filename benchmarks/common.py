@@ -47,29 +47,29 @@ def run_in_child(module: str, args: list[str], env: dict[str, str] | None = None
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory. Linux: VmHWM, since ru_maxrss survives fork + exec and a child started
-    by a bigger parent would report the parent's peak."""
+def _status_mb(field: str) -> float | None:
+    """A memory line of /proc/self/status (Linux) in MB, or None elsewhere."""
     try:
         with open("/proc/self/status") as status:
             for line in status:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return round(int(line.split()[1]) / 1024, 1)
     except OSError:
         pass
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return None
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. Linux: VmHWM, since ru_maxrss survives fork + exec and a child started
+    by a bigger parent would report the parent's peak."""
+    peak = _status_mb("VmHWM")
+    return peak if peak is not None else round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def rss_mb() -> float:
     """This process's resident memory now."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return peak_rss_mb()
+    now = _status_mb("VmRSS")
+    return now if now is not None else peak_rss_mb()
 
 
 def sync(device: str) -> None:
