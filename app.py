@@ -3,8 +3,10 @@
 import streamlit as st
 
 from ui.auth import require_access
+from ui.frame import mark_framed, resume_page
 
 st.set_page_config(page_title="Workbench", page_icon="🧪", layout="wide")
+mark_framed()
 require_access()
 
 navigation = st.navigation(
@@ -16,4 +18,5 @@ navigation = st.navigation(
         st.Page("pages/predict.py", title="Predict", icon=":material/online_prediction:"),
     ]
 )
+resume_page()
 navigation.run()

@@ -5,11 +5,13 @@ import streamlit as st
 from ui import charts
 from ui.auth import require_access
 from ui.forms import remembered_selectbox, sample_picker
+from ui.frame import require_frame
 from ui.resources import get_store, load_table, max_upload_mb
 from ui.tables import columns_frame
 from workbench import datasets
 from workbench.errors import UserError
 
+require_frame(__file__)
 require_access(logout_button=False)  # also when Streamlit runs this file without app.py
 store = get_store()
 st.title("Data")

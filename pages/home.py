@@ -4,9 +4,11 @@ import streamlit as st
 
 from ui.auth import require_access
 from ui.forms import sample_picker
+from ui.frame import require_frame
 from ui.resources import device_description, get_store, model_defaults
 from ui.tables import runs_frame
 
+require_frame(__file__)
 require_access(logout_button=False)  # also when Streamlit runs this file without app.py
 store = get_store()
 

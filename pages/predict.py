@@ -6,6 +6,7 @@ import streamlit as st
 from ui import charts
 from ui.auth import require_access
 from ui.forms import remembered_selectbox, what_if_inputs
+from ui.frame import require_frame
 from ui.resources import get_store, load_table, max_upload_mb
 from ui.tables import format_value, metric_label, run_label
 from workbench.errors import UserError
@@ -15,6 +16,7 @@ from workbench.safe_csv import to_safe_csv
 
 PREVIEW_ROWS = 1_000
 
+require_frame(__file__)
 require_access(logout_button=False)  # also when Streamlit runs this file without app.py
 store = get_store()
 st.title("Predict")

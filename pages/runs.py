@@ -4,6 +4,7 @@ import streamlit as st
 
 from ui import charts
 from ui.auth import require_access
+from ui.frame import require_frame
 from ui.resources import get_store, model_defaults
 from ui.tables import metric_label, run_label, runs_frame
 from workbench import compare, jobs
@@ -11,6 +12,7 @@ from workbench.errors import UserError
 
 MATRICES_PER_ROW = 3
 
+require_frame(__file__)
 require_access(logout_button=False)  # also when Streamlit runs this file without app.py
 store = get_store()
 st.title("Runs & Compare")

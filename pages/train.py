@@ -5,6 +5,7 @@ import streamlit as st
 from ui import charts
 from ui.auth import require_access
 from ui.forms import param_widgets, remembered_selectbox
+from ui.frame import require_frame
 from ui.resources import get_store, model_catalog, model_defaults
 from ui.tables import STATUS_ICONS, format_duration, likely_target, metric_label, runs_frame
 from workbench import jobs
@@ -18,6 +19,7 @@ SCALING_LABELS = {"auto": "auto (suits the model)", "standard": "standardise", "
                   "quantile": "quantile to a normal shape"}
 ENCODING_LABELS = {"auto": "auto (suits the model)", "onehot": "one-hot", "embedding": "learned embeddings"}
 
+require_frame(__file__)
 require_access(logout_button=False)  # also when Streamlit runs this file without app.py
 store = get_store()
 st.title("Train")

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.errors import UserError
 import workbench.prepare as prepare_module
+from workbench.errors import UserError
 from workbench.prepare import detect_task, prepare
 from workbench.runconfig import PrepConfig, SplitConfig
 
