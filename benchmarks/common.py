@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -45,6 +46,16 @@ def run_in_child(module: str, args: list[str], env: dict[str, str] | None = None
     if done.returncode:
         raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"{module} failed")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def child_process_main(option: str, default: int, child: Callable[[int], dict], measure: Callable[[int], dict]) -> None:
+    """`python -m benchmarks.X [--OPTION N]` measures in a fresh child process (`measure`); `--child` is that child."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument(f"--{option}", type=int, default=default)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    size = getattr(args, option)
+    print(json.dumps(child(size) if args.child else measure(size)))
 
 
 def _status_mb(field: str) -> float | None:

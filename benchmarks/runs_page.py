@@ -6,8 +6,6 @@ Run in a fresh process (its own WORKBENCH_HOME and Streamlit caches):
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import tempfile
 import time
@@ -88,11 +86,9 @@ def measure(runs: int = 500) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=500)
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    print(json.dumps(child(args.runs) if args.child else measure(args.runs)))
+    from benchmarks.common import child_process_main
+
+    child_process_main("runs", 500, child, measure)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,6 @@ Run in a fresh process so the peak is that of this run alone:
 
 from __future__ import annotations
 
-import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -61,11 +59,9 @@ def measure(rows: int = 1_000_000) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    print(json.dumps(child(args.rows) if args.child else measure(args.rows)))
+    from benchmarks.common import child_process_main
+
+    child_process_main("rows", 1_000_000, child, measure)
 
 
 if __name__ == "__main__":
