@@ -25,7 +25,7 @@ def test_catalog_entries_have_a_schema_with_defaults_and_help():
             assert p["choices"] or p["type"] in ("bool",) or p["min"] is not None
     neural = {p["name"] for p in entries["mlp"]["params"]}
     assert {"optimizer", "lr", "batch_size", "epochs", "weight_decay", "l1", "lr_schedule", "patience",
-            "restore_best", "grad_clip", "seed", "device", "mixed_precision", "hidden_sizes", "activation",
+            "weight_averaging", "restore_best", "grad_clip", "seed", "device", "mixed_precision", "hidden_sizes", "activation",
             "dropout", "batch_norm", "init"} <= neural
     assert {"cell", "hidden_size", "num_layers", "bidirectional"} <= {p["name"] for p in entries["rnn"]["params"]}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
@@ -14,7 +15,17 @@ from workbench.models.mlp import MLP, MLPParams
 from workbench.models.registry import resolve_params
 from workbench.runconfig import RunConfig
 from workbench.runner import execute
-from workbench.training import Objective, Tensors, batch_and_lr, fit, select_device
+from workbench import training
+from workbench.training import (
+    Objective,
+    Tensors,
+    WeightAverage,
+    autocast_for,
+    batch_and_lr,
+    evaluate,
+    fit,
+    select_device,
+)
 
 
 def tensors(n=400, seed=0, scale=1.0):
@@ -72,8 +83,6 @@ def test_nan_loss_ends_diverged():
 
 
 def test_diverged_run_through_the_runner_saves_nothing(binary_frame, tmp_path, monkeypatch):
-    import workbench.training as training
-
     monkeypatch.setattr(training.Objective, "loss", lambda self, output, y: output.sum() * float("nan"))
     outcome = execute(RunConfig("d", "label", "mlp", params={"epochs": 5}), binary_frame, tmp_path / "run")
     assert outcome.status == "diverged" and outcome.epochs_run == 0
@@ -115,8 +124,6 @@ def test_progress_callbacks_see_every_batch():
 
 
 def test_out_of_memory_retries_with_a_smaller_batch(monkeypatch):
-    import workbench.training as training
-
     real_fit, sizes = training._fit, []
 
     def flaky(model, train, val, objective, params, batch_size, callbacks):
@@ -137,8 +144,52 @@ def test_automatic_batch_size_grows_with_the_rows_and_scales_the_learning_rate()
     assert batch_and_lr(params, 50_000) == (256, 0.002)
     assert batch_and_lr(params, 150_000) == (512, 0.002828)
     assert batch_and_lr(params, 1_000_000) == (1024, pytest.approx(0.004))
-    assert batch_and_lr(params, 100) == (100, 0.002)  # a small table is one batch
     assert batch_and_lr({**params, "batch_size": 300}, 1_000_000) == (300, 0.002)  # a set size is kept as set
+
+
+def test_automatic_batch_size_keeps_16_updates_per_epoch_on_small_tables():
+    params = resolve_params("mlp", {"lr": 0.002})
+    assert batch_and_lr(params, 4096) == (256, 0.002)
+    assert batch_and_lr(params, 2000) == (64, 0.002)  # 2000 / 16 = 125 rows, rounded down to a power of two
+    assert batch_and_lr(params, 400) == (32, 0.002)  # never below 32 rows
+    assert batch_and_lr(params, 20) == (20, 0.002)  # a tiny table is one batch
+
+
+def test_weight_average_fades_the_start_and_then_follows_with_its_horizon():
+    model = torch.nn.Linear(2, 1)
+    torch.nn.init.zeros_(model.weight)
+    average = WeightAverage(model, horizon_epochs=0.5, batches_per_epoch=200)  # about 100 updates
+    assert average.decay == pytest.approx(0.99)
+    torch.nn.init.ones_(model.weight)
+    average.update(model)  # the first updates use a short horizon: decay (1 + 1) / (10 + 1)
+    assert average.average.weight.detach() == pytest.approx(torch.full((1, 2), 9 / 11))
+    for _ in range(2000):
+        average.update(model)
+    assert average.average.weight.detach() == pytest.approx(torch.ones((1, 2)))
+    assert model.weight.requires_grad and not average.average.weight.requires_grad
+
+
+@pytest.mark.parametrize("restore_best", [True, False])
+def test_the_weights_kept_are_the_weights_that_were_validated(restore_best):
+    """With weight averaging the average is validated, so the average (best or last) is what comes back."""
+    val = tensors(seed=1)
+    model, result = train_mlp({"epochs": 6, "weight_averaging": 1.0, "restore_best": restore_best,
+                               "mixed_precision": "off"}, val=val)
+    kept = result.history[result.best_epoch - 1] if restore_best else result.history[-1]
+    val_loss, _ = evaluate(model, val, Objective("binary"), nullcontext())
+    assert val_loss == pytest.approx(kept.val_loss, rel=1e-5)
+    _, unaveraged = train_mlp({"epochs": 6, "weight_averaging": 0.0, "mixed_precision": "off"}, val=val)
+    assert [r.val_loss for r in unaveraged.history] != [r.val_loss for r in result.history]
+
+
+def test_mixed_precision_auto_is_on_for_cpus_with_native_bf16(monkeypatch):
+    params, cpu = resolve_params("mlp", {}), torch.device("cpu")
+    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: True)
+    assert isinstance(autocast_for(cpu, params), torch.autocast)
+    assert not isinstance(autocast_for(cpu, {**params, "mixed_precision": "off"}), torch.autocast)
+    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: False)
+    assert not isinstance(autocast_for(cpu, params), torch.autocast)
+    assert isinstance(autocast_for(cpu, {**params, "mixed_precision": "on"}), torch.autocast)
 
 
 def test_a_run_records_the_batch_size_and_learning_rate_it_used():

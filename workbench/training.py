@@ -31,6 +31,11 @@ EVAL_BATCH = 8192
 # 0.5-0.9x its time (two seeds, two target scores).
 AUTO_BATCH_BY_ROWS = ((200_000, 1024), (100_000, 512), (0, 256))
 AUTO_BATCH_BASE = 256
+# Under 4,096 training rows the automatic batch shrinks (down to 32 rows) to keep 16 updates per epoch. On the bundled
+# samples (three splits each) it brought the default MLP level with gradient boosting on wine (0.975 -> 0.988) and
+# digits (0.960 -> 0.965), diabetes rmse 60.0 -> 57.1, breast_cancer 0.946 -> 0.938 (one test row of 86).
+MIN_BATCHES_PER_EPOCH = 16
+MIN_AUTO_BATCH = 32
 MAX_CPU_THREADS = 8  # small tabular models stop gaining from more threads well before this
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 _allocator_tuned = False
@@ -142,12 +147,46 @@ class FitResult:
     error: str | None = None
 
 
+class WeightAverage:
+    """An exponential moving average of the weights (Polyak averaging). The average, not the last step's weights, is
+    what each epoch validates, what early stopping keeps and what is saved: it smooths out the noise of the last
+    updates. The horizon is set in epochs so it means the same on any table; early steps use a shorter one
+    ((1 + t) / (10 + t)) so the random initial weights fade quickly. On the 200k-row benchmark task a half-epoch
+    horizon reached the tutorial loop's best validation accuracy in 6 epochs instead of 7-10."""
+
+    def __init__(self, model: nn.Module, horizon_epochs: float, batches_per_epoch: int):
+        self.average = copy.deepcopy(model).requires_grad_(False)
+        self.decay = 1.0 - 1.0 / max(1.0, horizon_epochs * batches_per_epoch)
+        self.updates = 0
+        self._pairs = [(a, b) for a, b in zip(self._tensors(self.average), self._tensors(model), strict=True)]
+
+    @staticmethod
+    def _tensors(module: nn.Module) -> list[torch.Tensor]:
+        buffers = [b for b in module.buffers() if b.is_floating_point()]  # batch norm's running statistics
+        return [p.detach() for p in module.parameters()] + buffers
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        averaged, live = zip(*self._pairs, strict=True)
+        torch._foreach_lerp_(list(averaged), list(live), 1.0 - decay)
+
+    def copy_to(self, model: nn.Module) -> None:
+        model.load_state_dict(self.average.state_dict())
+
+
 def batch_and_lr(params: dict, n_rows: int) -> tuple[int, float]:
     """The batch size and starting learning rate a run uses: as set, or for batch_size 0, chosen from the rows."""
     if params["batch_size"]:
         return min(params["batch_size"], n_rows), params["lr"]
     batch_size = next(size for rows, size in AUTO_BATCH_BY_ROWS if n_rows >= rows)
-    return min(batch_size, n_rows), float(f"{params['lr'] * math.sqrt(batch_size / AUTO_BATCH_BASE):.4g}")
+    if batch_size > AUTO_BATCH_BASE:
+        return batch_size, float(f"{params['lr'] * math.sqrt(batch_size / AUTO_BATCH_BASE):.4g}")
+    # Small tables: at least MIN_BATCHES_PER_EPOCH updates per epoch, so that early stopping's patience (in epochs)
+    # still means many updates; the learning rate is kept as set.
+    fitting = 2 ** int(math.log2(max(1, n_rows // MIN_BATCHES_PER_EPOCH)))
+    return min(n_rows, min(AUTO_BATCH_BASE, max(MIN_AUTO_BATCH, fitting))), params["lr"]
 
 
 def make_optimizer(model: nn.Module, params: dict) -> torch.optim.Optimizer:
@@ -170,9 +209,19 @@ def make_scheduler(optimizer: torch.optim.Optimizer, params: dict):
     return None
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slower."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
 def autocast_for(device: torch.device, params: dict):
-    enabled = params["mixed_precision"] == "on" or (params["mixed_precision"] == "auto" and device.type == "cuda")
-    if enabled and device.type in ("cuda", "cpu"):
+    """bf16 autocast: 'on', or 'auto' on CUDA and on CPUs with native bf16 (weights, optimizer and loss stay fp32).
+    On the 2-core AVX512-BF16 benchmark CPU a 200k-row epoch of the default MLP took 0.95 s instead of 1.25 s."""
+    mode = params["mixed_precision"]
+    if device.type not in ("cuda", "cpu") or mode == "off":
+        return nullcontext()
+    if mode == "on" or device.type == "cuda" or cpu_has_native_bf16():
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return nullcontext()
 
@@ -194,20 +243,28 @@ def train_step(model: nn.Module, x_num: torch.Tensor, x_cat: torch.Tensor, y: to
     return loss.detach()
 
 
+def batch_starts(n_rows: int, batch_size: int) -> list[int]:
+    """Where each batch of an epoch starts. A last batch of one row breaks batch norm and adds noise: it is folded
+    into the previous batch."""
+    return [s for s in range(0, n_rows, batch_size) if n_rows - s > 1 or s == 0]
+
+
 def run_epoch(model: nn.Module, train: Tensors, objective: Objective, optimizer, params: dict, batch_size: int,
-              epoch: int, generator: torch.Generator, autocast, callbacks: CallbackList) -> torch.Tensor:
+              epoch: int, generator: torch.Generator, autocast, callbacks: CallbackList,
+              average: WeightAverage | None = None) -> torch.Tensor:
     """One pass over the training rows in a random order; returns the mean loss as a device tensor."""
     model.train()
     n = len(train)
     order = torch.randperm(n, generator=generator).to(train.x_num.device)
     loss_sum = torch.zeros((), device=train.x_num.device)
-    # A last batch of one row breaks batch norm and adds noise: fold it into the previous batch.
-    starts = [s for s in range(0, n, batch_size) if n - s > 1 or s == 0]
+    starts = batch_starts(n, batch_size)
     for batch, start in enumerate(starts):
         end = starts[batch + 1] if batch + 1 < len(starts) else n
         index = order[start:end]  # index_select: half the cost of x[index] for a small batch
         loss = train_step(model, train.x_num.index_select(0, index), train.x_cat.index_select(0, index),
                           train.y.index_select(0, index), objective, optimizer, params, autocast)
+        if average is not None:
+            average.update(model)
         loss_sum += loss * (end - start)
         callbacks.on_batch_end(epoch, batch)
     return loss_sum / n
@@ -262,25 +319,27 @@ def _fit(model: nn.Module, train: Tensors, val: Tensors, objective: Objective, p
     stopper = EarlyStopping(params["patience"], objective.higher_is_better)
     best_state = copy.deepcopy(model.state_dict())
     result = FitResult("succeeded", batch_size=batch_size, lr=params["lr"])
-    batches = max(1, len([s for s in range(0, len(train), batch_size) if len(train) - s > 1 or s == 0]))
+    batches = len(batch_starts(len(train), batch_size))
+    average = WeightAverage(model, params["weight_averaging"], batches) if params["weight_averaging"] > 0 else None
+    judged = average.average if average is not None else model  # the weights validated, kept and saved
     callbacks.on_train_begin(params["epochs"], batches)
     try:
         for epoch in range(1, params["epochs"] + 1):
             started = time.perf_counter()
             train_loss = run_epoch(model, train, objective, optimizer, params, batch_size, epoch, generator,
-                                   autocast, callbacks).item()
+                                   autocast, callbacks, average).item()
             if not math.isfinite(train_loss):
                 result.status = "diverged"
                 result.error = (f"The training loss became {train_loss} at epoch {epoch}: the model diverged. "
                                 "Try a lower learning rate or keep gradient clipping on.")
                 break
-            val_loss, val_metric = evaluate(model, val, objective, autocast)
+            val_loss, val_metric = evaluate(judged, val, objective, autocast)
             lr = optimizer.param_groups[0]["lr"]
             record = EpochRecord(epoch, train_loss, val_loss, val_metric, objective.metric_name, lr,
                                  time.perf_counter() - started)
             result.history.append(record)
             if math.isfinite(val_metric) and stopper.update(epoch, val_metric, val_loss):
-                best_state = copy.deepcopy(model.state_dict())
+                best_state = copy.deepcopy(judged.state_dict())
                 result.best_epoch = epoch
             callbacks.on_epoch_end(record)
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -293,5 +352,7 @@ def _fit(model: nn.Module, train: Tensors, val: Tensors, objective: Objective, p
         result.status, result.error = "cancelled", str(exc) or "Cancelled by the user."
     if params["restore_best"] and result.best_epoch:
         model.load_state_dict(best_state)
+    elif average is not None:
+        average.copy_to(model)
     callbacks.on_train_end(result.status)
     return result

@@ -21,9 +21,12 @@ class Dropout(nn.Dropout):
         if drop_below == 0:
             return x
         words = torch.empty((x.numel() + 7) // 8, dtype=torch.int64).random_(-(2**63), 2**63 - 1)
-        keep = words.view(torch.uint8)[: x.numel()].view_as(x) >= drop_below
-        # A float mask: autograd keeps it for the backward pass, which is one multiplication too.
-        return x * keep.to(x.dtype).mul_(256 / (256 - drop_below))
+        byte = words.view(torch.uint8)[: x.numel()].view_as(x).float()
+        # keep = byte >= drop_below, as clamp(byte - (drop_below - 1), 0, 1): on the CPU torch's comparisons and
+        # bool->float casts cost 3-5x these float32 ops (which are also 2-3x faster than the same ops in bf16). A float
+        # mask: autograd keeps it for the backward pass, which is one multiplication too.
+        mask = byte.sub_(drop_below - 1).clamp_(0, 1).mul_(256 / (256 - drop_below)).to(x.dtype)
+        return x * mask
 
 
 def init_weights(module: nn.Module, scheme: str, activation: str = "relu") -> None:

@@ -46,5 +46,5 @@ class MLP(nn.Module):
         init_weights(self.body, params["init"], params["activation"])
 
     def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([x_num, self.embeddings(x_cat)], dim=1)
+        x = torch.cat([x_num, self.embeddings(x_cat)], dim=1) if self.embeddings.out_dim else x_num
         return self.head(self.body(x))

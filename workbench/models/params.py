@@ -106,8 +106,9 @@ class NeuralParams:
                            choices=OPTIMIZERS)
     lr: float = param(1e-3, "Learning rate: step size of each update. Too high diverges, too low is slow.",
                       min=1e-6, max=1.0)
-    batch_size: int = param(0, "Rows per update. 0 picks it: 256, or 512 from 100,000 and 1024 from "
-                            "200,000 training rows, with the learning rate raised to match. Larger is faster per epoch.",
+    batch_size: int = param(0, "Rows per update. 0 picks it: 256 (fewer on tables under 4,096 rows, for 16 updates "
+                            "per epoch), 512 from 100,000 and 1024 from 200,000 training rows with the learning rate "
+                            "raised to match. Larger is faster per epoch.",
                             min=0, max=65536)
     epochs: int = param(200, "The most passes over the training rows (early stopping usually ends sooner).",
                         min=1, max=100_000)
@@ -117,10 +118,13 @@ class NeuralParams:
                              "validation stops improving.", choices=SCHEDULES)
     patience: int = param(16, "Stop after this many epochs without a better validation score (0: never stop early).",
                           min=0, max=100_000)
+    weight_averaging: float = param(0.5, "Judge and keep a running average of the weights over about this many "
+                                    "recent epochs (0: off): steadier scores, usually reached sooner.", min=0.0, max=100.0)
     restore_best: bool = param(True, "Keep the weights of the best validation epoch, not the last one.")
     grad_clip: float = param(1.0, "Largest allowed gradient norm, to keep training stable (0: no clipping).",
                              min=0.0, max=1000.0)
     seed: int = param(0, "Random seed: the same seed gives the same run on a CPU.", min=0, max=2**31 - 1)
     device: str = param("auto", "Where to train: auto picks a GPU when there is one.", choices=DEVICES)
-    mixed_precision: str = param("auto", "Faster bf16 arithmetic on a GPU (auto: on for CUDA only).",
+    mixed_precision: str = param("auto", "Faster bf16 arithmetic (auto: on for a CUDA GPU and for CPUs that do bf16 "
+                                 "in hardware).",
                                  choices=("auto", "on", "off"))
