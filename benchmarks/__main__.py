@@ -81,7 +81,7 @@ def targets(results: dict) -> list[dict]:
         add("time to quality vs sklearn MLP", ">= 3x", s, s is not None and s >= 3)
     if "utilisation" in cpu:
         u = cpu["utilisation"]["utilisation"]
-        add("utilisation 3x512 @4096", ">= 0.70 of matmul", u, u >= 0.7)
+        add(f"utilisation 3x512 @4096 ({cpu['utilisation']['dtype']})", ">= 0.70 of matmul", u, u >= 0.7)
     ingest = results.get("ingest")
     if ingest and "seconds" in ingest:
         add(f"ingest+profile {ingest['rows']:,} x {ingest['columns']}", "< 15 s, < 2 GB",
@@ -121,9 +121,10 @@ def table(results: dict) -> str:
                          f"ours {t['ours']['seconds']} s{'' if t['ours']['reached'] else ' (NOT reached)'} -> {t['speedup']}x")
         if "utilisation" in part:
             u = part["utilisation"]
-            variants = ", ".join(f"{k} {v['gflops']} GFLOP/s ({v['utilisation']:.0%})" for k, v in u["variants"].items())
-            lines.append(f"[{device}] utilisation {u['hidden']} @ {u['batch']}: matmul {u['matmul_gflops']} GFLOP/s "
-                         f"{u['dtype']}; step {variants}")
+            matmuls = ", ".join(f"{dtype} {gflops}" for dtype, gflops in u["matmul_gflops_by_dtype"].items())
+            variants = ", ".join(f"{k} ({v['dtype']}) {v['gflops']} GFLOP/s ({v['utilisation']:.0%})"
+                                 for k, v in u["variants"].items())
+            lines.append(f"[{device}] utilisation {u['hidden']} @ {u['batch']}: matmul GFLOP/s {matmuls}; step {variants}")
     if "ingest" in results:
         i = results["ingest"]
         lines.append(f"ingest+profile {i['rows']:,} x {i['columns']} ({i['csv_mb']} MB CSV): {i['seconds']} s, "

@@ -17,6 +17,8 @@ def test_quick_utilisation_writes_the_expected_json(tmp_path, capsys):
     assert {"torch", "load_avg_1m", "torch_threads"} <= set(result["machine"])
     utilisation = result["cpu"]["utilisation"]
     assert {"matmul_gflops", "flops_per_step", "utilisation", "variants", "dtype"} <= set(utilisation)
-    assert {"defaults", "no_dropout_no_clip"} == set(utilisation["variants"])
-    assert {"step_ms", "gflops", "utilisation"} <= set(utilisation["variants"]["defaults"])
-    assert [t["name"] for t in result["targets"]] == ["utilisation 3x512 @4096"]
+    assert {"defaults", "no_dropout_no_clip", "float32"} == set(utilisation["variants"])
+    assert {"dtype", "step_ms", "gflops", "utilisation"} <= set(utilisation["variants"]["defaults"])
+    assert utilisation["variants"]["float32"]["dtype"] == "float32"
+    assert utilisation["matmul_gflops"] == utilisation["matmul_gflops_by_dtype"][utilisation["dtype"]]
+    assert [t["name"] for t in result["targets"]] == [f"utilisation 3x512 @4096 ({utilisation['dtype']})"]

@@ -88,3 +88,14 @@ def test_cpu_dropout_drops_the_asked_share_and_masks_the_gradient():
     assert torch.equal(x.grad != 0, kept)
     layer.eval()
     assert torch.equal(layer(x), x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_cpu_dropout_mask_keeps_exactly_the_bytes_at_or_above_the_threshold(dtype):
+    from workbench.models.layers import keep_mask
+
+    byte = torch.arange(256, dtype=torch.uint8)
+    mask = keep_mask(byte, 26, dtype)
+    assert mask.dtype == dtype
+    assert torch.equal(mask == 0, byte < 26)
+    assert torch.equal(mask[26:], torch.full((230,), 256 / 230, dtype=dtype))

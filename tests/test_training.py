@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from workbench import training
 from workbench.callbacks import Callback, CallbackList, RunCancelled
 from workbench.errors import UserError
 from workbench.models.mlp import MLP, MLPParams
 from workbench.models.registry import resolve_params
 from workbench.runconfig import RunConfig
 from workbench.runner import execute
-from workbench import training
 from workbench.training import (
     Objective,
     Tensors,
