@@ -11,6 +11,7 @@ import torch
 
 from workbench import training
 from workbench.callbacks import Callback, CallbackList, RunCancelled
+from workbench.devices import cpu_has_native_bf16
 from workbench.errors import UserError
 from workbench.models.mlp import MLP, MLPParams
 from workbench.models.registry import resolve_params
@@ -192,10 +193,13 @@ def test_mixed_precision_auto_is_on_for_cpus_with_native_bf16(monkeypatch):
     assert isinstance(autocast_for(cpu, {**params, "mixed_precision": "on"}), torch.autocast)
 
 
-def test_a_run_records_the_batch_size_and_learning_rate_it_used():
+def test_a_run_records_the_batch_size_learning_rate_and_precision_it_used():
     _, result = train_mlp({"epochs": 1, "lr": 0.01}, train=tensors(n=120_000))
     assert (result.batch_size, result.lr) == (512, 0.01414)
     assert result.history[0].lr == 0.01414
+    assert result.mixed_precision == ("on" if cpu_has_native_bf16() else "off")
+    _, result = train_mlp({"epochs": 1, "mixed_precision": "off"})
+    assert result.mixed_precision == "off"
 
 
 def test_cuda_asked_without_a_gpu_is_a_user_error():

@@ -138,8 +138,10 @@ def _train_neural(spec: ModelSpec, prepared: Prepared, params: dict, callbacks: 
               for s in ("train", "val", "test")}
     fitted = fit(model, splits["train"], splits["val"], objective, params, callbacks)
     if fitted.status == "succeeded":
-        # What actually ran: the batch size after an automatic choice or an out-of-memory retry, and its learning rate.
+        # What actually ran: the batch size after an automatic choice or an out-of-memory retry, its learning rate,
+        # and whether 'auto' mixed precision was on for this device.
         params["batch_size"], params["lr"] = fitted.batch_size, fitted.lr
+        params["mixed_precision"] = fitted.mixed_precision
     proba = {}
     for s in ("val", "test"):
         output = predict_outputs(model, splits[s].x_num, splits[s].x_cat).cpu().numpy()

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from workbench.callbacks import CallbackList, EarlyStopping, EpochRecord, RunCancelled
-from workbench.devices import best_device
+from workbench.devices import best_device, cpu_has_native_bf16
 from workbench.errors import UserError
 
 EVAL_BATCH = 8192
@@ -144,6 +144,7 @@ class FitResult:
     best_epoch: int = 0
     batch_size: int = 0
     lr: float = 0.0  # the learning rate it started with (auto batch sizes scale it)
+    mixed_precision: str = "off"  # "on" when it trained under bf16 autocast
     error: str | None = None
 
 
@@ -207,12 +208,6 @@ def make_scheduler(optimizer: torch.optim.Optimizer, params: dict):
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=0.5,
                                                           patience=max(2, params["patience"] // 4))
     return None
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slower."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def autocast_for(device: torch.device, params: dict):
@@ -318,7 +313,8 @@ def _fit(model: nn.Module, train: Tensors, val: Tensors, objective: Objective, p
     autocast = autocast_for(device, params)
     stopper = EarlyStopping(params["patience"], objective.higher_is_better)
     best_state = copy.deepcopy(model.state_dict())
-    result = FitResult("succeeded", batch_size=batch_size, lr=params["lr"])
+    result = FitResult("succeeded", batch_size=batch_size, lr=params["lr"],
+                       mixed_precision="on" if isinstance(autocast, torch.autocast) else "off")
     batches = len(batch_starts(len(train), batch_size))
     average = WeightAverage(model, params["weight_averaging"], batches) if params["weight_averaging"] > 0 else None
     judged = average.average if average is not None else model  # the weights validated, kept and saved
