@@ -21,7 +21,8 @@ st.markdown(
 all_datasets = store.list_datasets()
 n_runs = store.count_runs()
 left, middle, right = st.columns(3)
-left.metric("Trains on", device_description())
+device, precision = device_description()
+left.metric("Trains on", device, help=precision)
 middle.metric("Datasets", len(all_datasets))
 right.metric("Runs", n_runs)
 

@@ -32,10 +32,11 @@ def load_table(dataset_id: str) -> pd.DataFrame:
 
 
 @st.cache_resource(show_spinner=False)
-def device_description() -> str:
-    from workbench.devices import describe_device
+def device_description() -> tuple[str, str]:
+    """The training device and, for its help tooltip, the precision it trains in by default."""
+    from workbench.devices import describe_device, describe_precision
 
-    return describe_device()
+    return describe_device(), describe_precision()
 
 
 def max_upload_mb() -> int:

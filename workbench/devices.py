@@ -27,5 +27,12 @@ def describe_device() -> str:
         return f"GPU: {torch.cuda.get_device_name(0)}"
     if device == "mps":
         return "GPU: Apple silicon (MPS)"
-    bf16 = ", bf16 in hardware" if cpu_has_native_bf16() else ""
-    return f"CPU ({torch.get_num_threads()} threads{bf16})"
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def describe_precision() -> str:
+    """What mixed precision 'auto' does on the best device, in one sentence (it follows training.autocast_for)."""
+    device = best_device()
+    if device == "cuda" or (device == "cpu" and cpu_has_native_bf16()):
+        return "Neural models train in bf16 mixed precision here by default: this device does bf16 in hardware."
+    return "Neural models train in float32 here by default: this device has no bf16 in hardware."
