@@ -162,10 +162,10 @@ def test_weight_average_fades_the_start_and_then_follows_with_its_horizon():
     average = WeightAverage(model, horizon_epochs=0.5, batches_per_epoch=200)  # about 100 updates
     assert average.decay == pytest.approx(0.99)
     torch.nn.init.ones_(model.weight)
-    average.update(model)  # the first updates use a short horizon: decay (1 + 1) / (10 + 1)
+    average.update()  # the first updates use a short horizon: decay (1 + 1) / (10 + 1)
     assert average.average.weight.detach() == pytest.approx(torch.full((1, 2), 9 / 11))
     for _ in range(2000):
-        average.update(model)
+        average.update()
     assert average.average.weight.detach() == pytest.approx(torch.ones((1, 2)))
     assert model.weight.requires_grad and not average.average.weight.requires_grad
 
