@@ -160,7 +160,7 @@ class WeightAverage:
         self.average = copy.deepcopy(model).requires_grad_(False)
         self.decay = 1.0 - 1.0 / max(1.0, horizon_epochs * batches_per_epoch)
         self.updates = 0
-        self._pairs = [(a, b) for a, b in zip(self._tensors(self.average), self._tensors(model), strict=True)]
+        self._averaged, self._live = self._tensors(self.average), self._tensors(model)  # made once: update() is per step
 
     @staticmethod
     def _tensors(module: nn.Module) -> list[torch.Tensor]:
@@ -172,8 +172,7 @@ class WeightAverage:
         """One step of the average towards the live weights; called after each optimizer step."""
         self.updates += 1
         decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        averaged, live = zip(*self._pairs, strict=True)
-        torch._foreach_lerp_(list(averaged), list(live), 1.0 - decay)
+        torch._foreach_lerp_(self._averaged, self._live, 1.0 - decay)
 
 
 def unwrapped(model: nn.Module) -> nn.Module:
@@ -191,7 +190,7 @@ def batch_and_lr(params: dict, n_rows: int) -> tuple[int, float]:
     # Small tables: at least MIN_BATCHES_PER_EPOCH updates per epoch, so that early stopping's patience (in epochs)
     # still means many updates; the learning rate is kept as set.
     fitting = 2 ** int(math.log2(max(1, n_rows // MIN_BATCHES_PER_EPOCH)))
-    return min(n_rows, min(AUTO_BATCH_BASE, max(MIN_AUTO_BATCH, fitting))), params["lr"]
+    return min(n_rows, AUTO_BATCH_BASE, max(MIN_AUTO_BATCH, fitting)), params["lr"]
 
 
 def make_optimizer(model: nn.Module, params: dict) -> torch.optim.Optimizer:
