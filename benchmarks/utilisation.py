@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -10,23 +11,31 @@ from benchmarks.common import build_mlp, mlp_params, sync
 from workbench.training import Objective, autocast_for, make_optimizer, train_step
 
 
-def _timed(fn, device: str, seconds: float) -> float:
-    """Seconds per call: warm up, then repeat for about `seconds`; best of three such blocks."""
-    for _ in range(3):
-        fn()
+def _seconds_per_call(fn, device: str, seconds: float) -> float:
+    """Seconds per call over a block of repeated calls lasting about `seconds` (at least 3 calls)."""
     sync(device)
     started = time.perf_counter()
     fn()
     sync(device)
-    once = max(time.perf_counter() - started, 1e-6)
-    calls = max(3, int(seconds / 3 / once))
-    best = float("inf")
-    for _ in range(3):
-        started = time.perf_counter()
-        for _ in range(calls):
+    calls = max(3, int(seconds / max(time.perf_counter() - started, 1e-6)))
+    started = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    sync(device)
+    return (time.perf_counter() - started) / calls
+
+
+def _best_interleaved(fns: dict[str, Callable[[], object]], device: str, seconds: float, rounds: int = 5) -> dict[str, float]:
+    """Best seconds per call of each function, timed in turn, round after round: on a shared machine whose speed
+    drifts, each function gets the same spread of fast and slow moments, so their ratios hold."""
+    for fn in fns.values():
+        for _ in range(3):  # warm up: allocator, caches, oneDNN's kernel choice
             fn()
-        sync(device)
-        best = min(best, (time.perf_counter() - started) / calls)
+    best = dict.fromkeys(fns, float("inf"))
+    block = seconds / rounds / len(fns)
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            best[name] = min(best[name], _seconds_per_call(fn, device, block))
     return best
 
 
@@ -36,7 +45,7 @@ def step_flops(batch: int, widths: list[int]) -> int:
 
 
 def measure(device: str = "cpu", batch: int = 4096, width: int = 512, depth: int = 3, features: int = 50,
-            seconds: float = 6.0) -> dict:
+            seconds: float = 10.0) -> dict:
     """Each variant's step against a dense matmul of the layer shape in the dtype that step computes in: bf16 where
     autocast is on (by default on CUDA and on CPUs with native bf16), float32 otherwise."""
     dev = torch.device(device)
@@ -50,24 +59,28 @@ def measure(device: str = "cpu", batch: int = 4096, width: int = 512, depth: int
     objective = Objective("binary")
     out = {"device": device, "batch": batch, "hidden": [width] * depth, "features": features,
            "flops_per_step": flops, "matmul_gflops_by_dtype": {}, "variants": {}}
+    timed = {}
     for name, overrides in variants.items():
         params = mlp_params(hidden_sizes=[width] * depth, **overrides)
         autocast = autocast_for(dev, {**params, "device": device})
         dtype = torch.bfloat16 if isinstance(autocast, torch.autocast) else torch.float32
         dtype_name = str(dtype).replace("torch.", "")
-        if dtype_name not in out["matmul_gflops_by_dtype"]:
+        if f"matmul {dtype_name}" not in timed:
             a = torch.randn(batch, width, device=dev, dtype=dtype)
             b = torch.randn(width, width, device=dev, dtype=dtype)
-            matmul_s = _timed(lambda a=a, b=b: a @ b, device, seconds / 4)
-            out["matmul_gflops_by_dtype"][dtype_name] = round(2 * batch * width * width / matmul_s / 1e9, 1)
+            timed[f"matmul {dtype_name}"] = lambda a=a, b=b: a @ b
         model = build_mlp(features, params, device)
         model.train()
         optimizer = make_optimizer(model, params)
-        step_s = _timed(lambda m=model, o=optimizer, p=params, a=autocast: train_step(m, x, x_cat, y, objective, o, p, a),
-                        device, seconds / len(variants))
-        gflops = flops / step_s / 1e9
-        out["variants"][name] = {"dtype": dtype_name, "step_ms": round(step_s * 1e3, 2), "gflops": round(gflops, 1),
-                                 "utilisation": round(gflops / out["matmul_gflops_by_dtype"][dtype_name], 3)}
+        timed[name] = lambda m=model, o=optimizer, p=params, a=autocast: train_step(m, x, x_cat, y, objective, o, p, a)
+        out["variants"][name] = {"dtype": dtype_name}
+    best = _best_interleaved(timed, device, seconds)
+    for name, variant in out["variants"].items():
+        matmul_gflops = 2 * batch * width * width / best[f"matmul {variant['dtype']}"] / 1e9
+        out["matmul_gflops_by_dtype"][variant["dtype"]] = round(matmul_gflops, 1)
+        gflops = flops / best[name] / 1e9
+        variant.update(step_ms=round(best[name] * 1e3, 2), gflops=round(gflops, 1),
+                       utilisation=round(gflops / matmul_gflops, 3))
     out["dtype"] = out["variants"]["defaults"]["dtype"]
     out["matmul_gflops"] = out["matmul_gflops_by_dtype"][out["dtype"]]
     out["utilisation"] = out["variants"]["defaults"]["utilisation"]

@@ -91,11 +91,77 @@ def test_cpu_dropout_drops_the_asked_share_and_masks_the_gradient():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
-def test_cpu_dropout_mask_keeps_exactly_the_bytes_at_or_above_the_threshold(dtype):
-    from workbench.models.layers import keep_mask
+@pytest.mark.parametrize("relu", [False, True])
+def test_cpu_dropout_mask_drops_exactly_its_share_of_the_byte_values(dtype, relu):
+    """Every byte value appears once in each half (high bytes feed the first half of the elements, low bytes the
+    second): exactly round(p * 256) of the 256 are dropped in each half, the rest scale by 256 / (256 - dropped);
+    with relu, negative inputs are 0 as well."""
+    from workbench.models.layers import dropout_mask
 
-    byte = torch.arange(256, dtype=torch.uint8)
-    mask = keep_mask(byte, 26, dtype)
-    assert mask.dtype == dtype
-    assert torch.equal(mask == 0, byte < 26)
-    assert torch.equal(mask[26:], torch.full((230,), 256 / 230, dtype=dtype))
+    values = torch.arange(256, dtype=torch.int32)
+    words = ((values << 8) | values).to(torch.int16).view(torch.int64)  # 64 words: byte v at both ends of piece v
+    x = torch.ones(512, dtype=dtype)
+    x[::3] = -1
+    mask = dropout_mask(x, 0.1, words, relu=relu)
+    assert mask.dtype == dtype and mask.shape == x.shape
+    for half in (mask[:256], mask[256:]):
+        assert (half != 0).sum() == 230 or relu
+        assert torch.equal(half[half != 0], torch.full(((half != 0).sum(),), 256 / 230, dtype=dtype))
+    kept_anyway = dropout_mask(torch.ones(512, dtype=dtype), 0.1, words, relu=False) != 0
+    assert torch.equal(mask != 0, kept_anyway & (x > 0) if relu else kept_anyway)
+
+
+def test_random_words_step_xorshift64_and_follow_torch_manual_seed():
+    from workbench.models.layers import RandomWords
+
+    def xorshift64(v: int) -> int:
+        v ^= (v << 13) % 2**64
+        v ^= v >> 7
+        return v ^ (v << 17) % 2**64
+
+    torch.manual_seed(3)
+    words = RandomWords()
+    first = words.next(1000).clone()
+    second = words.next(1000).clone()
+    assert [xorshift64(v % 2**64) for v in first.tolist()] == [v % 2**64 for v in second.tolist()]
+    assert len(set(second.tolist())) == 1000
+    torch.manual_seed(3)
+    assert torch.equal(RandomWords().next(1000), first)
+    bits = torch.stack([(second >> i) & 1 for i in range(64)]).float().mean(dim=1)
+    assert ((bits - 0.5).abs() < 0.08).all(), bits  # each of the 64 bits is a fair coin
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_relu_dropout_is_relu_then_dropout_with_the_gradient_through_kept_positives(dtype):
+    from workbench.models.layers import ReLUDropout
+
+    torch.manual_seed(0)
+    layer = ReLUDropout(0.2)
+    x = torch.randn(300, 257, dtype=dtype, requires_grad=True)
+    y = layer(x)
+    kept = y != 0
+    assert not kept[x <= 0].any()
+    assert abs(kept[x > 0].float().mean().item() - 205 / 256) < 0.01
+    scale = torch.tensor(256 / 205, dtype=dtype)
+    assert torch.equal(y[kept], (x * scale)[kept])
+    y.sum().backward()
+    assert torch.equal(x.grad, torch.where(kept, scale, torch.zeros((), dtype=dtype)))
+    layer.eval()
+    assert torch.equal(layer(x), torch.relu(x))
+    assert torch.equal(ReLUDropout(0.0)(x), torch.relu(x))
+
+
+@pytest.mark.parametrize("model,params,layers", [
+    ("mlp", {"hidden_sizes": [8, 8]}, ["body.0", "body.3", "head"]),
+    ("mlp", {"hidden_sizes": [8, 8], "dropout": 0.0}, ["body.0", "body.2", "head"]),
+    ("mlp", {"hidden_sizes": [8], "batch_norm": True}, ["body.0", "body.1", "head"]),
+    ("mlp", {"hidden_sizes": [8, 8], "activation": "tanh"}, ["body.0", "body.3", "head"]),
+    ("cnn", {"depth": 2}, ["tokens", "body.0", "body.1", "body.4", "body.5", "head"]),
+])
+def test_weights_keep_the_names_they_had_when_relu_and_dropout_were_two_modules(model, params, layers):
+    """Weights saved before ReLU and dropout became one module must still load into the same architecture."""
+    from workbench.models.registry import get_model
+
+    spec = get_model(model)
+    built = spec.build(4, [], 1, resolve_params(model, params))
+    assert {key.rsplit(".", 1)[0] for key in built.state_dict()} == set(layers)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from workbench.models.layers import Dropout, FeatureTokenizer
+from workbench.models.layers import FeatureTokenizer, ReLUDropout, numbered_sequential
 from workbench.models.params import NeuralParams, param
 
 
@@ -25,13 +25,13 @@ class CNN(nn.Module):
     def __init__(self, n_numeric: int, cardinalities: list[int], n_outputs: int, params: dict):
         super().__init__()
         self.tokens = FeatureTokenizer(n_numeric, cardinalities, params["d_token"])
-        layers: list[nn.Module] = []
+        slots: list[nn.Module | None] = []
         width = params["d_token"]
         for _ in range(params["depth"]):
-            layers += [nn.Conv1d(width, params["channels"], params["kernel_size"], padding="same"),
-                       nn.BatchNorm1d(params["channels"]), nn.ReLU(), Dropout(params["dropout"])]
+            slots += [nn.Conv1d(width, params["channels"], params["kernel_size"], padding="same"),
+                      nn.BatchNorm1d(params["channels"]), ReLUDropout(params["dropout"]), None]
             width = params["channels"]
-        self.body = nn.Sequential(*layers)
+        self.body = numbered_sequential(slots)
         self.pool = nn.AdaptiveMaxPool1d(1) if params["pooling"] == "max" else nn.AdaptiveAvgPool1d(1)
         self.head = nn.Linear(width, n_outputs)
 

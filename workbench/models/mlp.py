@@ -7,7 +7,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from workbench.models.layers import ACTIVATIONS, CategoricalEmbeddings, Dropout, init_weights
+from workbench.models.layers import (
+    ACTIVATIONS,
+    CategoricalEmbeddings,
+    activation_and_dropout,
+    init_weights,
+    numbered_sequential,
+)
 from workbench.models.params import NeuralParams, param
 
 
@@ -31,17 +37,15 @@ class MLP(nn.Module):
     def __init__(self, n_numeric: int, cardinalities: list[int], n_outputs: int, params: dict):
         super().__init__()
         self.embeddings = CategoricalEmbeddings(cardinalities)
-        layers: list[nn.Module] = []
+        slots: list[nn.Module | None] = []
         width = n_numeric + self.embeddings.out_dim
         for size in params["hidden_sizes"]:
-            layers.append(nn.Linear(width, size))
+            slots.append(nn.Linear(width, size))
             if params["batch_norm"]:
-                layers.append(nn.BatchNorm1d(size))
-            layers.append(ACTIVATIONS[params["activation"]]())
-            if params["dropout"] > 0:
-                layers.append(Dropout(params["dropout"]))
+                slots.append(nn.BatchNorm1d(size))
+            slots += activation_and_dropout(params["activation"], params["dropout"])
             width = size
-        self.body = nn.Sequential(*layers)
+        self.body = numbered_sequential(slots)
         self.head = nn.Linear(width, n_outputs)
         init_weights(self.body, params["init"], params["activation"])
 
