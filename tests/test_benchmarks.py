@@ -22,3 +22,12 @@ def test_quick_utilisation_writes_the_expected_json(tmp_path, capsys):
     assert utilisation["variants"]["float32"]["dtype"] == "float32"
     assert utilisation["matmul_gflops"] == utilisation["matmul_gflops_by_dtype"][utilisation["dtype"]]
     assert [t["name"] for t in result["targets"]] == [f"utilisation 3x512 @4096 ({utilisation['dtype']})"]
+
+
+def test_quality_scores_small_samples_on_more_splits():
+    """Wine's test split is 27 rows: it gets enough splits for 200 test rows; larger samples keep three."""
+    from benchmarks.quality import split_seeds_for
+
+    assert split_seeds_for(178) == tuple(range(8))
+    assert split_seeds_for(1797) == (0, 1, 2)
+    assert split_seeds_for(1797, min_splits=5) == tuple(range(5))
