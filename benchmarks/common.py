@@ -31,7 +31,7 @@ def machine() -> dict:
     """What the figures were measured on, including how busy the machine was."""
     info = {"python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "load_avg_1m": round(os.getloadavg()[0], 2),
-            "cuda": torch.cuda.is_available()}
+            "cuda": torch.cuda.is_available(), "glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -81,6 +81,18 @@ def rss_mb() -> float:
     """This process's resident memory now."""
     now = _status_mb("VmRSS")
     return now if now is not None else peak_rss_mb()
+
+
+def huge_pages_mb() -> float | None:
+    """Anonymous memory of this process on transparent huge pages (Linux), e.g. the heap (workbench/hugepages.py)."""
+    try:
+        with open("/proc/self/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("AnonHugePages:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
 
 
 def sync(device: str) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import torch
 
-from benchmarks.common import build_mlp, mlp_params, sync
+from benchmarks.common import build_mlp, huge_pages_mb, mlp_params, sync
 from workbench.training import Objective, autocast_for, make_optimizer, train_step
 
 
@@ -84,4 +84,5 @@ def measure(device: str = "cpu", batch: int = 4096, width: int = 512, depth: int
     out["dtype"] = out["variants"]["defaults"]["dtype"]
     out["matmul_gflops"] = out["matmul_gflops_by_dtype"][out["dtype"]]
     out["utilisation"] = out["variants"]["defaults"]["utilisation"]
+    out["huge_pages_mb"] = huge_pages_mb()
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from benchmarks.__main__ import main
+from benchmarks.suite import main
 
 
 def test_quick_utilisation_writes_the_expected_json(tmp_path, capsys):

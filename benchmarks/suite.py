@@ -1,0 +1,199 @@
+"""`python -m benchmarks [--quick] [--only NAME ...] [--out PATH] [--compile]`: one JSON document, then a table.
+
+Results are also written to bench-results/latest.json (git-ignored). Parts: throughput, time_to_quality,
+sklearn_mlp, utilisation, ingest, train_memory, quality, runs_page. On a machine with CUDA, throughput,
+time_to_quality, sklearn_mlp and utilisation also run our trainer on the GPU (bf16 autocast, its default there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+from benchmarks import common
+from workbench.training import tune_cpu_allocator
+
+ROOT = Path(__file__).resolve().parents[1]
+PARTS = ("throughput", "time_to_quality", "sklearn_mlp", "utilisation", "ingest", "train_memory", "quality",
+         "runs_page")
+
+
+def run_part(name: str, quick: bool, device: str, compile_model: bool) -> dict:
+    if name == "throughput":
+        from benchmarks import throughput
+        return throughput.measure(device, rows=20_000 if quick else 200_000, repeats=1 if quick else 3)
+    if name == "time_to_quality":
+        from benchmarks import time_to_quality
+        return time_to_quality.measure(device, rows=20_000 if quick else 200_000, max_epochs=6 if quick else 12,
+                                       compile_model=compile_model and device == "cuda")
+    if name == "sklearn_mlp":
+        from benchmarks import sklearn_mlp
+        return sklearn_mlp.measure(device, rows=20_000 if quick else 200_000, max_epochs=8 if quick else 15)
+    if name == "utilisation":
+        from benchmarks import utilisation
+        if quick:
+            return utilisation.measure(device, batch=512, width=128, seconds=0.5)
+        return utilisation.measure(device)
+    if name == "ingest":
+        from benchmarks import ingest_scale
+        out = ingest_scale.measure(100_000 if quick else 1_000_000)
+        out["met"] = bool(quick or (out["seconds"] < 15 and out["peak_rss_mb"] < 2048))
+        return out
+    if name == "train_memory":
+        from benchmarks import train_memory
+        return train_memory.measure(50_000 if quick else 1_000_000)
+    if name == "quality":
+        from benchmarks import quality
+        return quality.measure(quick=quick)
+    if name == "runs_page":
+        from benchmarks import runs_page
+        return runs_page.measure(100 if quick else 500)
+    raise ValueError(name)
+
+
+DEVICE_PARTS = ("throughput", "time_to_quality", "sklearn_mlp", "utilisation")  # ours on each device
+
+
+def targets(results: dict) -> list[dict]:
+    """Each target of the performance issue, with the measured figure and whether it is met (CPU figures)."""
+    out = []
+
+    def add(name: str, target: str, measured, met) -> None:
+        out.append({"name": name, "target": target, "measured": measured, "met": met})
+
+    cpu = results.get("cpu", {})
+    if "throughput" in cpu:
+        for batch, need in (("256", 1.5), ("4096", 3.0)):
+            row = cpu["throughput"]["by_batch"].get(batch)
+            if row:
+                add(f"throughput batch {batch}", f">= {need}x tutorial", row["speedup"], row["speedup"] >= need)
+    if "time_to_quality" in cpu:
+        s = cpu["time_to_quality"]["speedup_vs_best"]
+        add("time to quality vs tutorial", ">= 5x", s, s is not None and s >= 5)
+    if "sklearn_mlp" in cpu:
+        s = cpu["sklearn_mlp"]["speedup"]
+        add("time to quality vs sklearn MLP", ">= 3x", s, s is not None and s >= 3)
+    if "utilisation" in cpu:
+        u = cpu["utilisation"]["utilisation"]
+        add(f"utilisation 3x512 @4096 ({cpu['utilisation']['dtype']})", ">= 0.70 of matmul", u, u >= 0.7)
+    ingest = results.get("ingest")
+    if ingest and "seconds" in ingest:
+        add(f"ingest+profile {ingest['rows']:,} x {ingest['columns']}", "< 15 s, < 2 GB",
+            f"{ingest['seconds']} s, {ingest['peak_rss_mb']} MB", ingest["met"])
+    memory = results.get("train_memory")
+    if memory and "overhead_over_table" in memory:
+        # "Near the data size": the run (preprocessing, tensors, training, scoring) adds at most the table's size.
+        ratio = memory["overhead_over_table"]
+        add(f"training memory {memory['rows']:,} rows", "run adds <= 1.0x the table", ratio, ratio <= 1.0)
+    quality = results.get("quality", {})
+    for name, row in quality.get("mlp_vs_gradient_boosting", {}).items():
+        add(f"mlp within 2 pts of GB: {name}", "gap <= 2.0", row["gap_points"], row["within_2_points"])
+    page = results.get("runs_page")
+    if page and "first_render_s" in page:
+        add(f"runs page, {page['runs']} runs", "< 2 s", page["first_render_s"], page["met"])
+    return out
+
+
+def table(results: dict) -> str:
+    lines = [f"Workbench benchmarks ({'quick' if results['quick'] else 'full'}), load {results['machine']['load_avg_1m']}"
+             f" at start, {results['machine']['load_avg_end_1m']} at end, {results['machine']['torch_threads']} torch threads"]
+    for device in ("cpu", "cuda"):
+        part = results.get(device, {})
+        if "throughput" in part:
+            for batch, row in part["throughput"]["by_batch"].items():
+                lines.append(f"[{device}] throughput batch {batch:>5}: ours {row['ours_rows_per_s']:>9,} rows/s, "
+                             f"tutorial {row['tutorial_rows_per_s']:>9,} rows/s  -> {row['speedup']}x")
+        if "time_to_quality" in part:
+            t = part["time_to_quality"]
+            lines.append(f"[{device}] time to quality ({t['metric']} {t['target_score']}): tutorial "
+                         f"{t['tutorial']['seconds_to_best']} s to best ({t['tutorial']['seconds_total']} s total), ours "
+                         f"{t['ours']['seconds']} s{'' if t['ours']['reached'] else ' (NOT reached)'} -> "
+                         f"{t['speedup_vs_best']}x")
+        if "sklearn_mlp" in part:
+            t = part["sklearn_mlp"]
+            lines.append(f"[{device}] vs sklearn MLP ({t['target_score']}): sklearn {t['sklearn']['seconds_to_best']} s, "
+                         f"ours {t['ours']['seconds']} s{'' if t['ours']['reached'] else ' (NOT reached)'} -> {t['speedup']}x")
+        if "utilisation" in part:
+            u = part["utilisation"]
+            matmuls = ", ".join(f"{dtype} {gflops}" for dtype, gflops in u["matmul_gflops_by_dtype"].items())
+            variants = ", ".join(f"{k} ({v['dtype']}) {v['gflops']} GFLOP/s ({v['utilisation']:.0%})"
+                                 for k, v in u["variants"].items())
+            lines.append(f"[{device}] utilisation {u['hidden']} @ {u['batch']}: matmul GFLOP/s {matmuls}; step {variants}")
+    if "ingest" in results:
+        i = results["ingest"]
+        lines.append(f"ingest+profile {i['rows']:,} x {i['columns']} ({i['csv_mb']} MB CSV): {i['seconds']} s, "
+                     f"peak RSS {i['peak_rss_mb']} MB")
+    if "train_memory" in results:
+        m = results["train_memory"]
+        lines.append(f"training memory {m['rows']:,} rows: table {m['table_mb']} MB in memory, peak RSS "
+                     f"{m['peak_rss_mb']} MB (with the table {m['rss_with_table_mb']} MB, +{m['training_overhead_mb']} MB "
+                     f"for the run: {m['overhead_over_table']}x the table), {m['seconds']} s")
+    if "quality" in results:
+        for name, data in results["quality"]["datasets"].items():
+            cells = ", ".join(f"{m} {r['test']}" for m, r in data["models"].items())
+            lines.append(f"quality {name} ({data['rows']:,} rows, test {next(iter(data['models'].values()))['metric']}"
+                         f"): {cells}")
+    if "runs_page" in results:
+        p = results["runs_page"]
+        lines.append(f"runs page with {p['runs']} runs: first render {p['first_render_s']} s, warm {p['warm_render_s']} s")
+    for name, error in results.get("errors", {}).items():
+        lines.append(f"ERROR {name}: {error}")
+    lines.append("targets (quick sizes: a smoke check, not the targets' settings):" if results["quick"] else "targets:")
+    for t in results["targets"]:
+        lines.append(f"  {'MET ' if t['met'] else 'MISS'} {t['name']}: {t['measured']} (target {t['target']})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke check")
+    parser.add_argument("--only", action="append", choices=PARTS, metavar="NAME",
+                        help=f"run only this part (repeatable): {', '.join(PARTS)}")
+    parser.add_argument("--out", default=str(ROOT / "bench-results" / "latest.json"), help="where to write the JSON")
+    parser.add_argument("--compile", action="store_true", help="also torch.compile the model on CUDA")
+    parser.add_argument("--no-table", action="store_true", help="print the JSON only")
+    args = parser.parse_args(argv)
+    parts = args.only or list(PARTS)
+    # Our trainer tunes glibc's allocator on its first CPU run, process-wide; do it up front so both sides of
+    # every comparison run under the same allocator and the ratios measure the training loops alone. For the same
+    # reason the whole suite runs with the heap on huge pages (see benchmarks/__main__.py), as `python -m workbench`.
+    tune_cpu_allocator()
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    results: dict = {"quick": args.quick, "machine": common.machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                     "seconds": {}, "errors": {}}
+    for name in parts:
+        for device in devices if name in DEVICE_PARTS else [None]:
+            label = f"{name}[{device}]" if device else name
+            print(f"... {label}", file=sys.stderr, flush=True)
+            started = time.perf_counter()
+            try:
+                value = run_part(name, args.quick, device or "cpu", args.compile)
+            except Exception as exc:  # one failing part must not hide the others' figures
+                results["errors"][label] = f"{type(exc).__name__}: {exc}"
+                traceback.print_exc(file=sys.stderr)
+                continue
+            finally:
+                results["seconds"][label] = round(time.perf_counter() - started, 1)
+            if device:
+                results.setdefault(device, {})[name] = value
+            else:
+                results[name] = value
+    results["machine"]["load_avg_end_1m"] = round(__import__("os").getloadavg()[0], 2)
+    results["machine"]["peak_rss_mb"] = common.peak_rss_mb()
+    results["targets"] = targets(results)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    document = json.dumps(results, indent=2, default=str)
+    out.write_text(document + "\n")
+    print(document)
+    if not args.no_table:
+        print()
+        print(table(results))
+    return 1 if results["errors"] else 0
+

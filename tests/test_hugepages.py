@@ -1,0 +1,43 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+from workbench.hugepages import huge_page_env
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_huge_page_env_adds_the_tunable_and_keeps_the_others():
+    assert huge_page_env({})["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
+    env = huge_page_env({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2", "PATH": "/bin"})
+    assert env == {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1", "PATH": "/bin"}
+
+
+def test_huge_page_env_leaves_a_setting_the_user_made():
+    env = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}
+    assert huge_page_env(env) == env
+
+
+def _run_restarting(env: dict[str, str]) -> list[str]:
+    """A process that prints its pid, restarts itself with the tunable, and prints its pid and tunables again."""
+    code = ("import os, sys; print('pid', os.getpid()); from workbench.hugepages import restart_with_huge_page_heap; "
+            "restart_with_huge_page_heap(); print('pid', os.getpid()); print('tunables', os.environ['GLIBC_TUNABLES'])")
+    done = subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": ROOT}, capture_output=True,
+                          text=True, check=True)
+    return done.stdout.splitlines()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc tunables: Linux only")
+def test_a_process_restarts_once_with_the_tunable_under_the_same_pid():
+    lines = _run_restarting({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"})
+    pid = lines[0]
+    # printed before the restart, then again by the restarted process: same pid, and restarted only once
+    assert lines == [pid, pid, pid, "tunables glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc tunables: Linux only")
+def test_no_restart_when_the_tunable_is_set():
+    lines = _run_restarting({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"})
+    assert lines[0] == lines[1] and lines[2] == "tunables glibc.malloc.hugetlb=0" and len(lines) == 3
