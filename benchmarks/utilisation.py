@@ -25,7 +25,7 @@ def _seconds_per_call(fn, device: str, seconds: float) -> float:
     return (time.perf_counter() - started) / calls
 
 
-def _best_interleaved(fns: dict[str, Callable[[], object]], device: str, seconds: float, rounds: int = 5) -> dict[str, float]:
+def _best_interleaved(fns: dict[str, Callable[[], object]], device: str, seconds: float, rounds: int = 10) -> dict[str, float]:
     """Best seconds per call of each function, timed in turn, round after round: on a shared machine whose speed
     drifts, each function gets the same spread of fast and slow moments, so their ratios hold."""
     for fn in fns.values():
@@ -40,12 +40,14 @@ def _best_interleaved(fns: dict[str, Callable[[], object]], device: str, seconds
 
 
 def step_flops(batch: int, widths: list[int]) -> int:
-    """Matmul FLOPs of one training step: 2 (forward) + 4 (backward) multiply-adds per weight per row."""
-    return 6 * batch * sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=True))
+    """Matmul FLOPs one training step performs, per row: 2 per weight forward, 2 for the weight's gradient and 2 for
+    the input's gradient, except in the first layer, whose input (the data) needs none."""
+    weights = [a * b for a, b in zip(widths[:-1], widths[1:], strict=True)]
+    return batch * (6 * sum(weights) - 2 * weights[0])
 
 
 def measure(device: str = "cpu", batch: int = 4096, width: int = 512, depth: int = 3, features: int = 50,
-            seconds: float = 10.0) -> dict:
+            seconds: float = 20.0) -> dict:
     """Each variant's step against a dense matmul of the layer shape in the dtype that step computes in: bf16 where
     autocast is on (by default on CUDA and on CPUs with native bf16), float32 otherwise."""
     dev = torch.device(device)

@@ -31,3 +31,22 @@ def test_quality_scores_small_samples_on_more_splits():
     assert split_seeds_for(178) == tuple(range(8))
     assert split_seeds_for(1797) == (0, 1, 2)
     assert split_seeds_for(1797, min_splits=5) == tuple(range(5))
+
+
+def test_step_flops_are_the_matmul_flops_a_training_step_runs():
+    """The utilisation's numerator, against torch's own count of the step's matmuls (forward and backward)."""
+    from contextlib import nullcontext
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from benchmarks.common import build_mlp, mlp_params
+    from benchmarks.utilisation import step_flops
+    from workbench.training import Objective, make_optimizer, train_step
+
+    params = mlp_params(hidden_sizes=[16, 8], mixed_precision="off")
+    model = build_mlp(5, params, "cpu")
+    x, x_cat, y = torch.randn(32, 5), torch.zeros((32, 0), dtype=torch.long), torch.randint(0, 2, (32,))
+    with FlopCounterMode(display=False) as counter:
+        train_step(model, x, x_cat, y, Objective("binary"), make_optimizer(model, params), params, nullcontext())
+    assert counter.get_total_flops() == step_flops(32, [5, 16, 8, 1])
