@@ -7,8 +7,9 @@ TLB entries, and in a virtual machine each TLB miss walks two page tables. With 
 starts, so the command-line entry points restart themselves once with it, before torch is imported.
 
 On the 2-core benchmark VM (THP 'madvise') the 3 x 512 MLP step at batch 4096 took 42.0 ms on average instead of
-44.5 ms (`python -m benchmarks --only utilisation`, 7 processes each, alternating), and none of the 7 had the slow
-47-49 ms steps that 2 of the 7 without it had. Peak memory of the 1M-row ingest and training benchmarks was the same.
+44.5 ms, and 45.6 ms instead of 49.3 ms in the slowest process (`python -m benchmarks --only utilisation`, 7
+processes each, alternating). The VM's own slow spells remain: they come from the host, not from the heap. Peak
+memory of the 1M-row ingest and training benchmarks was the same.
 """
 
 from __future__ import annotations
