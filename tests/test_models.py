@@ -93,13 +93,12 @@ def test_cpu_dropout_drops_the_asked_share_and_masks_the_gradient():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("relu", [False, True])
 def test_cpu_dropout_mask_drops_exactly_its_share_of_the_byte_values(dtype, relu):
-    """Every byte value appears once in each half (high bytes feed the first half of the elements, low bytes the
-    second): exactly round(p * 256) of the 256 are dropped in each half, the rest scale by 256 / (256 - dropped);
-    with relu, negative inputs are 0 as well."""
+    """Element i gets byte i of the words; with each byte value once in each half of the elements, exactly
+    round(p * 256) of the 256 are dropped in each half, the rest scale by 256 / (256 - dropped); with relu,
+    negative inputs are 0 as well."""
     from workbench.models.layers import dropout_mask
 
-    values = torch.arange(256, dtype=torch.int32)
-    words = ((values << 8) | values).to(torch.int16).view(torch.int64)  # 64 words: byte v at both ends of piece v
+    words = (torch.arange(512) % 256).to(torch.uint8).view(torch.int64)  # 64 words holding bytes 0..255 twice
     x = torch.ones(512, dtype=dtype)
     x[::3] = -1
     mask = dropout_mask(x, 0.1, words, relu=relu)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from contextlib import nullcontext
 
@@ -213,3 +214,20 @@ def test_regression_objective_maps_back_to_target_units():
     objective = Objective("regression", y_mean=10.0, y_std=2.0)
     output = torch.tensor([[0.0], [1.0]])
     assert math.isclose(objective.metric(output, torch.tensor([10.0, 12.0])).item(), 0.0, abs_tol=1e-6)
+
+
+@pytest.mark.parametrize("max_norm", [0.01, 100.0])  # clipped, and left alone
+def test_clip_grad_norm_matches_the_library(max_norm):
+    from workbench.training import clip_grad_norm
+
+    torch.manual_seed(0)
+    ours = MLP(6, [], 3, resolve_params("mlp", {"hidden_sizes": [16, 16], "dropout": 0.0}))
+    library = copy.deepcopy(ours)
+    x, x_cat = torch.randn(64, 6), torch.zeros((64, 0), dtype=torch.long)
+    for model in (ours, library):
+        model(x, x_cat).square().mean().backward()
+    norm = torch.nn.utils.clip_grad_norm_(library.parameters(), max_norm)
+    clip_grad_norm(torch.optim.AdamW(ours.parameters()), max_norm)
+    assert all(torch.equal(a.grad, b.grad) for a, b in zip(ours.parameters(), library.parameters(), strict=True))
+    clipped = torch.nn.utils.get_total_norm([p.grad for p in ours.parameters()])
+    assert math.isclose(clipped, min(norm, max_norm), rel_tol=1e-4)

@@ -228,6 +228,16 @@ def l1_penalty(model: nn.Module) -> torch.Tensor:
     return sum(p.abs().sum() for name, p in model.named_parameters() if p.dim() > 1)
 
 
+@torch.no_grad()
+def clip_grad_norm(optimizer: torch.optim.Optimizer, max_norm: float) -> None:
+    """nn.utils.clip_grad_norm_ over the optimizer's parameters, the same arithmetic without its per-call checks and
+    grouping by device and dtype (ours share one of each): 70 us instead of 145 us a step, 5% of a batch-256 step of
+    the default MLP. Checked against the library in the tests."""
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    total_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    torch._foreach_mul_(grads, torch.clamp(max_norm / (total_norm + 1e-6), max=1.0))
+
+
 def train_step(model: nn.Module, x_num: torch.Tensor, x_cat: torch.Tensor, y: torch.Tensor, objective: Objective,
                optimizer: torch.optim.Optimizer, params: dict, autocast) -> torch.Tensor:
     with autocast:
@@ -236,7 +246,7 @@ def train_step(model: nn.Module, x_num: torch.Tensor, x_cat: torch.Tensor, y: to
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     if params["grad_clip"] > 0:
-        nn.utils.clip_grad_norm_(model.parameters(), params["grad_clip"])
+        clip_grad_norm(optimizer, params["grad_clip"])
     optimizer.step()
     return loss.detach()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 
 import torch
@@ -38,27 +39,27 @@ class RandomWords:
         return state
 
 
+@functools.cache
+def _scale_bits(drop_below: int, dtype: torch.dtype) -> int:
+    """The bit pattern of 256 / (256 - drop_below) in `dtype`, as the integer of the same width."""
+    return torch.tensor(256 / (256 - drop_below), dtype=dtype).view(_INT_OF_WIDTH[dtype.itemsize]).item()
+
+
 def dropout_mask(x: torch.Tensor, p: float, words: torch.Tensor, relu: bool) -> torch.Tensor:
     """What dropout multiplies `x` (float16/bfloat16/float32) by: 1 / (1 - p) where kept, else 0; with `relu`, also
-    0 where x < 0, so that one multiplication does ReLU and dropout. Each element gets one random byte of `words`
-    (at least ceil(numel / 8) of them), so p is rounded to a multiple of 1/256.
+    0 where x < 0, so that one multiplication does ReLU and dropout. Element i gets byte i of `words` (at least
+    ceil(numel / 8) of them), so p is rounded to a multiple of 1/256.
 
     Built from integer ops on the bit patterns, in x's width: on the CPU torch's comparisons and bool casts cost
-    several times more. The first half of the elements uses the high byte of each 16-bit piece of `words`, the
-    second half the low byte; `byte - threshold` is negative exactly for the dropped share, OR-ing x's bits adds
-    x's sign, and an arithmetic shift turns the sign into all-ones or zeros."""
+    several times more. A signed byte (-128..127) minus (round(p * 256) - 128) is negative exactly for the dropped
+    share, OR-ing x's bits adds x's sign, and an arithmetic shift turns the sign into all-ones or zeros."""
     int_dtype = _INT_OF_WIDTH[x.element_size()]
     drop_below = round(p * 256)
-    scale_bits = torch.tensor(256 / (256 - drop_below), dtype=x.dtype).view(int_dtype).item()
     n = x.numel()
-    half = (n + 1) // 2
-    pieces = words.view(torch.int16)
-    mask = torch.empty(n, dtype=int_dtype)
-    torch.bitwise_right_shift(pieces[:half], 8, out=mask[:half]).sub_(drop_below - 128)  # high byte: -128..127
-    torch.bitwise_and(pieces[: n - half], 255, out=mask[half:]).sub_(drop_below)  # low byte: 0..255
+    mask = torch.empty(n, dtype=int_dtype).copy_(words.view(torch.int8)[:n]).sub_(drop_below - 128)
     if relu:
-        mask.bitwise_or_(x.detach().contiguous().view(-1).view(int_dtype))
-    mask.bitwise_right_shift_(8 * x.element_size() - 1).bitwise_not_().bitwise_and_(scale_bits)
+        mask.bitwise_or_(x.detach().reshape(-1).view(int_dtype))
+    mask.bitwise_right_shift_(8 * x.element_size() - 1).bitwise_not_().bitwise_and_(_scale_bits(drop_below, x.dtype))
     return mask.view(x.dtype).view(x.shape)
 
 
