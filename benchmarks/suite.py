@@ -27,7 +27,7 @@ PARTS = ("throughput", "time_to_quality", "sklearn_mlp", "utilisation", "ingest"
 def run_part(name: str, quick: bool, device: str, compile_model: bool) -> dict:
     if name == "throughput":
         from benchmarks import throughput
-        return throughput.measure(device, rows=20_000 if quick else 200_000, repeats=1 if quick else 3)
+        return throughput.measure(device, rows=20_000 if quick else 200_000, repeats=1 if quick else 5)
     if name == "time_to_quality":
         from benchmarks import time_to_quality
         return time_to_quality.measure(device, rows=20_000 if quick else 200_000, max_epochs=6 if quick else 12,
