@@ -58,11 +58,11 @@ def child_process_main(option: str, default: int, child: Callable[[int], dict], 
     print(json.dumps(child(size) if args.child else measure(size)))
 
 
-def _status_mb(field: str) -> float | None:
-    """A memory line of /proc/self/status (Linux) in MB, or None elsewhere."""
+def _proc_mb(field: str, path: str = "/proc/self/status") -> float | None:
+    """A memory line (in kB) of one of this process's /proc files (Linux) in MB, or None elsewhere."""
     try:
-        with open("/proc/self/status") as status:
-            for line in status:
+        with open(path) as lines:
+            for line in lines:
                 if line.startswith(field + ":"):
                     return round(int(line.split()[1]) / 1024, 1)
     except OSError:
@@ -73,26 +73,19 @@ def _status_mb(field: str) -> float | None:
 def peak_rss_mb() -> float:
     """This process's peak resident memory. Linux: VmHWM, since ru_maxrss survives fork + exec and a child started
     by a bigger parent would report the parent's peak."""
-    peak = _status_mb("VmHWM")
+    peak = _proc_mb("VmHWM")
     return peak if peak is not None else round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def rss_mb() -> float:
     """This process's resident memory now."""
-    now = _status_mb("VmRSS")
+    now = _proc_mb("VmRSS")
     return now if now is not None else peak_rss_mb()
 
 
 def huge_pages_mb() -> float | None:
     """Anonymous memory of this process on transparent huge pages (Linux), e.g. the heap (workbench/hugepages.py)."""
-    try:
-        with open("/proc/self/smaps_rollup") as rollup:
-            for line in rollup:
-                if line.startswith("AnonHugePages:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return None
+    return _proc_mb("AnonHugePages", "/proc/self/smaps_rollup")
 
 
 def sync(device: str) -> None:
