@@ -16,6 +16,7 @@ from workbench.models.registry import MODELS
 from workbench.runconfig import RunConfig, SplitConfig
 from workbench.runner import execute
 from workbench.samples import SAMPLES, load_sample
+from workbench.store import RunStatus
 
 SAMPLE_NAMES = ("breast_cancer", "wine", "digits", "diabetes")
 BIG_MODELS = ("cnn", "rnn", "transformer")  # skipped by --quick, and on the 100k task (hours on 2 cores)
@@ -50,7 +51,7 @@ def generated_table(rows: int = 100_000, seed: int = 1) -> pd.DataFrame:
 def run_one(table: pd.DataFrame, target: str, model: str, split_seeds: tuple[int, ...]) -> dict:
     """Default hyperparameters, one run per split seed: the samples' test sets are small (27 to 270 rows; one row
     of wine is 3.7 points), so one split says little; the mean over splits is the figure."""
-    scores, epochs, seconds, status = [], [], 0.0, "succeeded"
+    scores, epochs, seconds, status = [], [], 0.0, RunStatus.SUCCEEDED
     for seed in split_seeds:
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
@@ -58,7 +59,7 @@ def run_one(table: pd.DataFrame, target: str, model: str, split_seeds: tuple[int
                               table, Path(tmp) / "run")
             seconds += time.perf_counter() - started
         test = outcome.metrics.get("test", {})
-        if outcome.status != "succeeded" or outcome.primary_metric not in test:
+        if outcome.status != RunStatus.SUCCEEDED or outcome.primary_metric not in test:
             status = outcome.status
             continue
         scores.append(round(float(test[outcome.primary_metric]), 4))

@@ -13,6 +13,7 @@ from workbench.errors import UserError
 from workbench.ingest import ingest_bytes
 from workbench.predict import export_run, load_model_for_run, predict_for_run
 from workbench.safe_csv import to_safe_csv
+from workbench.store import RunStatus
 
 PREVIEW_ROWS = 1_000
 
@@ -21,7 +22,7 @@ require_access(logout_button=False)  # also when Streamlit runs this file withou
 store = get_store()
 st.title("Predict")
 
-runs = store.list_runs(statuses=("succeeded",))
+runs = store.list_runs(statuses=(RunStatus.SUCCEEDED,))
 if not runs:
     st.info("There is no trained model yet. Train one on **Train**; when it has finished it can predict here.")
     st.stop()

@@ -11,6 +11,7 @@ from ui.tables import STATUS_ICONS, format_duration, likely_target, metric_label
 from workbench import jobs
 from workbench.errors import UserError
 from workbench.runconfig import CATEGORICAL_ENCODINGS, IMPUTATIONS, SCALINGS, TASKS, PrepConfig, RunConfig, SplitConfig
+from workbench.store import ACTIVE_STATUSES, RunStatus
 
 LIVE_REFRESH_S = 1.5
 TASK_LABELS = {"auto": "detect from the target", "binary": "binary classification (two classes)",
@@ -95,7 +96,7 @@ if st.button("Start training", type="primary"):
 @st.fragment(run_every=LIVE_REFRESH_S)
 def live_panel() -> None:
     """Runs in progress, straight from the store: leaving the page or reloading loses nothing."""
-    active = store.list_runs(statuses=("queued", "running"))
+    active = store.list_runs(statuses=ACTIVE_STATUSES)
     st.subheader("In progress")
     if not active:
         st.caption("No runs are queued or training.")
@@ -110,7 +111,7 @@ def live_panel() -> None:
                     jobs.cancel_run(store, run.id)
                 except UserError as exc:
                     st.error(str(exc))
-            if run.status == "queued":
+            if run.status == RunStatus.QUEUED:
                 st.caption("Waiting for the worker.")
                 continue
             progress = run.progress()

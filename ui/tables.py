@@ -8,12 +8,13 @@ from typing import Any
 import pandas as pd
 
 from workbench.samples import SAMPLES
-from workbench.store import Dataset, Run
+from workbench.store import Dataset, Run, RunStatus
 
 # Material icons (shipped with Streamlit, so they render without an emoji font) for markdown.
-STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/directions_run:",
-                "succeeded": ":material/check_circle:", "failed": ":material/error:", "diverged": ":material/trending_up:",
-                "cancelled": ":material/cancel:", "interrupted": ":material/warning:"}
+STATUS_ICONS = {RunStatus.QUEUED: ":material/schedule:", RunStatus.RUNNING: ":material/directions_run:",
+                RunStatus.SUCCEEDED: ":material/check_circle:", RunStatus.FAILED: ":material/error:",
+                RunStatus.DIVERGED: ":material/trending_up:", RunStatus.CANCELLED: ":material/cancel:",
+                RunStatus.INTERRUPTED: ":material/warning:"}
 SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
 
 
@@ -54,7 +55,7 @@ def run_label(run: Run, dataset_names: Mapping[str, str] | None = None) -> str:
         parts.append(dataset_names[run.dataset_id])
     if run.primary_metric and run.primary_value is not None:
         parts.append(f"{metric_label(run.primary_metric)} {run.primary_value:.4f}")
-    elif run.status != "succeeded":
+    elif run.status != RunStatus.SUCCEEDED:
         parts.append(run.status)
     return " · ".join(parts)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import UserError
+from workbench.store.entities import RunStatus
 
 EXIT_USER_ERROR = 2
 
@@ -165,7 +166,7 @@ def _run_json(run) -> dict[str, Any]:
         "duration_s": run.duration_s, "metrics": run.metrics, "baseline": run.baseline, "error": run.error,
         "created_at": run.created_at.isoformat(), "split_fingerprint": run.split_fingerprint,
     }
-    if run.status in ("queued", "running"):
+    if not run.is_final:
         data["progress"] = run.progress()
         data["history"] = [vars(e) for e in run.epochs]
     return data
@@ -176,7 +177,7 @@ def _show_run(run, as_json: bool) -> None:
         _print_json(_run_json(run))
         return
     print(f"run {run.id}  {run.status}  {run.model}  {run.task}  target={run.target}  device={run.device}")
-    if run.status in ("queued", "running"):
+    if not run.is_final:
         p = run.progress()
         eta = f", ETA {p['eta_s']:.0f}s" if p["eta_s"] is not None else ""
         print(f"  epoch {p['epoch']} of {p['epochs_planned']}{eta}")
@@ -223,7 +224,7 @@ def cmd_cancel(args: argparse.Namespace) -> None:
     from workbench.jobs import cancel_run
 
     run = cancel_run(_store(), args.run_id)
-    print(f"run {run.id}: " + ("cancelled" if run.status == "cancelled" else "cancel requested"))
+    print(f"run {run.id}: " + ("cancelled" if run.status == RunStatus.CANCELLED else "cancel requested"))
 
 
 def cmd_predict(args: argparse.Namespace) -> None:

@@ -22,8 +22,7 @@ from workbench.callbacks import Callback, EpochRecord, RunCancelled
 from workbench.datasets import load_table
 from workbench.errors import UserError
 from workbench.runconfig import RunConfig
-from workbench.store import EpochMetrics, Run, Store
-from workbench.store.api import FAILED
+from workbench.store import EpochMetrics, Run, RunStatus, Store
 
 log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL_S = 2.0
@@ -79,12 +78,12 @@ def execute_run(store: Store, run: Run) -> str:
         table = load_table(store, config.dataset_id)
         outcome = execute(config, table, run_dir, callbacks=[StoreCallback(store, run.id)])
     except UserError as exc:
-        store.finish_run(run.id, FAILED, error=str(exc))
-        return FAILED
+        store.finish_run(run.id, RunStatus.FAILED, error=str(exc))
+        return RunStatus.FAILED
     except Exception as exc:  # a bug or a resource failure: recorded, and the worker goes on
         log.error("run %s failed:\n%s", run.id, traceback.format_exc())
-        store.finish_run(run.id, FAILED, error=f"Training failed: {exc}")
-        return FAILED
+        store.finish_run(run.id, RunStatus.FAILED, error=f"Training failed: {exc}")
+        return RunStatus.FAILED
     test = outcome.metrics.get("test", {})
     store.finish_run(
         run.id, outcome.status, task=outcome.task, params=outcome.params, device=outcome.device,

@@ -17,6 +17,7 @@ from workbench.artifacts import load_run
 from workbench.errors import UserError
 from workbench.prepare import Preprocessor
 from workbench.safe_csv import to_safe_csv
+from workbench.store.entities import RunStatus
 from workbench.training import predict_outputs
 
 __all__ = ["TrainedModel", "export_run", "load_model", "load_model_for_run", "predict_for_run", "to_safe_csv"]
@@ -101,7 +102,7 @@ def load_model(run_dir: Path) -> TrainedModel:
 
 def load_model_for_run(store, run_id: str) -> TrainedModel:
     run = store.get_run(run_id, with_epochs=False)
-    if run.status != "succeeded":
+    if run.status != RunStatus.SUCCEEDED:
         raise UserError(f"Run {run_id} has not finished successfully ({run.status}); pick a finished run.")
     return load_model(store.settings.runs_dir / run_id)
 

@@ -21,6 +21,7 @@ from workbench.models.registry import ModelSpec, get_model, resolve_params
 from workbench.predict import outputs_to_predictions
 from workbench.prepare import Prepared, detect_task, prepare
 from workbench.runconfig import RunConfig
+from workbench.store.entities import RunStatus
 from workbench.training import FitResult, Objective, Tensors, fit, predict_outputs, select_device
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ class Resolved:
 
 @dataclass
 class RunOutcome:
-    status: str  # succeeded, diverged, cancelled, failed
+    status: RunStatus
     task: str
     params: dict[str, Any]
     device: str
@@ -81,7 +82,7 @@ def execute(config: RunConfig, table: pd.DataFrame, run_dir: Path, callbacks: Se
     prepared = prepare(table, config.target, resolved.task, config.exclude, config.split, config.prep,
                        spec.family, spec.categorical)
     outcome = RunOutcome(
-        status="failed", task=prepared.task, params=resolved.params, device="", epochs_run=0, duration_s=0.0,
+        status=RunStatus.FAILED, task=prepared.task, params=resolved.params, device="", epochs_run=0, duration_s=0.0,
         primary_metric=metrics.PRIMARY_METRIC[prepared.task], split_fingerprint=prepared.fingerprint,
         dropped_target_rows=prepared.dropped_target_rows, notes=prepared.notes,
         **{f"n_{s}": len(prepared.row_ids[s]) for s in ("train", "val", "test")},
@@ -93,8 +94,8 @@ def execute(config: RunConfig, table: pd.DataFrame, run_dir: Path, callbacks: Se
         raise
     except Exception as exc:
         log.exception("run in %s failed", run_dir)
-        outcome.status, outcome.error = "failed", f"Training failed: {exc}"
-        callback_list.on_train_end("failed")
+        outcome.status, outcome.error = RunStatus.FAILED, f"Training failed: {exc}"
+        callback_list.on_train_end(RunStatus.FAILED)
     outcome.duration_s = round(time.perf_counter() - started, 3)
     return outcome
 
@@ -106,7 +107,7 @@ def _train_score_save(outcome: RunOutcome, config: RunConfig, spec: ModelSpec, p
     model, fitted, outcome.device, proba = train(spec, prepared, params, callbacks)
     outcome.status, outcome.error = fitted.status, fitted.error
     outcome.history, outcome.epochs_run = fitted.history, len(fitted.history)
-    if fitted.status == "succeeded":
+    if fitted.status == RunStatus.SUCCEEDED:
         n_classes = len(prepared.classes or [])
         outcome.metrics = {s: metrics.score(prepared.task, prepared.y[s], proba[s], n_classes) for s in ("val", "test")}
         outcome.baseline = {"test": metrics.baseline(prepared.task, prepared.y["train"], prepared.y["test"], n_classes)}
@@ -137,7 +138,7 @@ def _train_neural(spec: ModelSpec, prepared: Prepared, params: dict, callbacks: 
     splits = {s: Tensors.from_arrays(prepared.x_num[s], prepared.x_cat[s], prepared.y[s], device)
               for s in ("train", "val", "test")}
     fitted = fit(model, splits["train"], splits["val"], objective, params, callbacks)
-    if fitted.status == "succeeded":
+    if fitted.status == RunStatus.SUCCEEDED:
         # What actually ran: the batch size after an automatic choice or an out-of-memory retry, its learning rate,
         # and whether 'auto' mixed precision was on for this device.
         params["batch_size"], params["lr"] = fitted.batch_size, fitted.lr
@@ -146,8 +147,8 @@ def _train_neural(spec: ModelSpec, prepared: Prepared, params: dict, callbacks: 
     for s in ("val", "test"):
         output = predict_outputs(model, splits[s].x_num, splits[s].x_cat).cpu().numpy()
         proba[s] = outputs_to_predictions(output, prepared.task, objective.y_mean, objective.y_std)
-    if fitted.status == "succeeded" and not all(np.isfinite(p).all() for p in proba.values()):
-        fitted.status, fitted.error = "diverged", "The model's predictions are not finite numbers: it diverged."
+    if fitted.status == RunStatus.SUCCEEDED and not all(np.isfinite(p).all() for p in proba.values()):
+        fitted.status, fitted.error = RunStatus.DIVERGED, "The model's predictions are not finite numbers: it diverged."
     return model.cpu(), fitted, str(device), proba
 
 
@@ -158,7 +159,7 @@ def _train_classical(spec: ModelSpec, prepared: Prepared, params: dict, callback
     try:
         estimator.fit(prepared.x_num["train"], prepared.y["train"])
     except RunCancelled as exc:  # only raised by callbacks; kept for symmetry with the neural path
-        return estimator, FitResult("cancelled", error=str(exc)), "cpu", {}
+        return estimator, FitResult(RunStatus.CANCELLED, error=str(exc)), "cpu", {}
     proba = {}
     for s in ("val", "test"):
         x = prepared.x_num[s]
@@ -169,10 +170,10 @@ def _train_classical(spec: ModelSpec, prepared: Prepared, params: dict, callback
     loss = val_scores["rmse"] ** 2 if prepared.task == "regression" else val_scores["log_loss"]
     record = EpochRecord(1, float("nan"), loss, val_scores[objective.metric_name], objective.metric_name, 0.0,
                          time.perf_counter() - started)
-    fitted = FitResult("succeeded", history=[record], best_epoch=1)
+    fitted = FitResult(RunStatus.SUCCEEDED, history=[record], best_epoch=1)
     try:
         callbacks.on_epoch_end(record)
     except RunCancelled as exc:
-        fitted.status, fitted.error = "cancelled", str(exc)
+        fitted.status, fitted.error = RunStatus.CANCELLED, str(exc)
     callbacks.on_train_end(fitted.status)
     return estimator, fitted, "cpu", proba

@@ -23,6 +23,7 @@ from torch import nn
 from workbench.callbacks import CallbackList, EarlyStopping, EpochRecord, RunCancelled
 from workbench.devices import best_device, cpu_has_native_bf16
 from workbench.errors import UserError
+from workbench.store.entities import RunStatus
 
 EVAL_BATCH = 8192
 # batch_size 0 (auto): 256 rows per update, doubled on large tables. Each doubling keeps ~200+ updates per epoch and
@@ -139,7 +140,7 @@ class Objective:
 
 @dataclass
 class FitResult:
-    status: str  # succeeded, diverged, cancelled
+    status: RunStatus  # succeeded, diverged, cancelled (or failed: out of memory at the smallest batch)
     history: list[EpochRecord] = field(default_factory=list)
     best_epoch: int = 0
     batch_size: int = 0
@@ -308,7 +309,7 @@ def fit(model: nn.Module, train: Tensors, val: Tensors, objective: Objective, pa
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             if batch_size <= 16:
-                return FitResult("failed", error="The GPU ran out of memory even with a batch of 16 rows; "
+                return FitResult(RunStatus.FAILED, error="The GPU ran out of memory even with a batch of 16 rows; "
                                  "try a smaller model or the CPU.")
             batch_size //= 2
             model.load_state_dict(initial)
@@ -327,7 +328,7 @@ def _fit(model: nn.Module, train: Tensors, val: Tensors, objective: Objective, p
     stopper = EarlyStopping(params["patience"], objective.higher_is_better)
     plain = unwrapped(model)
     best_state = copy.deepcopy(plain.state_dict())
-    result = FitResult("succeeded", batch_size=batch_size, lr=params["lr"],
+    result = FitResult(RunStatus.SUCCEEDED, batch_size=batch_size, lr=params["lr"],
                        mixed_precision="on" if isinstance(autocast, torch.autocast) else "off")
     batches = len(batch_starts(len(train), batch_size))
     average = WeightAverage(plain, params["weight_averaging"], batches) if params["weight_averaging"] > 0 else None
@@ -339,7 +340,7 @@ def _fit(model: nn.Module, train: Tensors, val: Tensors, objective: Objective, p
             train_loss = run_epoch(model, train, objective, optimizer, params, batch_size, epoch, generator,
                                    autocast, callbacks, average).item()
             if not math.isfinite(train_loss):
-                result.status = "diverged"
+                result.status = RunStatus.DIVERGED
                 result.error = (f"The training loss became {train_loss} at epoch {epoch}: the model diverged. "
                                 "Try a lower learning rate or keep gradient clipping on.")
                 break
@@ -359,7 +360,7 @@ def _fit(model: nn.Module, train: Tensors, val: Tensors, objective: Objective, p
             if stopper.should_stop:
                 break
     except RunCancelled as exc:
-        result.status, result.error = "cancelled", str(exc) or "Cancelled by the user."
+        result.status, result.error = RunStatus.CANCELLED, str(exc) or "Cancelled by the user."
     if params["restore_best"] and result.best_epoch:
         plain.load_state_dict(best_state)
     elif average is not None:

@@ -1,12 +1,16 @@
 """The tracking store: datasets, runs, per-epoch metrics and workers, behind plain dataclasses."""
 
-from workbench.store.api import (
+from workbench.store.api import Store
+from workbench.store.entities import (
+    ACTIVE_STATUSES,
     FINAL_STATUSES,
     Dataset,
     EpochMetrics,
     Run,
-    Store,
+    RunStatus,
     Worker,
+    utcnow,
 )
 
-__all__ = ["FINAL_STATUSES", "Dataset", "EpochMetrics", "Run", "Store", "Worker"]
+__all__ = ["ACTIVE_STATUSES", "FINAL_STATUSES", "Dataset", "EpochMetrics", "Run", "RunStatus", "Store", "Worker",
+           "utcnow"]

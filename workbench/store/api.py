@@ -11,8 +11,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import create_engine, delete, event, func, select, update
@@ -22,112 +21,14 @@ from sqlalchemy.orm import Session, defer, sessionmaker
 
 from workbench.config import Settings, get_settings
 from workbench.errors import UserError, storage_error_message
+from workbench.store.entities import Dataset, EpochMetrics, Run, RunStatus, Worker, utcnow
 from workbench.store.orm import Base, DatasetRow, EpochRow, RunRow, WorkerRow
 
-QUEUED, RUNNING = "queued", "running"
-SUCCEEDED, FAILED, DIVERGED, CANCELLED, INTERRUPTED = "succeeded", "failed", "diverged", "cancelled", "interrupted"
-FINAL_STATUSES = (SUCCEEDED, FAILED, DIVERGED, CANCELLED, INTERRUPTED)
 BUSY_TIMEOUT_MS = 60_000
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def new_id() -> str:
     return uuid.uuid4().hex[:12]
-
-
-@dataclass
-class Dataset:
-    id: str
-    name: str
-    content_hash: str
-    n_rows: int
-    n_columns: int
-    size_bytes: int
-    file_name: str
-    schema: list[dict[str, Any]]
-    profile: dict[str, Any]
-    notes: list[str]
-    created_at: datetime
-
-
-@dataclass
-class EpochMetrics:
-    epoch: int
-    train_loss: float | None
-    val_loss: float | None
-    val_metric: float | None
-    lr: float | None
-    seconds: float | None
-
-
-@dataclass
-class Run:
-    id: str
-    dataset_id: str
-    status: str
-    model: str
-    target: str
-    task: str
-    config: dict[str, Any]
-    params: dict[str, Any]
-    device: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    heartbeat_at: datetime | None
-    worker_id: str | None
-    cancel_requested: bool
-    epochs_planned: int | None
-    epochs_done: int
-    batches_per_epoch: int | None
-    batches_done: int
-    duration_s: float | None
-    primary_metric: str | None
-    primary_value: float | None
-    split_fingerprint: str | None
-    metrics: dict[str, Any]
-    baseline: dict[str, Any]
-    curves: dict[str, Any]
-    details: dict[str, Any]
-    error: str | None
-    epochs: list[EpochMetrics] = field(default_factory=list)
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in FINAL_STATUSES
-
-    def progress(self) -> dict[str, Any]:
-        """Epoch of N, batches done, ETA and last heartbeat, for a live panel or `show --json`."""
-        planned = self.epochs_planned or 0
-        per_epoch = self.batches_per_epoch or 0
-        total_batches = planned * per_epoch
-        done_batches = self.epochs_done * per_epoch + self.batches_done
-        fraction = min(done_batches / total_batches, 1.0) if total_batches else 0.0
-        eta_s = None
-        if self.started_at and 0 < fraction < 1:
-            elapsed = ((self.heartbeat_at or utcnow()) - self.started_at).total_seconds()
-            eta_s = elapsed * (1 - fraction) / fraction
-        return {
-            "epoch": self.epochs_done,
-            "epochs_planned": planned,
-            "batch": self.batches_done,
-            "batches_per_epoch": per_epoch,
-            "fraction": round(fraction, 4),
-            "eta_s": None if eta_s is None else round(eta_s, 1),
-            "heartbeat_at": self.heartbeat_at.isoformat() if self.heartbeat_at else None,
-        }
-
-
-@dataclass
-class Worker:
-    id: str
-    pid: int
-    hostname: str
-    started_at: datetime
-    heartbeat_at: datetime
 
 
 def _dataset(row: DatasetRow) -> Dataset:
@@ -144,7 +45,7 @@ def _epoch(row: EpochRow) -> EpochMetrics:
 
 def _run(row: RunRow, epochs: list[EpochRow] | None = None, with_curves: bool = True) -> Run:
     return Run(
-        id=row.id, dataset_id=row.dataset_id, status=row.status, model=row.model, target=row.target,
+        id=row.id, dataset_id=row.dataset_id, status=RunStatus(row.status), model=row.model, target=row.target,
         task=row.task, config=row.config, params=row.params or {}, device=row.device,
         created_at=row.created_at, started_at=row.started_at, finished_at=row.finished_at,
         heartbeat_at=row.heartbeat_at, worker_id=row.worker_id, cancel_requested=bool(row.cancel_requested),
@@ -244,7 +145,7 @@ class Store:
     def create_run(self, config: dict[str, Any], model: str, target: str, task: str,
                    params: dict[str, Any]) -> Run:
         row = RunRow(
-            id=new_id(), dataset_id=config["dataset_id"], status=QUEUED, model=model, target=target, task=task,
+            id=new_id(), dataset_id=config["dataset_id"], status=RunStatus.QUEUED, model=model, target=target, task=task,
             config=config, params=params, created_at=utcnow(), cancel_requested=False, epochs_done=0,
             epochs_planned=int(params.get("epochs", 1)),
             batches_done=0, metrics={}, baseline={}, curves={}, details={},
@@ -272,7 +173,7 @@ class Store:
             by_id = {r.id: _run(r, self._epoch_rows(s, r.id)) for r in rows}
         return [by_id[i] for i in run_ids if i in by_id]
 
-    def list_runs(self, dataset_id: str | None = None, statuses: tuple[str, ...] | None = None,
+    def list_runs(self, dataset_id: str | None = None, statuses: tuple[RunStatus, ...] | None = None,
                   limit: int | None = None) -> list[Run]:
         """Runs, newest first, without their curves or epochs (see get_runs for those)."""
         self.interrupt_stale_runs()
@@ -311,7 +212,7 @@ class Store:
         while True:
             with self.session_scope() as s:
                 run_id = s.scalar(
-                    select(RunRow.id).where(RunRow.status == QUEUED).order_by(RunRow.created_at).limit(1)
+                    select(RunRow.id).where(RunRow.status == RunStatus.QUEUED).order_by(RunRow.created_at).limit(1)
                 )
             if run_id is None:
                 return None
@@ -326,8 +227,8 @@ class Store:
         with self.session_scope() as s:
             claimed = s.execute(
                 update(RunRow)
-                .where(RunRow.id == run_id, RunRow.status == QUEUED)
-                .values(status=RUNNING, worker_id=worker_id, started_at=now, heartbeat_at=now)
+                .where(RunRow.id == run_id, RunRow.status == RunStatus.QUEUED)
+                .values(status=RunStatus.RUNNING, worker_id=worker_id, started_at=now, heartbeat_at=now)
             ).rowcount
             return _run(s.get(RunRow, run_id)) if claimed == 1 else None
 
@@ -352,8 +253,8 @@ class Store:
             s.execute(update(RunRow).where(RunRow.id == run_id).values(**values))
             return bool(s.scalar(select(RunRow.cancel_requested).where(RunRow.id == run_id)))
 
-    def finish_run(self, run_id: str, status: str, **values: Any) -> None:
-        if status not in FINAL_STATUSES:
+    def finish_run(self, run_id: str, status: RunStatus, **values: Any) -> None:
+        if not RunStatus(status).is_final:
             raise ValueError(f"not a final status: {status}")
         self._update(run_id, status=status, finished_at=utcnow(), **values)
 
@@ -363,9 +264,9 @@ class Store:
             row = s.get(RunRow, run_id)
             if row is None:
                 raise UserError(f"There is no run with id '{run_id}'.")
-            if row.status == QUEUED:
-                row.status, row.finished_at, row.error = CANCELLED, utcnow(), "Cancelled before it started."
-            elif row.status == RUNNING:
+            if row.status == RunStatus.QUEUED:
+                row.status, row.finished_at, row.error = RunStatus.CANCELLED, utcnow(), "Cancelled before it started."
+            elif row.status == RunStatus.RUNNING:
                 row.cancel_requested = True
             s.flush()
             return _run(row)
@@ -374,14 +275,14 @@ class Store:
         """Running runs whose worker stopped beating (killed, machine restarted) become interrupted."""
         cutoff = utcnow() - timedelta(seconds=self.settings.heartbeat_timeout_s)
         with self.session_scope() as s:
-            stale = list(s.scalars(select(RunRow).where(RunRow.status == RUNNING)))
+            stale = list(s.scalars(select(RunRow).where(RunRow.status == RunStatus.RUNNING)))
             if not stale:
                 return 0
             dead_workers = self._dead_local_workers(s)
             count = 0
             for row in stale:
                 if (row.heartbeat_at or row.started_at or cutoff) < cutoff or row.worker_id in dead_workers:
-                    row.status, row.finished_at = INTERRUPTED, utcnow()
+                    row.status, row.finished_at = RunStatus.INTERRUPTED, utcnow()
                     row.error = "The worker training this run stopped unexpectedly; the run was interrupted."
                     count += 1
             return count
@@ -426,7 +327,7 @@ class Store:
         host = socket.gethostname()
         rows = list(s.scalars(select(WorkerRow)))
         alive = {r.id for r in rows if r.hostname != host or _pid_alive(r.pid)}
-        running = set(s.scalars(select(RunRow.worker_id).where(RunRow.status == RUNNING)))
+        running = set(s.scalars(select(RunRow.worker_id).where(RunRow.status == RunStatus.RUNNING)))
         return (running | {r.id for r in rows}) - alive
 
 
