@@ -1,17 +1,21 @@
 """Remove one protection at a time, in a throwaway copy of the repo, and run the tests that guard it: each must fail.
 
 `.venv/bin/python scripts/check_protections.py [INDEX ...]` prints one JSON line per (protection, test); "failed": true
-means the test caught the missing protection. The working tree is never touched.
+means the test caught the missing protection. It exits 1 when a test still passes without its protection. The working
+tree is never touched. One copy of the repo is made; each mutation is applied, its tests run in one pytest process
+(a test stuck for TEST_TIMEOUT_S counts as caught: the protection's absence made it hang), then the files are restored.
 """
 import json
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1]
-COPY = Path(tempfile.mkdtemp(prefix="protections-")) / "repo"
+TEST_TIMEOUT_S = 180
 T = "tests/test_security.py::"
 F = "tests/test_faults.py::"
 MUTATIONS = [
@@ -50,7 +54,7 @@ MUTATIONS = [
   [F + "test_out_of_memory_halves_the_batch_and_goes_on"]),
  ("Runs page hides the message", "ui/tables.py", '            "Message": [r.error or "" for r in runs],', "",
   [F + "test_failed_diverged_and_out_of_memory_runs_say_why_on_the_runs_page"]),
- ("claim without compare-and-set", "workbench/store/api.py", ".where(RunRow.id == run_id, RunRow.status == QUEUED)",
+ ("claim without compare-and-set", "workbench/store/api.py", ".where(RunRow.id == run_id, RunRow.status == RunStatus.QUEUED)",
   ".where(RunRow.id == run_id)", ["tests/test_store.py::test_claim_is_compare_and_set", "tests/test_jobs.py::test_twenty_runs_two_workers_each_run_exactly_once"]),
  ("stale runs never interrupted", "workbench/store/api.py",
   "if (row.heartbeat_at or row.started_at or cutoff) < cutoff or row.worker_id in dead_workers:", "if False:",
@@ -59,25 +63,64 @@ MUTATIONS = [
   "stdin=subprocess.DEVNULL, start_new_session=True,", "stdin=subprocess.DEVNULL, start_new_session=False,",
   [F + "test_server_killed_and_restarted_while_a_run_trains"]),
 ]
-only = set(sys.argv[1:])
-results = []
-for i, (name, path, old, new, tests) in enumerate(MUTATIONS):
-    if only and str(i) not in only:
-        continue
-    if COPY.exists():
-        shutil.rmtree(COPY)
-    shutil.copytree(SRC, COPY, ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__", "bench-results", ".pytest_cache", ".ruff_cache"))
-    edits = [(path, old, new)] if isinstance(path, str) else path
-    for path, old, new in edits:
-        target = COPY / path
-        text = target.read_text()
-        assert text.count(old) == 1, (name, text.count(old))
-        target.write_text(text.replace(old, new))
-    for test in tests:
-        done = subprocess.run([str(SRC / ".venv/bin/python"), "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", test],
-                              cwd=COPY, capture_output=True, text=True, timeout=900)
-        last = [line for line in done.stdout.splitlines() if line.strip()][-1]
-        results.append({"mutation": name, "test": test, "failed": done.returncode == 1, "summary": last})
-        print(json.dumps(results[-1]), flush=True)
-shutil.rmtree(COPY.parent, ignore_errors=True)
-sys.exit(0 if all(r["failed"] for r in results) else 1)
+
+
+def run_tests(copy: Path, tests: list[str]) -> dict[str, str]:
+    """pytest once over the given node ids; the outcome of each ('passed', 'failed', 'error', 'skipped')."""
+    done = subprocess.run(
+        [str(SRC / ".venv/bin/python"), "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider",
+         f"--timeout={TEST_TIMEOUT_S}", *tests],
+        cwd=copy, capture_output=True, text=True, timeout=TEST_TIMEOUT_S * (len(tests) + 2))
+    outcomes: dict[str, str] = {}
+    for line in done.stdout.splitlines():
+        match = re.match(r"^(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS) (\S+)", line)
+        if match:
+            node = match.group(2)
+            for test in tests:  # a listed test may expand to several parametrised cases: any caught one counts
+                if node == test or node.startswith(test + "["):
+                    state = match.group(1).lower()
+                    outcomes[test] = "failed" if "failed" in (state, outcomes.get(test)) else outcomes.get(test, state)
+    return outcomes
+
+
+def main() -> int:
+    only = set(sys.argv[1:])
+    copy = Path(tempfile.mkdtemp(prefix="protections-")) / "repo"
+    shutil.copytree(SRC, copy, ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__", "bench-results",
+                                                             ".pytest_cache", ".ruff_cache", "workbench-data"))
+    (copy / ".venv").symlink_to(SRC / ".venv")
+    results, started = [], time.monotonic()
+    try:
+        for i, (name, path, old, new, tests) in enumerate(MUTATIONS):
+            if only and str(i) not in only:
+                continue
+            edits = [(path, old, new)] if isinstance(path, str) else path
+            originals = {}
+            for file, before, after in edits:
+                target = copy / file
+                originals.setdefault(target, target.read_text())
+                current = target.read_text()
+                assert current.count(before) == 1, (name, file, current.count(before))
+                target.write_text(current.replace(before, after))
+            try:
+                outcomes = run_tests(copy, tests)
+            finally:
+                for target, text in originals.items():
+                    target.write_text(text)
+            for test in tests:
+                outcome = outcomes.get(test, "not run")
+                results.append({"mutation": name, "test": test, "failed": outcome in ("failed", "error"),
+                                "outcome": outcome})
+                print(json.dumps(results[-1]), flush=True)
+    finally:
+        shutil.rmtree(copy.parent, ignore_errors=True)
+    missed = [r for r in results if not r["failed"]]
+    print(f"{len(results) - len(missed)} of {len(results)} checks caught their missing protection "
+          f"in {time.monotonic() - started:.0f} s", flush=True)
+    for r in missed:
+        print(f"NOT CAUGHT: {r['mutation']} -> {r['test']} ({r['outcome']})", flush=True)
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
