@@ -116,12 +116,15 @@ def require_access(logout_button: bool = True) -> None:
 
 def check_password(entered: str, password: str) -> None:
     """Let the session in, or say why not; a guess during the wait is not even compared."""
-    # Behind a proxy every visitor has the proxy's address: they then share one count.
-    clients = (f"address {st.context.ip_address or 'local'}",
+    # Behind a proxy every visitor has the proxy's address: they then share one count. The address is None on
+    # localhost, and no string under AppTest's stand-in runtime.
+    address = st.context.ip_address
+    clients = (f"address {address if isinstance(address, str) else 'local'}",
                f"session {st.session_state.setdefault(_GUESSER_KEY, secrets.token_hex(8))}")
     wait = max(GUESSES.wait_s(client) for client in clients)
     if wait > 0:
-        st.error(f"Too many wrong passwords. Try again in {math.ceil(wait):d} seconds.")
+        seconds = math.ceil(wait)
+        st.error(f"Too many wrong passwords. Try again in {seconds:d} second{'' if seconds == 1 else 's'}.")
         return
     if hmac.compare_digest(entered.encode(), password.encode()):
         for client in clients:
