@@ -224,10 +224,13 @@ def render_in_browser(renderer, texts: list[str]) -> list[dict]:
     cases.write_text(json.dumps({"batch": batch, "texts": texts}))
     page.goto(url)
     expect(page.get_by_text(f"batch {batch}", exact=True)).to_be_visible(timeout=LONG)
+    expect(page.get_by_test_id("stMetricValue")).to_have_count(len(texts), timeout=LONG)  # metrics load late
     return page.evaluate("""([count, markup]) => [...Array(count).keys()].map(i => {
         const box = document.querySelector(`.st-key-case-${i}`);
-        const parts = [...box.querySelectorAll('[data-testid=stMarkdownContainer]')];
-        return {texts: parts.map(p => p.textContent), markup: [...box.querySelectorAll(markup)].map(e => e.outerHTML)};
+        const parts = box.querySelectorAll('[data-testid=stMarkdown], [data-testid=stMetricLabel], '
+                                           + '[data-testid=stMetricValue]');
+        return {texts: [...parts].map(p => p.textContent),
+                markup: [...box.querySelectorAll(markup)].map(e => e.outerHTML)};
     })""", [len(texts), MARKUP_ELEMENTS])
 
 
@@ -466,18 +469,20 @@ def tracking_server() -> Iterator[tuple[int, list[str]]]:
 
 
 def markdown_frame(port: int) -> tuple[pd.DataFrame, dict[str, str]]:
-    """The hostile_frame plus markdown where Data, Train, Runs and Predict show file contents: a column named like an
-    image (the first column, so the histogram shows it), with image and link values; a link column written with
-    thousands separators (the reader's note names it); backticks and shortcodes in a feature's name; and a rare class
-    that is a link and an image (the imbalance warning names it)."""
+    """Markdown where Data, Train, Runs and Predict show file contents: a column named like an image (the first
+    column, so the histogram shows it), with image, link and HTML link values (plotly draws those); a link column written with thousands separators
+    (the reader's note names it); backticks and shortcodes in a feature's name; HTML in names and values; and a rare
+    class that is a link and an image (the imbalance warning names it)."""
     track = f"http://127.0.0.1:{port}"
     names = {"image": f"![t]({track}/track.png)", "link": LINK, "code": "`price` :material/home: $x$ www.evil.example",
              "rare": f"[rare](https://evil.example/rare) ![r]({track}/rare.png)"}
-    frame = hostile_frame()
-    frame.insert(0, names["image"], [[f"![v]({track}/value.png)", "[click](https://evil.example/v)", "plain"][i % 3]
-                                     for i in range(len(frame))])
+    frame = make_classification_frame(n=60)
+    values = [f"![v]({track}/value.png)", "[click](https://evil.example/v)", "<a href='https://evil.example/c'>c</a>"]
+    frame.insert(0, names["image"], [values[i % 3] for i in range(len(frame))])
     frame[names["link"]] = [f"{10_000 + 37 * i:,}.5" for i in range(len(frame))]
     frame[names["code"]] = frame["x2"] * 3
+    frame[SCRIPT] = frame["x1"].round(3)
+    frame[IMG + " city"] = [IMG if i % 2 else SCRIPT for i in range(len(frame))]
     frame["label"] = frame["label"].where(~frame.index.isin([3, 17, 33, 49]), names["rare"])
     return frame, names
 
@@ -516,6 +521,7 @@ def test_file_contents_stay_text_in_a_browser(store, home, tmp_path):
         failed = jobs.submit_run(store, RunConfig(dataset_id=store.get_run(run_id).dataset_id, target="label",
                                                   model="mlp"))
         store.finish_run(failed.id, RunStatus.FAILED, error=f"Column '{LINK}' broke the run.")
+        datasets.add_dataset(store, hostile_frame().to_csv(index=False).encode(), "xss.csv")  # the newest: shown first
         with served_app(home, WORKBENCH_MAX_UPLOAD_MB="1") as url, sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             try:
@@ -531,13 +537,15 @@ def test_file_contents_stay_text_in_a_browser(store, home, tmp_path):
                 expect(page.get_by_text("Files up to 1 MB.")).to_be_visible(timeout=LONG)
                 page.locator("input[type=file]").set_input_files(str(too_big))
                 expect(page.get_by_text("or smaller")).to_be_visible(timeout=LONG)
-                choose(page, "Column you want to predict (optional)", "label")
                 alerts = {kind: page.get_by_test_id(f"stAlertContent{kind}") for kind in ("Info", "Warning")}
+                wait_for(lambda: SCRIPT in shown(alerts["Info"].filter(has_text="is mostly numbers")), 60,
+                         "the note on xss.csv")
+                assert IMG in shown(alerts["Info"].filter(has_text="is mostly numbers"))
+                choose(page, "Dataset", "train.csv")
+                choose(page, "Column you want to predict (optional)", "label")
                 wait_for(lambda: names["rare"] in shown(alerts["Warning"].filter(has_text="imbalanced")), 60,
                          "the imbalance warning")
                 assert names["link"] in shown(alerts["Info"].filter(has_text="thousands separators"))
-                numbers_note = shown(alerts["Info"].filter(has_text="is mostly numbers"))
-                assert SCRIPT in numbers_note and IMG in numbers_note
                 page.get_by_role("tab", name="Distribution").click()
                 expect(page.locator(".js-plotly-plot").filter(visible=True).first).to_be_visible(timeout=LONG)
                 assert foreign_links(page, url) == []
@@ -570,7 +578,7 @@ def test_file_contents_stay_text_in_a_browser(store, home, tmp_path):
                 browser.close()
         assert fetched == [], "a viewer's browser fetched a URL from the file"
     assert dialogs == [] and uploads == []
-    assert len(store.list_datasets()) == 1  # the file over the limit never arrived
+    assert len(store.list_datasets()) == 2  # the file over the limit never arrived
 
 
 def test_bare_carriage_return_in_a_row_is_one_plain_sentence(store):
