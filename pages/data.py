@@ -112,7 +112,7 @@ with st.expander("Delete this dataset"):
     if st.button("Delete dataset", disabled=not confirmed, type="primary"):
         try:
             datasets.delete_dataset(store, dataset_id)
-        except UserError as exc:  # e.g. it has queued or running runs, or another tab deleted it first
+        except UserError as exc:  # e.g. it has queued or running runs
             st.error(escape_markdown(exc))
         else:
             st.session_state.pop("dataset_id", None)

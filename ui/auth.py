@@ -6,8 +6,8 @@ Two ways to close it, both through Streamlit secrets (.streamlit/secrets.toml) o
   client_secret, server_metadata_url), which needs the Authlib package installed.
 
 Wrong password guesses are counted by the server process, per browser session and per client address, so a new tab
-or a cleared cookie starts no fresh count: after FREE_GUESSES wrong ones each next guess waits twice as long as the one
-before, up to LONGEST_WAIT_S.
+or a reload starts no fresh count: after FREE_GUESSES wrong ones each next guess waits twice as long as the one before,
+up to LONGEST_WAIT_S.
 """
 
 from __future__ import annotations
