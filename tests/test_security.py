@@ -308,7 +308,8 @@ _NUMERIC_FORMAT = re.compile(r"[^{}]*(?:[,_][^{}]*|[bdeEfFgGnoxX%])")
 class MarkdownScan:
     """Finds markdown-rendering calls with an argument that is neither a literal nor made of escape_markdown(...),
     len(...), numbers formatted as numbers, entries of an UPPER_CASE table of ours, and names assigned only such
-    values; and escaped text put inside a `code span`, where its backslashes would show."""
+    values; and escaped text put inside a `code span`, where its backslashes would show, or right after a ':' or
+    '@' of ours."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -394,8 +395,10 @@ class MarkdownScan:
             for before, value in zip([None, *node.values], node.values, strict=False):
                 if not isinstance(value, ast.FormattedValue):
                     continue
-                if isinstance(before, ast.Constant) and str(before.value).endswith("`"):
-                    parts.append(value)  # inside a code span backslash escapes show as backslashes
+                if isinstance(before, ast.Constant) and str(before.value).endswith(("`", ":", "@")):
+                    # Inside a code span backslash escapes show as backslashes; after our ':' or '@' the text could
+                    # complete a shortcode (':smile:'), an email or a URL ('https:' + '//...').
+                    parts.append(value)
                 spec = value.format_spec
                 numeric = spec is not None and all(isinstance(v, ast.Constant) for v in spec.values) and \
                     _NUMERIC_FORMAT.fullmatch("".join(str(v.value) for v in spec.values))
@@ -451,10 +454,11 @@ def test_every_text_a_page_renders_as_markdown_is_escaped(tmp_path):
         "st.write(', '.join(escape_markdown(c) for c in cols), ', '.join(cols))\n"  # 18: the second join
         "def f(message):\n    st.error(message)\n"                    # 20: a parameter
         "st.expander(f'{name:>10}')\n"                               # 21: a format that strings accept too
+        "st.caption(f'mailto:{escape_markdown(who)}')\n"             # 22: glued to our ':'
     )
     assert [line.split(": ")[0] for line in find_unescaped_markdown([planted])] == [
         "planted.py:4", "planted.py:7", "planted.py:8", "planted.py:9", "planted.py:10", "planted.py:11",
-        "planted.py:16", "planted.py:17", "planted.py:18", "planted.py:20", "planted.py:21"]
+        "planted.py:16", "planted.py:17", "planted.py:18", "planted.py:20", "planted.py:21", "planted.py:22"]
     sources = [ROOT / "app.py", *(ROOT / "pages").glob("*.py"), *(ROOT / "ui").glob("*.py")]
     assert len(sources) >= 12
     assert find_unescaped_markdown(sources) == []

@@ -4,7 +4,9 @@ Streamlit renders markdown in st.markdown/write/caption/info/warning/error/succe
 values, widget labels and help, tab and expander labels and progress texts. A column named
 `[Sign in again](https://evil.example)` would become a live link there, and `![t](http://host/t.png)` an image every
 viewer's browser fetches. Every user-supplied string that reaches one of those calls goes through
-`escape_markdown`; tests/test_security.py scans pages/ and ui/ for calls that skip it.
+`escape_markdown` (notes through `show_notes`); tests/test_security.py scans pages/ and ui/ for calls that skip it.
+Options of selectboxes and multiselects (and their format_func), placeholders and table cells are plain text in
+Streamlit: escaping them would show the backslashes.
 
 Streamlit 1.67's markdown (react-markdown with GFM, remark-math, remark-directive, remark-emoji and plugins of its
 own) acts in two stages, and each needs its own defence:
@@ -36,8 +38,8 @@ _ASCII_PUNCTUATION = re.compile(r"""([!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])""")
 
 def escape_markdown(text: object) -> str:
     """`text` as one line of markdown that Streamlit shows as exactly these characters, with nothing to click or
-    fetch. Put the result into plain markdown text (also inside **bold**), never inside a `code span`, where
-    backslashes show."""
+    fetch. Put the result into plain markdown text (also inside **bold**), never inside a `code span` (backslashes
+    would show) nor right after a ':' or '@' of the template (the text could complete a shortcode or a URL)."""
     line = _LINE_BREAKS.sub(" ", str(text))
     escaped = _ASCII_PUNCTUATION.sub(r"\\\1", _PLUGIN_PATTERNS.sub(WORD_JOINER, line))
     # Spaces at either end could indent the line into a code block or end it with a hard line break.
