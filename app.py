@@ -4,9 +4,11 @@ import streamlit as st
 
 from ui.auth import require_access
 from ui.frame import mark_framed, resume_page
+from ui.resources import apply_upload_limit
 
 st.set_page_config(page_title="Workbench", page_icon="🧪", layout="wide")
 mark_framed()
+apply_upload_limit()
 require_access()
 
 navigation = st.navigation(

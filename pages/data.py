@@ -8,6 +8,7 @@ from ui.forms import remembered_selectbox, sample_picker
 from ui.frame import require_frame
 from ui.resources import get_store, load_table, max_upload_mb
 from ui.tables import columns_frame
+from ui.text import escape_markdown, show_notes
 from workbench import datasets
 from workbench.errors import UserError
 
@@ -19,26 +20,26 @@ st.title("Data")
 upload_col, sample_col = st.columns([3, 2])
 with upload_col:
     uploaded = st.file_uploader(
-        "Upload a CSV", key="upload",
+        "Upload a CSV", key="upload", max_upload_size=max_upload_mb(),
         help="Comma, semicolon, tab or pipe separated; any common encoding. The same file twice is one dataset.",
     )
-    st.caption(f"Files up to {max_upload_mb()} MB.")
+    st.caption(f"Files up to {max_upload_mb():,} MB.")
     # The uploader keeps its file across reruns: ingest each upload once, not on every click.
     if uploaded is not None and st.session_state.get("ingested_upload") != uploaded.file_id:
         try:
             with st.spinner("Reading the file…"):
                 added = datasets.add_dataset(store, uploaded.getvalue(), uploaded.name)
         except UserError as exc:
-            st.error(str(exc))
+            st.error(escape_markdown(exc))
         else:
             st.session_state["ingested_upload"] = uploaded.file_id
             st.session_state["dataset_id"] = added.dataset.id
-            st.session_state["upload_message"] = (
-                f"Added **{added.dataset.name}**: {added.dataset.n_rows:,} rows, {added.dataset.n_columns} columns."
-                if added.created else f"This file was uploaded before as **{added.dataset.name}**; showing it."
-            )
-    if uploaded is not None and st.session_state.get("ingested_upload") == uploaded.file_id:
-        st.success(st.session_state.get("upload_message", ""))
+            st.session_state["upload_added"] = added
+    added = st.session_state.get("upload_added")
+    if added is not None and uploaded is not None and st.session_state.get("ingested_upload") == uploaded.file_id:
+        name = escape_markdown(added.dataset.name)
+        st.success(f"Added **{name}**: {added.dataset.n_rows:,} rows, {added.dataset.n_columns:,} columns."
+                   if added.created else f"This file was uploaded before as **{name}**; showing it.")
 
 with sample_col:
     sample_picker(store, "Or add a sample dataset", "Add sample")
@@ -71,20 +72,19 @@ target = st.selectbox(
 try:
     profile = datasets.profile_with_target(store, dataset_id, target)
 except UserError as exc:
-    st.error(str(exc))
+    st.error(escape_markdown(exc))
     st.stop()
 
 rows, columns, duplicates = st.columns(3)
 rows.metric("Rows", f"{profile['n_rows']:,}")
-columns.metric("Columns", profile["n_columns"])
+columns.metric("Columns", f"{profile['n_columns']:,}")
 duplicates.metric("Duplicate rows", f"{profile['duplicate_rows']:,}")
 
-for note in dataset.notes:
-    st.info(note)
+show_notes(dataset.notes)
 if profile["warnings"]:
     st.markdown("**Things to know before training**")
     for warning in profile["warnings"]:
-        st.warning(warning["message"])
+        st.warning(escape_markdown(warning["message"]))
 else:
     st.success("No problems found in this table.")
 
@@ -97,23 +97,23 @@ with chart_tab:
     if column.get("histogram"):
         st.plotly_chart(charts.histogram(column), width="stretch")
     else:
-        st.info(f"'{chosen}' has no values to draw.")
+        st.info(f"'{escape_markdown(chosen)}' has no values to draw.")
 with preview_tab:
     try:
         st.dataframe(load_table(dataset_id).head(100), width="stretch")
         st.caption("The first 100 rows.")
     except UserError as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(exc))
 
 with st.expander("Delete this dataset"):
     n_runs = len(store.list_runs(dataset_id=dataset_id))
-    st.write(f"Deleting **{dataset.name}** also deletes its {n_runs} run(s) and their trained models.")
+    st.write(f"Deleting **{escape_markdown(dataset.name)}** also deletes its {n_runs:,} run(s) and their trained models.")
     confirmed = st.checkbox("Yes, delete it", key=f"confirm_delete_{dataset_id}")
     if st.button("Delete dataset", disabled=not confirmed, type="primary"):
         try:
             datasets.delete_dataset(store, dataset_id)
-        except UserError as exc:
-            st.error(str(exc))
+        except UserError as exc:  # e.g. it has queued or running runs
+            st.error(escape_markdown(exc))
         else:
             st.session_state.pop("dataset_id", None)
             st.rerun()

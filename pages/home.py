@@ -7,6 +7,7 @@ from ui.forms import sample_picker
 from ui.frame import require_frame
 from ui.resources import device_description, get_store, model_defaults
 from ui.tables import runs_frame
+from ui.text import escape_markdown
 
 require_frame(__file__)
 require_access(logout_button=False)  # also when Streamlit runs this file without app.py
@@ -22,15 +23,15 @@ all_datasets = store.list_datasets()
 n_runs = store.count_runs()
 left, middle, right = st.columns(3)
 device, precision = device_description()
-left.metric("Trains on", device, help=precision)
+left.metric("Trains on", escape_markdown(device), help=escape_markdown(precision))
 middle.metric("Datasets", len(all_datasets))
-right.metric("Runs", n_runs)
+right.metric("Runs", f"{n_runs:,}")
 
 st.subheader("Try a sample dataset")
 added = sample_picker(store, "Sample", "Add this sample", type="primary")
 if added is not None:
-    verb = "Added" if added.created else "You already have"
-    st.success(f"{verb} **{added.dataset.name}**. Open **Data** to look at it, or **Train** to fit a model.")
+    st.success(f"{'Added' if added.created else 'You already have'} **{escape_markdown(added.dataset.name)}**. "
+               "Open **Data** to look at it, or **Train** to fit a model.")
 
 st.subheader("Recent runs")
 if n_runs == 0:

@@ -9,6 +9,7 @@ from ui.forms import remembered_selectbox, what_if_inputs
 from ui.frame import require_frame
 from ui.resources import get_store, load_table, max_upload_mb
 from ui.tables import format_value, metric_label, run_label
+from ui.text import escape_markdown
 from workbench.errors import UserError
 from workbench.ingest import ingest_bytes
 from workbench.predict import export_run, load_model_for_run, predict_for_run
@@ -31,21 +32,21 @@ by_id = {r.id: r for r in runs}
 run_id = remembered_selectbox("Trained run", list(by_id), "predict_run",
                               format_func=lambda i: run_label(by_id[i], names))
 run = by_id[run_id]
-score = (f" · test {metric_label(run.primary_metric)} {run.primary_value:.4f}"
-         if run.primary_metric and run.primary_value is not None else "")
-st.caption(f"{run.model} predicting **{run.target}** ({run.task}) from {names.get(run.dataset_id, 'a deleted dataset')}"
-           f"{score}")
+st.caption(f"{escape_markdown(run.model)} predicting **{escape_markdown(run.target)}** ({escape_markdown(run.task)}) "
+           f"from {escape_markdown(names.get(run.dataset_id, 'a deleted dataset'))}"
+           + (f" · test {escape_markdown(metric_label(run.primary_metric))} {run.primary_value:.4f}"
+              if run.primary_metric and run.primary_value is not None else ""))
 
 try:
     training_table = load_table(run.dataset_id)
 except UserError as exc:
-    st.error(str(exc))
+    st.error(escape_markdown(exc))
     st.stop()
 # The columns the model reads, as saved with it (identifiers, free text and excluded columns are not among them).
 try:
     features = load_model_for_run(store, run.id).input_columns
 except UserError as exc:
-    st.error(str(exc))
+    st.error(escape_markdown(exc))
     st.stop()
 st.download_button("Export this model (zip)", export_run(store, run.id), file_name=f"workbench-run-{run.id}.zip",
                    mime="application/zip", help="config.json, the preprocessing (skops) and the weights "
@@ -53,16 +54,19 @@ st.download_button("Export this model (zip)", export_run(store, run.id), file_na
 
 file_tab, what_if_tab = st.tabs(["Predict a CSV", "What if…"])
 with file_tab:
-    st.write(f"Upload rows with the columns the model was trained on: {', '.join(f'`{c}`' for c in features)}.")
-    uploaded = st.file_uploader("CSV to predict", key="predict_upload", help=f"Files up to {max_upload_mb()} MB.")
+    st.write(f"Upload rows with the columns the model was trained on: {', '.join(escape_markdown(c) for c in features)}.")
+    uploaded = st.file_uploader("CSV to predict", key="predict_upload", max_upload_size=max_upload_mb(),
+                                help=f"Files up to {max_upload_mb():,} MB.")
     if uploaded is not None:
         try:
             with st.spinner("Predicting…"):
                 result = predict_for_run(store, run.id, ingest_bytes(uploaded.getvalue()).table)
         except UserError as exc:
-            st.error(str(exc))
+            st.error(escape_markdown(exc))
         else:
             st.success(f"{len(result):,} predictions.")
+            # The engine's notes about the rows (values that did not parse, unseen categories, empty rows) go
+            # through show_notes from ui.text here, like the Data page's notes.
             st.dataframe(result.head(PREVIEW_ROWS), width="stretch", hide_index=True)
             if len(result) > PREVIEW_ROWS:
                 st.caption(f"The first {PREVIEW_ROWS:,} rows; the download has all of them.")
@@ -81,9 +85,10 @@ with what_if_tab:
         try:
             prediction = predict_for_run(store, run.id, frame)
         except UserError as exc:
-            st.error(str(exc))
+            st.error(escape_markdown(exc))
         else:
-            st.metric(f"Predicted {run.target}", format_value(prediction["prediction"].iloc[0]))
+            predicted = format_value(prediction["prediction"].iloc[0])
+            st.metric(f"Predicted {escape_markdown(run.target)}", escape_markdown(predicted))
             probabilities = {c.removeprefix("proba_"): float(prediction[c].iloc[0])
                              for c in prediction.columns if c.startswith("proba_")}
             if probabilities:

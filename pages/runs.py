@@ -7,6 +7,7 @@ from ui.auth import require_access
 from ui.frame import require_frame
 from ui.resources import get_store, model_defaults
 from ui.tables import metric_label, run_label, runs_frame
+from ui.text import escape_markdown
 from workbench import compare, jobs
 from workbench.errors import UserError
 
@@ -82,7 +83,8 @@ def show_comparison(chosen: list) -> None:
                 frame = compare.hyperparameter_frame(chosen, metric)
                 st.plotly_chart(charts.parallel_coordinates(frame, metric, compare.higher_is_better(metric)),
                                 width="stretch")
-                st.caption(f"Each line is a run; the last axis and the colour are its test {metric_label(metric)}.")
+                st.caption(f"Each line is a run; the last axis and the colour are its test "
+                           f"{escape_markdown(metric_label(metric))}.")
     with diagnostics_tab:
         show_diagnostics(chosen)
 
@@ -93,10 +95,10 @@ def show_scores(scores: compare.MetricsComparison) -> None:
         return
     st.dataframe(charts.highlight_best(scores), width="stretch")
     if scores.unscored:
-        st.caption(f"Not scored, so not in the table: {', '.join(scores.unscored)}.")
+        st.caption(f"Not scored, so not in the table: {', '.join(escape_markdown(r) for r in scores.unscored)}.")
     directions = ", ".join(f"{metric_label(m)} {'↑' if up else '↓'}" for m, up in scores.higher_is_better.items())
     st.caption(f"Test scores. The best run per metric is in green; the grey row is a model that always predicts "
-               f"the most common class (or the mean) — a useful model beats it clearly. {directions}")
+               f"the most common class (or the mean) — a useful model beats it clearly. {escape_markdown(directions)}")
     metrics = list(scores.table.columns)
     metric = st.selectbox("Metric for the bar chart", metrics, format_func=metric_label, key="compare.metric")
     st.plotly_chart(charts.metric_bars(scores.table, metric, scores.baseline_rows), width="stretch")
@@ -138,7 +140,7 @@ with st.expander("Delete runs"):
             for run_id in to_delete:
                 jobs.delete_run(store, run_id)
         except UserError as exc:
-            st.error(str(exc))
+            st.error(escape_markdown(exc))
         else:
             for key in ("delete.runs", "delete.confirm", "compare"):
                 st.session_state.pop(key, None)

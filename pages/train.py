@@ -8,6 +8,7 @@ from ui.forms import param_widgets, remembered_selectbox
 from ui.frame import require_frame
 from ui.resources import get_store, model_catalog, model_defaults
 from ui.tables import STATUS_ICONS, format_duration, likely_target, metric_label, runs_frame
+from ui.text import escape_markdown
 from workbench import jobs
 from workbench.errors import UserError
 from workbench.runconfig import CATEGORICAL_ENCODINGS, IMPUTATIONS, SCALINGS, TASKS, PrepConfig, RunConfig, SplitConfig
@@ -71,7 +72,7 @@ with model_col:
         st.stop()
     model = st.selectbox("Architecture", list(catalog), key="model",
                          format_func=lambda name: f"{name} ({catalog[name]['family']})")
-    st.caption(catalog[model]["description"])
+    st.caption(escape_markdown(catalog[model]["description"]))
     with st.expander("Hyperparameters", expanded=True):
         params = param_widgets(catalog[model]["params"], key_prefix=f"param.{model}")
 
@@ -88,9 +89,10 @@ if st.button("Start training", type="primary"):
             run = jobs.submit_run(store, config)
             jobs.LocalExecutor(store).ensure_running()
     except UserError as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(exc))
     else:
-        st.success(f"Run **{run.id}** is queued ({run.task}, {run.model}). Its progress shows below.")
+        st.success(f"Run **{escape_markdown(run.id)}** is queued ({escape_markdown(run.task)}, "
+                   f"{escape_markdown(run.model)}). Its progress shows below.")
 
 
 @st.fragment(run_every=LIVE_REFRESH_S)
@@ -104,13 +106,14 @@ def live_panel() -> None:
     for run in reversed(active):  # oldest first: the order the worker takes them
         with st.container(border=True):
             head, cancel = st.columns([5, 1])
-            head.markdown(f"{STATUS_ICONS[run.status]} **{run.model}** · `{run.id}` · "
-                          f"{names.get(run.dataset_id, run.dataset_id)} → {run.target} · {run.status}")
+            head.markdown(f"{STATUS_ICONS[run.status]} **{escape_markdown(run.model)}** · {escape_markdown(run.id)} · "
+                          f"{escape_markdown(names.get(run.dataset_id, run.dataset_id))} → "
+                          f"{escape_markdown(run.target)} · {escape_markdown(run.status)}")
             if cancel.button("Cancel", key=f"cancel.{run.id}", disabled=run.cancel_requested):
                 try:
                     jobs.cancel_run(store, run.id)
                 except UserError as exc:
-                    st.error(str(exc))
+                    st.error(escape_markdown(exc))
             if run.status == RunStatus.QUEUED:
                 st.caption("Waiting for the worker.")
                 continue
@@ -120,7 +123,7 @@ def live_panel() -> None:
                 text += f" · about {format_duration(progress['eta_s'])} left"
             if run.cancel_requested:
                 text += " · stopping…"
-            st.progress(progress["fraction"], text=text)
+            st.progress(progress["fraction"], text=escape_markdown(text))
             epochs = store.epochs(run.id)
             if epochs:
                 st.plotly_chart(charts.live_curves(epochs, metric_label(run.primary_metric or "metric")),
@@ -132,7 +135,7 @@ def live_panel() -> None:
         st.dataframe(runs_frame(finished, names, model_defaults()), hide_index=True, width="stretch")
         for run in finished:
             if run.error:
-                st.caption(f"{STATUS_ICONS[run.status]} `{run.id}`: {run.error}")
+                st.caption(f"{STATUS_ICONS[run.status]} {escape_markdown(run.id)}: {escape_markdown(run.error)}")
         st.caption("Compare them on **Runs & Compare**.")
 
 

@@ -68,13 +68,14 @@ def processes_using(home: Path) -> list[psutil.Process]:
 
 
 @contextlib.contextmanager
-def served_app(home: Path) -> Iterator[str]:
-    """`streamlit run app.py` on a free port with its own WORKBENCH_HOME; everything it started is stopped after."""
+def served_app(home: Path, script: str = "app.py", **env_vars: str) -> Iterator[str]:
+    """`streamlit run app.py` (or another script, run from the repo) on a free port with its own WORKBENCH_HOME and
+    any other environment variables; everything it started is stopped after."""
     port = free_port()
-    env = dict(os.environ, WORKBENCH_HOME=str(home))
+    env = dict(os.environ, WORKBENCH_HOME=str(home), **env_vars)
     env.pop("WORKBENCH_DATABASE_URL", None)
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1", "--server.port",
+        [sys.executable, "-m", "streamlit", "run", script, "--server.address", "127.0.0.1", "--server.port",
          str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )

@@ -3,6 +3,7 @@ submitted through the form and trained, the comparison of two runs, predictions 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -12,8 +13,10 @@ from streamlit.testing.v1 import AppTest
 
 from tests.conftest import make_classification_frame, make_regression_frame
 from tests.test_compare import finished_run
+from ui.text import WORD_JOINER
 from workbench import datasets, jobs
 from workbench.runconfig import RunConfig
+from workbench.store import RunStatus
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 60
@@ -32,8 +35,15 @@ def table_with(at: AppTest, column: str) -> pd.DataFrame:
     return next(df.value for df in at.dataframe if column in df.value.columns)
 
 
+def visible(markdown: str) -> str:
+    """The characters Streamlit shows for markdown whose user text went through escape_markdown: its backslash
+    escapes resolved (CommonMark escapes ASCII punctuation), its word joiners invisible, its entity a space."""
+    unescaped = re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown.replace("&#32;", " "))
+    return unescaped.replace(WORD_JOINER, "")
+
+
 def texts(elements) -> str:
-    return " ".join(str(e.value) for e in elements)
+    return " ".join(visible(str(e.value)) for e in elements)
 
 
 @pytest.fixture(autouse=True)
@@ -138,6 +148,24 @@ def test_target_aware_warnings(store):
     assert "'leak' predicts the target almost perfectly" in texts(at.warning)
 
 
+def test_upload_limit_follows_the_setting(home, monkeypatch):
+    """The browser refuses files over WORKBENCH_MAX_UPLOAD_MB before sending them (each uploader carries the limit);
+    app.py makes the server's own cap the same; the caption says it."""
+    from streamlit import config
+
+    monkeypatch.setenv("WORKBENCH_MAX_UPLOAD_MB", "3")
+    before = config.get_option("server.maxUploadSize")
+    try:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+        assert not at.exception
+        assert config.get_option("server.maxUploadSize") == 3
+    finally:
+        config.set_option("server.maxUploadSize", before)
+    at = page("data").run()
+    assert [u.proto.max_upload_size_mb for u in at.get("file_uploader")] == [3]
+    assert "Files up to 3 MB." in texts(at.caption)
+
+
 def test_delete_dataset_needs_confirmation(store, dataset_id):
     at = page("data").run()
     delete = next(b for b in at.button if b.label == "Delete dataset")
@@ -147,6 +175,25 @@ def test_delete_dataset_needs_confirmation(store, dataset_id):
     assert not at.exception
     assert store.list_datasets() == []
     assert at.info  # back to the empty state
+
+
+def confirm_delete_dataset(at: AppTest) -> AppTest:
+    next(c for c in at.checkbox if c.label == "Yes, delete it").check().run()
+    return at
+
+
+def click_delete_dataset(at: AppTest) -> AppTest:
+    return next(b for b in at.button if b.label == "Delete dataset").click().run()
+
+
+def test_a_dataset_with_queued_runs_is_not_deleted(store, dataset_id):
+    """The engine refuses to delete a dataset whose runs are queued or running; the page shows its sentence."""
+    run = jobs.submit_run(store, RunConfig(dataset_id=dataset_id, target="label", model="logistic_regression"))
+    at = click_delete_dataset(confirm_delete_dataset(page("data").run()))
+    assert not at.exception
+    assert len(at.error) == 1 and "queued or running" in texts(at.error)
+    assert [d.id for d in store.list_datasets()] == [dataset_id]
+    assert store.get_run(run.id).status == RunStatus.QUEUED
 
 
 # -- train ------------------------------------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""Plotly figures built from engine results. Streamlit-free, so they can be checked in tests."""
+"""Plotly figures built from engine results. Streamlit-free, so they can be checked in tests.
+
+Every text that comes from a file or a run (column names, class labels, category values, run names) goes through
+`chart_text`: plotly reads `<a href>` and other tags in titles, ticks, legends and hover labels."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from ui.tables import metric_label
+from ui.text import chart_text
 from workbench.compare import MetricsComparison
 from workbench.store import EpochMetrics
 
@@ -23,7 +27,7 @@ LAYOUT = {"margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "legend": {"orientatio
 
 def histogram(column: Mapping[str, Any]) -> go.Figure:
     """A profile column's histogram: numeric/datetime bins by edges, categories by label."""
-    hist = column["histogram"]
+    hist, name = column["histogram"], chart_text(column["name"])
     if "edges" in hist:
         edges = hist["edges"]
         if isinstance(edges[0], str):  # datetime bins: labelled by their start
@@ -33,27 +37,27 @@ def histogram(column: Mapping[str, Any]) -> go.Figure:
             widths = [b - a for a, b in zip(edges[:-1], edges[1:], strict=True)]
             fig = go.Figure(go.Bar(x=centres, y=hist["counts"], width=widths, marker_color="#2563eb"))
     else:
-        fig = go.Figure(go.Bar(x=hist["labels"], y=hist["counts"], marker_color="#2563eb"))
+        fig = go.Figure(go.Bar(x=[chart_text(label) for label in hist["labels"]], y=hist["counts"],
+                               marker_color="#2563eb"))
         fig.update_xaxes(type="category")
         if column.get("distinct", 0) > len(hist["labels"]):
-            fig.update_layout(title=f"{column['name']}: the {len(hist['labels'])} most common of "
-                                    f"{column['distinct']:,} values")
-    fig.update_layout(**LAYOUT, xaxis_title=column["name"], yaxis_title="rows", bargap=0.05)
+            fig.update_layout(title=f"{name}: the {len(hist['labels'])} most common of {column['distinct']:,} values")
+    fig.update_layout(**LAYOUT, xaxis_title=name, yaxis_title="rows", bargap=0.05)
     if not fig.layout.title.text:
-        fig.update_layout(title=column["name"])
+        fig.update_layout(title=name)
     return fig
 
 
 def learning_curves(curves: pd.DataFrame, metric_name: str | None = None) -> go.Figure:
     """Losses (left) and the validation metric (right) per epoch, one colour per run, overlaid."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", f"Validation {metric_name or 'metric'}"))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", chart_text(f"Validation {metric_name or 'metric'}")))
     dashes = {"training loss": "dot", "validation loss": "solid", "validation metric": "solid"}
     for i, (run, frame) in enumerate(curves.groupby("run", sort=False)):
         colour = PALETTE[i % len(PALETTE)]
         for series, part in frame.groupby("series", sort=False):
             fig.add_trace(
                 go.Scatter(x=part["epoch"], y=part["value"], mode="lines+markers" if len(part) < 30 else "lines",
-                           name=f"{run} · {series}", legendgroup=run, line={"color": colour, "dash": dashes[series]}),
+                           name=chart_text(f"{run} · {series}"), legendgroup=run, line={"color": colour, "dash": dashes[series]}),
                 row=1, col=2 if series == "validation metric" else 1,
             )
     fig.update_xaxes(title_text="epoch")
@@ -67,7 +71,7 @@ def metric_bars(table: pd.DataFrame, metric: str, baseline_rows: list[str]) -> g
     values = table[metric].dropna()
     colours = ["#9ca3af" if label in baseline_rows else PALETTE[i % len(PALETTE)]
                for i, label in enumerate(values.index)]
-    fig = go.Figure(go.Bar(x=list(values.index), y=values.to_numpy(), marker_color=colours,
+    fig = go.Figure(go.Bar(x=[chart_text(label) for label in values.index], y=values.to_numpy(), marker_color=colours,
                            text=[f"{v:.4f}" for v in values], textposition="outside"))
     fig.update_layout(**LAYOUT, title=f"Test {metric_label(metric)}", yaxis_title=metric_label(metric), height=380)
     return fig
@@ -79,12 +83,12 @@ def parallel_coordinates(frame: pd.DataFrame, metric: str, higher_is_better: boo
     for name in frame.columns:
         column = frame[name]
         if pd.api.types.is_numeric_dtype(column):
-            dimensions.append({"label": name, "values": column.to_numpy()})
+            dimensions.append({"label": chart_text(name), "values": column.to_numpy()})
         else:  # text settings become evenly spaced positions with their labels as ticks
             labels = sorted(column.unique())
             codes = {label: i for i, label in enumerate(labels)}
-            dimensions.append({"label": name, "values": column.map(codes).to_numpy(),
-                               "tickvals": list(range(len(labels))), "ticktext": labels})
+            dimensions.append({"label": chart_text(name), "values": column.map(codes).to_numpy(),
+                               "tickvals": list(range(len(labels))), "ticktext": [chart_text(t) for t in labels]})
     scale = "Viridis" if higher_is_better else "Viridis_r"
     fig = go.Figure(go.Parcoords(line={"color": frame[metric].to_numpy(), "colorscale": scale, "showscale": True},
                                  dimensions=dimensions))
@@ -94,7 +98,7 @@ def parallel_coordinates(frame: pd.DataFrame, metric: str, higher_is_better: boo
 
 def live_curves(epochs: Sequence[EpochMetrics], metric_name: str = "metric") -> go.Figure:
     """One run's training and validation loss, and its validation metric, as the epochs come in."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", f"Validation {metric_name}"))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", chart_text(f"Validation {metric_name}")))
     x = [e.epoch for e in epochs]
     for name, values, col, colour in (
         ("training loss", [e.train_loss for e in epochs], 1, PALETTE[0]),
@@ -124,7 +128,8 @@ def highlight_best(scores: MetricsComparison) -> Styler:
 def class_probabilities(probabilities: Mapping[str, float]) -> go.Figure:
     """How sure the model is about each class for one row."""
     labels = sorted(probabilities, key=probabilities.get, reverse=True)
-    fig = go.Figure(go.Bar(x=[probabilities[k] for k in labels], y=labels, orientation="h", marker_color=PALETTE[0],
+    fig = go.Figure(go.Bar(x=[probabilities[k] for k in labels], y=[chart_text(k) for k in labels], orientation="h",
+                           marker_color=PALETTE[0],
                            text=[f"{probabilities[k]:.1%}" for k in labels], textposition="auto"))
     fig.update_layout(**LAYOUT, title="Probability of each class", xaxis={"range": [0, 1], "tickformat": ".0%"},
                       yaxis={"autorange": "reversed", "type": "category"}, height=120 + 30 * len(labels))
@@ -133,9 +138,10 @@ def class_probabilities(probabilities: Mapping[str, float]) -> go.Figure:
 
 def confusion_matrices(matrices: Sequence[tuple[str, list[str], list[list[int]]]]) -> go.Figure:
     """Confusion matrices side by side, as shares of each actual class so runs compare at a glance."""
-    fig = make_subplots(rows=1, cols=len(matrices), subplot_titles=[name for name, _, _ in matrices],
+    fig = make_subplots(rows=1, cols=len(matrices), subplot_titles=[chart_text(name) for name, _, _ in matrices],
                         horizontal_spacing=0.08)
-    for i, (_, labels, counts) in enumerate(matrices, start=1):
+    for i, (_, classes, counts) in enumerate(matrices, start=1):
+        labels = [chart_text(label) for label in classes]
         totals = [max(sum(row), 1) for row in counts]
         shares = [[c / total for c in row] for row, total in zip(counts, totals, strict=True)]
         text = [[f"{c:,}<br>{s:.0%}" for c, s in zip(row, srow, strict=True)] for row, srow in zip(counts, shares, strict=True)]
@@ -154,7 +160,7 @@ def overlaid_curves(points: pd.DataFrame, x: str, y: str, title: str, diagonal: 
     """ROC (with the chance diagonal) or precision-recall curves, one line per run."""
     fig = go.Figure()
     for i, (run, part) in enumerate(points.groupby("run", sort=False)):
-        fig.add_trace(go.Scatter(x=part[x], y=part[y], mode="lines", name=run,
+        fig.add_trace(go.Scatter(x=part[x], y=part[y], mode="lines", name=chart_text(run),
                                  line={"color": PALETTE[i % len(PALETTE)]}))
     if diagonal:
         fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance",
@@ -168,7 +174,7 @@ def overlaid_curves(points: pd.DataFrame, x: str, y: str, title: str, diagonal: 
 def predicted_vs_actual(points: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     for i, (run, part) in enumerate(points.groupby("run", sort=False)):
-        fig.add_trace(go.Scattergl(x=part["actual"], y=part["predicted"], mode="markers", name=run, opacity=0.6,
+        fig.add_trace(go.Scattergl(x=part["actual"], y=part["predicted"], mode="markers", name=chart_text(run), opacity=0.6,
                                    marker={"color": PALETTE[i % len(PALETTE)], "size": 5}))
     low, high = points[["actual", "predicted"]].min().min(), points[["actual", "predicted"]].max().max()
     fig.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", name="perfect",
@@ -181,7 +187,7 @@ def predicted_vs_actual(points: pd.DataFrame) -> go.Figure:
 def residuals(points: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     for i, (run, part) in enumerate(points.groupby("run", sort=False)):
-        fig.add_trace(go.Scattergl(x=part["predicted"], y=part["residual"], mode="markers", name=run, opacity=0.6,
+        fig.add_trace(go.Scattergl(x=part["predicted"], y=part["residual"], mode="markers", name=chart_text(run), opacity=0.6,
                                    marker={"color": PALETTE[i % len(PALETTE)], "size": 5}))
     fig.add_hline(y=0, line={"color": "#9ca3af", "dash": "dash"})
     fig.update_layout(**LAYOUT, title="Residuals (actual − predicted, test)", xaxis_title="predicted",

@@ -9,6 +9,8 @@ import pandas as pd
 import streamlit as st
 from pandas.api import types as ptypes
 
+from ui.text import escape_markdown
+
 COLUMNS_PER_ROW = 3
 
 
@@ -27,8 +29,9 @@ def param_widgets(params: Sequence[Mapping[str, Any]], key_prefix: str) -> dict[
 
 
 def _param_widget(spec: Mapping[str, Any], key: str) -> Any:
-    label, default, help_text = spec.get("label") or spec["name"].replace("_", " "), spec.get("default"), spec.get("help")
-    kind = spec.get("type")
+    label = escape_markdown(spec.get("label") or spec["name"].replace("_", " "))
+    default, kind, about = spec.get("default"), spec.get("type"), spec.get("help")
+    help_text = escape_markdown(about) if about else None
     if spec.get("choices"):
         choices = list(spec["choices"])
         index = choices.index(default) if default in choices else (None if default is None else 0)
@@ -44,7 +47,7 @@ def _param_widget(spec: Mapping[str, Any], key: str) -> Any:
                                format=_float_format(default), key=key, help=help_text)
     if kind and "list" in kind:
         text = st.text_input(label, value=",".join(str(v) for v in default or []), key=key,
-                             help=f"{help_text or ''} Comma-separated, e.g. 256,256.".strip())
+                             help=escape_markdown(f"{about or ''} Comma-separated, e.g. 256,256.".strip()))
         return parse_list(text)
     return st.text_input(label, value="" if default is None else str(default), key=key, help=help_text)
 
@@ -104,19 +107,19 @@ def what_if_inputs(table: pd.DataFrame, columns: Sequence[str], key_prefix: str)
     row: dict[str, Any] = {}
     grid = st.columns(COLUMNS_PER_ROW)
     for i, name in enumerate(columns):
-        series, key = table[name], f"{key_prefix}.{name}"
+        series, key, label = table[name], f"{key_prefix}.{name}", escape_markdown(name)
         with grid[i % COLUMNS_PER_ROW]:
             if ptypes.is_bool_dtype(series):
-                row[name] = st.checkbox(name, value=bool(typical[name]), key=key)
+                row[name] = st.checkbox(label, value=bool(typical[name]), key=key)
             elif ptypes.is_numeric_dtype(series):
                 is_int = ptypes.is_integer_dtype(series)
-                row[name] = st.number_input(name, value=typical[name], step=1 if is_int else None, key=key,
+                row[name] = st.number_input(label, value=typical[name], step=1 if is_int else None, key=key,
                                             format=None if is_int else "%.4g")
             elif ptypes.is_datetime64_any_dtype(series):
-                row[name] = st.text_input(name, value=str(typical[name] or ""), key=key)
+                row[name] = st.text_input(label, value=str(typical[name] or ""), key=key)
             else:
                 options = series.dropna().astype(str).value_counts().index[:200].tolist()
-                row[name] = st.selectbox(name, options, index=0 if options else None, key=key,
+                row[name] = st.selectbox(label, options, index=0 if options else None, key=key,
                                          accept_new_options=True)
     return row
 
@@ -124,7 +127,8 @@ def what_if_inputs(table: pd.DataFrame, columns: Sequence[str], key_prefix: str)
 def remembered_selectbox(label: str, options: Sequence[Any], memory_key: str, **kwargs: Any) -> Any:
     """A selectbox whose choice survives page switches (widget state does not; plain session state does)."""
     current = st.session_state.get(memory_key)
-    choice = st.selectbox(label, options, index=options.index(current) if current in options else 0, **kwargs)
+    choice = st.selectbox(escape_markdown(label), options, index=options.index(current) if current in options else 0,
+                          **kwargs)
     st.session_state[memory_key] = choice
     return choice
 
@@ -135,13 +139,13 @@ def sample_picker(store, label: str, button_label: str, **button_kwargs: Any):
     from workbench.errors import UserError
 
     samples = datasets.sample_names()
-    sample = st.selectbox(label, list(samples), format_func=lambda name: f"{name} — {samples[name]}")
-    if not st.button(button_label, **button_kwargs):
+    sample = st.selectbox(escape_markdown(label), list(samples), format_func=lambda name: f"{name} — {samples[name]}")
+    if not st.button(escape_markdown(button_label), **button_kwargs):
         return None
     try:
         added = datasets.add_sample(store, sample)
     except UserError as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(exc))
         return None
     st.session_state["dataset_id"] = added.dataset.id
     return added

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
+from streamlit import config
 
 from workbench import datasets
 from workbench.config import get_settings
@@ -40,8 +41,17 @@ def device_description() -> tuple[str, str]:
 
 
 def max_upload_mb() -> int:
-    """The browser-side upload limit from .streamlit/config.toml (server.maxUploadSize)."""
-    return int(st.get_option("server.maxUploadSize"))
+    """The upload limit, WORKBENCH_MAX_UPLOAD_MB. Each file uploader hands it to the browser, which refuses a larger
+    file before sending any of it."""
+    return get_settings().max_upload_mb
+
+
+def apply_upload_limit() -> None:
+    """app.py, before any page: the server's own cap (server.maxUploadSize, read on each upload request, which it
+    cuts off once the body grows past it) follows the same limit, for uploads that do not come through our page."""
+    limit = max_upload_mb()
+    if config.get_option("server.maxUploadSize") != limit:
+        config.set_option("server.maxUploadSize", limit, where_defined="WORKBENCH_MAX_UPLOAD_MB")
 
 
 @st.cache_resource(show_spinner=False)
