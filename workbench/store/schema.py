@@ -9,6 +9,7 @@ two processes opening a fresh home at once do not both create the tables. A SQLi
 from __future__ import annotations
 
 import fcntl
+import logging
 import sqlite3
 import zlib
 from collections.abc import Iterator
@@ -27,6 +28,8 @@ VERSION_TABLE = "workbench_alembic_version"
 BASELINE = "0001"  # the schema of the store before it had migrations
 UNVERSIONED = "unversioned"
 _ADVISORY_LOCK_KEY = zlib.crc32(b"workbench schema migration")
+# Alembic says "Context impl SQLiteImpl." at INFO each time a store opens: noise in every worker's log.
+logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
 
 
 def _config() -> Config:
