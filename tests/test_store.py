@@ -104,6 +104,13 @@ def test_a_fresh_database_is_made_at_the_head_revision_under_our_own_version_tab
     assert upgrade.returncode == 0 and head in upgrade.stdout
 
 
+def test_a_database_from_a_newer_workbench_is_refused_in_one_sentence(store):
+    with store.engine.begin() as connection:
+        connection.execute(text(f"UPDATE {schema.VERSION_TABLE} SET version_num = '9999'"))
+    with pytest.raises(UserError, match="newer version of the workbench"):
+        Store.from_settings()
+
+
 def test_processes_opening_a_fresh_database_at_once_all_get_it(home, database):
     """Six processes open the store of a fresh home at the same instant: the migration lock lets one create
     the tables; the others wait and find them (not 'table datasets already exists')."""

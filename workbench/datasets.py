@@ -14,6 +14,7 @@ import pandas as pd
 
 from workbench.errors import UserError, storage_error_message
 from workbench.ingest import ingest_bytes, read_path
+from workbench.jobs import recover_stale_runs, remove_run_files
 from workbench.profile import profile_table, target_warnings
 from workbench.samples import SAMPLES, load_sample
 from workbench.store import Dataset, Store, utcnow
@@ -101,8 +102,6 @@ def profile_with_target(store: Store, dataset_id: str, target: str | None = None
 
 def delete_dataset(store: Store, dataset_id: str) -> Dataset:
     """Delete a dataset, its runs and their files; refused while one of its runs is queued or running."""
-    from workbench.jobs import recover_stale_runs, remove_run_files  # jobs imports this module
-
     recover_stale_runs(store)  # a run whose worker died no longer counts as running
     dataset, run_ids = store.delete_dataset(dataset_id)
     (store.settings.datasets_dir / dataset.file_name).unlink(missing_ok=True)

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Protocol
 
 from workbench.callbacks import Callback, EpochRecord, RunCancelled
-from workbench.datasets import load_table
 from workbench.errors import UserError
 from workbench.runconfig import RunConfig
 from workbench.store import EpochMetrics, Run, RunResult, RunStatus, Store
@@ -36,6 +35,7 @@ AUTO_WORKER_IDLE_EXIT_S = 900  # a worker the app started goes away after 15 idl
 
 def submit_run(store: Store, config: RunConfig) -> Run:
     """Validate against the dataset, then queue. Returns at once; a worker trains it."""
+    from workbench.datasets import load_table  # not at the top: datasets imports jobs, and `runs` stays light
     from workbench.runner import validate_config
 
     config.validate()
@@ -73,6 +73,7 @@ class StoreCallback(Callback):
 
 def execute_run(store: Store, run: Run) -> str:
     """Train one claimed run and record how it ended. Never raises for a run's own failure."""
+    from workbench.datasets import load_table
     from workbench.runner import execute
 
     run_dir = store.settings.runs_dir / run.id

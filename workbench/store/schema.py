@@ -23,6 +23,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Connection, Engine, func, inspect, select
 
+from workbench.errors import UserError
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 VERSION_TABLE = "workbench_alembic_version"
 BASELINE = "0001"  # the schema of the store before it had migrations
@@ -69,6 +71,9 @@ def upgrade(engine: Engine) -> str:
         current = current_revision(connection)  # again, under the lock: another process may have done it
         if current == head:
             return head
+        if current not in {None, UNVERSIONED, *(r for r, _, _ in history())}:
+            raise UserError(f"The database was made by a newer version of the workbench (schema revision {current}); "
+                            "update the workbench to open it.")
         if current is not None and engine.dialect.name == "sqlite":
             _backup_sqlite(engine, current)
         config = _config()
