@@ -56,7 +56,7 @@ def current_revision(connection: Connection) -> str | None:
 def history() -> list[tuple[str, str, bool]]:
     """(revision, first line of its message, is head), newest first."""
     script = ScriptDirectory.from_config(_config())
-    return [(r.revision, (r.doc or "").splitlines()[0] if r.doc else "", r.is_head) for r in script.walk_revisions()]
+    return [(r.revision, r.doc.splitlines()[0] if r.doc else "", r.is_head) for r in script.walk_revisions()]
 
 
 def upgrade(engine: Engine) -> str:
