@@ -21,7 +21,7 @@ def fill(store, n_runs: int, epochs: int = 20, seed: int = 0) -> float:
     """n_runs finished runs with epochs, metrics and curves as a worker leaves them; returns seconds taken."""
     from workbench import datasets
     from workbench.runconfig import RunConfig
-    from workbench.store import EpochMetrics, RunStatus
+    from workbench.store import EpochMetrics, RunResult, RunStatus
 
     rng = np.random.default_rng(seed)
     started = time.perf_counter()
@@ -44,10 +44,10 @@ def fill(store, n_runs: int, epochs: int = 20, seed: int = 0) -> float:
                           "average_precision": 0.88}]}
         test = {"accuracy": accuracy, "balanced_accuracy": accuracy - 0.01, "f1": accuracy - 0.02,
                 "roc_auc": min(accuracy + 0.04, 1.0), "log_loss": float(rng.uniform(0.2, 0.5))}
-        store.finish_run(run.id, RunStatus.SUCCEEDED, primary_metric="accuracy", primary_value=accuracy,
-                         split_fingerprint="fp-bench", metrics={"val": test, "test": test},
-                         baseline={"test": {"accuracy": 0.5, "log_loss": 0.69}}, curves=curves,
-                         duration_s=float(rng.uniform(1, 60)), epochs_done=epochs)
+        store.finish_run(run.id, RunResult(RunStatus.SUCCEEDED, primary_metric="accuracy", primary_value=accuracy,
+                                           split_fingerprint="fp-bench", metrics={"val": test, "test": test},
+                                           baseline={"test": {"accuracy": 0.5, "log_loss": 0.69}}, curves=curves,
+                                           duration_s=float(rng.uniform(1, 60)), epochs_done=epochs))
     return time.perf_counter() - started
 
 

@@ -16,6 +16,7 @@ MATRICES_PER_ROW = 3
 require_frame(__file__)
 require_access(logout_button=False)  # also when Streamlit runs this file without app.py
 store = get_store()
+jobs.recover_stale_runs(store)  # once per page load: a dead worker's run reads as interrupted
 st.title("Runs & Compare")
 
 runs = store.list_runs()

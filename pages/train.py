@@ -24,6 +24,7 @@ ENCODING_LABELS = {"auto": "auto (suits the model)", "onehot": "one-hot", "embed
 require_frame(__file__)
 require_access(logout_button=False)  # also when Streamlit runs this file without app.py
 store = get_store()
+jobs.recover_stale_runs(store)  # once per page load: a dead worker's run reads as interrupted
 st.title("Train")
 
 all_datasets = store.list_datasets()

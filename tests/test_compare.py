@@ -7,7 +7,7 @@ import pytest
 from workbench import compare, datasets, jobs
 from workbench.errors import UserError
 from workbench.runconfig import RunConfig
-from workbench.store import EpochMetrics, Store
+from workbench.store import EpochMetrics, RunResult, RunStatus, Store
 
 CSV = b"x1,x2,label\n" + b"".join(f"{i},{i % 7},{'yes' if i % 3 else 'no'}\n".encode() for i in range(60))
 
@@ -22,10 +22,10 @@ def finished_run(store: Store, dataset_id: str, model: str = "mlp", params: dict
     for epoch in range(1, epochs + 1):
         store.record_epoch(run.id, EpochMetrics(epoch, 1.0 / epoch, 1.2 / epoch, 0.5 + epoch / 10, 0.01, 0.1))
     test = test if test is not None else {"accuracy": 0.8, "log_loss": 0.4}
-    store.finish_run(run.id, "succeeded", primary_metric=next(iter(test), None),
+    store.finish_run(run.id, RunResult(RunStatus.SUCCEEDED, primary_metric=next(iter(test), None),
                      primary_value=next(iter(test.values()), None), split_fingerprint=fingerprint,
                      metrics={"val": test, "test": test}, baseline={"test": {"accuracy": 0.6, "log_loss": 0.67}},
-                     duration_s=1.5)
+                     duration_s=1.5))
     return store.get_run(run.id)
 
 
@@ -118,7 +118,8 @@ def test_baseline_row_comes_from_a_finished_run_when_a_cancelled_one_is_first(st
     """A cancelled run scored nothing and has no baseline; the finished run beside it on the same rows has one."""
     cancelled = store.create_run(RunConfig(dataset_id=dataset_id, target="label", model="mlp").to_dict(), model="mlp",
                                  target="label", task="binary", params={})
-    store.finish_run(cancelled.id, "cancelled", split_fingerprint="fp-a", error="Cancelled by the user.")
+    store.finish_run(cancelled.id, RunResult(RunStatus.CANCELLED, split_fingerprint="fp-a",
+                                             error="Cancelled by the user."))
     done = finished_run(store, dataset_id)
     result = compare.compare_metrics([store.get_run(cancelled.id), done])
     assert result.baseline_rows == ["Baseline (majority class)"]

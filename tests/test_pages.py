@@ -16,7 +16,7 @@ from tests.test_compare import finished_run
 from ui.text import WORD_JOINER
 from workbench import datasets, jobs
 from workbench.runconfig import RunConfig
-from workbench.store import RunStatus
+from workbench.store import RunResult, RunStatus
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 60
@@ -267,7 +267,7 @@ def test_compare_warns_about_different_test_rows(store, dataset_id):
 
 def test_runs_page_with_hundreds_of_runs_filters_and_deletes(store, dataset_id):
     runs = [finished_run(store, dataset_id, params={"lr": 10.0 ** -(i % 4)}, epochs=0) for i in range(300)]
-    store.finish_run(runs[0].id, "failed", error="boom")
+    store.finish_run(runs[0].id, RunResult(RunStatus.FAILED, error="boom"))
     at = page("runs").run()
     assert not at.exception
     assert len(at.dataframe[0].value) == 300

@@ -83,7 +83,7 @@ def test_upload_name_with_path_parts_stays_a_display_name(home, tmp_path, hostil
     finally:
         store.close()
     assert dataset.name == shown
-    assert re.fullmatch(r"[0-9a-f]{16}\.parquet", dataset.file_name)
+    assert re.fullmatch(r"[0-9a-f]{16}-[0-9a-f]{8}\.parquet", dataset.file_name)  # content hash, own suffix
     # Nothing was written outside WORKBENCH_HOME, and inside it only under the datasets folder.
     after = {p for p in tmp_path.rglob("*") if home not in p.parents and p != home}
     assert after == before

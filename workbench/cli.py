@@ -30,9 +30,12 @@ def _print_json(data: Any) -> None:
 
 
 def _store():
+    from workbench.jobs import recover_stale_runs
     from workbench.store import Store
 
-    return Store.from_settings()
+    store = Store.from_settings()
+    recover_stale_runs(store)  # so that `runs`, `show`, `cancel` never show a dead worker's run as running
+    return store
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -105,6 +108,26 @@ def cmd_delete_dataset(args: argparse.Namespace) -> None:
 
     dataset = delete_dataset(_store(), args.dataset_id)
     print(f"deleted dataset {dataset.id} ({dataset.name}) and its runs")
+
+
+def cmd_db(args: argparse.Namespace) -> None:
+    from workbench.store import Store, schema
+
+    if args.action == "history":
+        for revision, message, is_head in schema.history():
+            print(f"{revision}  {message}" + ("  (head)" if is_head else ""))
+        return
+    store = Store.from_settings(migrate=False)  # `current` reports the database as it is
+    if args.action == "upgrade":
+        before = store.schema_revision()
+        head = store.upgrade_schema()
+        print(f"the database is at revision {head}" + ("" if before == head else f" (was {before or 'empty'})"))
+        return
+    current = store.schema_revision()
+    print(current or "empty")
+    if current != schema.head_revision():
+        print(f"note: the newest revision is {schema.head_revision()}; opening the workbench (or `db upgrade`) "
+              "brings the database there", file=sys.stderr)
 
 
 # -- models and runs -----------------------------------------------------------------------------
@@ -300,7 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_profile)
 
-    p = sub.add_parser("delete-dataset", help="delete a dataset and its runs")
+    p = sub.add_parser("db", help="the database schema: current revision, upgrade, history")
+    p.add_argument("action", choices=["current", "upgrade", "history"])
+    p.set_defaults(func=cmd_db)
+
+    p = sub.add_parser("delete-dataset", help="delete a dataset and its runs (none may be queued or running)")
     p.add_argument("dataset_id")
     p.set_defaults(func=cmd_delete_dataset)
 

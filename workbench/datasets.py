@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,10 +14,10 @@ import pandas as pd
 
 from workbench.errors import UserError, storage_error_message
 from workbench.ingest import ingest_bytes, read_path
+from workbench.jobs import recover_stale_runs, remove_run_files
 from workbench.profile import profile_table, target_warnings
 from workbench.samples import SAMPLES, load_sample
-from workbench.store import Dataset, Store
-from workbench.store.api import utcnow
+from workbench.store import Dataset, Store, utcnow
 
 
 @dataclass
@@ -34,14 +34,17 @@ def display_name(name: str | None, fallback: str) -> str:
 
 
 def add_dataset(store: Store, data: bytes, name: str | None = None) -> AddedDataset:
+    """Ingest bytes once: the same bytes again (also from another process at the same moment) are the same
+    dataset. Each attempt writes its own file and removes only that one when it loses the race or fails."""
     content_hash = hashlib.sha256(data).hexdigest()
     existing = store.find_dataset_by_hash(content_hash)
     if existing is not None:
+        _restore_missing_file(store, existing, data)
         return AddedDataset(existing, created=False)
     ingested = ingest_bytes(data)
     profile = profile_table(ingested.table)
     dataset_id = content_hash[:16]
-    file_name = f"{dataset_id}.parquet"
+    file_name = f"{dataset_id}-{uuid.uuid4().hex[:8]}.parquet"
     _write_parquet_atomically(ingested.table, store.settings.datasets_dir / file_name)
     schema = [{"name": c["name"], "kind": c["kind"], "dtype": c["dtype"]} for c in profile["columns"]]
     dataset = Dataset(
@@ -50,11 +53,20 @@ def add_dataset(store: Store, data: bytes, name: str | None = None) -> AddedData
         schema=schema, profile=profile, notes=ingested.notes, created_at=utcnow(),
     )
     try:
-        store.add_dataset(dataset)
-    except Exception:
+        stored, created = store.add_dataset(dataset)
+    except BaseException:
         (store.settings.datasets_dir / file_name).unlink(missing_ok=True)
         raise
-    return AddedDataset(dataset, created=True)
+    if not created:  # another process stored the same bytes first: its row points to its own file
+        (store.settings.datasets_dir / file_name).unlink(missing_ok=True)
+    return AddedDataset(stored, created)
+
+
+def _restore_missing_file(store: Store, dataset: Dataset, data: bytes) -> None:
+    """A dataset row whose file is gone (deleted by hand, or by an older version's race) gets it back."""
+    path = store.settings.datasets_dir / dataset.file_name
+    if not path.is_file():
+        _write_parquet_atomically(ingest_bytes(data).table, path)
 
 
 def add_path(store: Store, path: str | Path, name: str | None = None) -> AddedDataset:
@@ -89,10 +101,12 @@ def profile_with_target(store: Store, dataset_id: str, target: str | None = None
 
 
 def delete_dataset(store: Store, dataset_id: str) -> Dataset:
+    """Delete a dataset, its runs and their files; refused while one of its runs is queued or running."""
+    recover_stale_runs(store)  # a run whose worker died no longer counts as running
     dataset, run_ids = store.delete_dataset(dataset_id)
     (store.settings.datasets_dir / dataset.file_name).unlink(missing_ok=True)
     for run_id in run_ids:
-        shutil.rmtree(store.settings.runs_dir / run_id, ignore_errors=True)
+        remove_run_files(store, run_id)
     return dataset
 
 

@@ -9,20 +9,22 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 import traceback
+from pathlib import Path
 from typing import Protocol
 
 from workbench.callbacks import Callback, EpochRecord, RunCancelled
-from workbench.datasets import load_table
 from workbench.errors import UserError
 from workbench.runconfig import RunConfig
-from workbench.store import EpochMetrics, Run, RunStatus, Store
+from workbench.store import EpochMetrics, Run, RunResult, RunStatus, Store
 
 log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL_S = 2.0
@@ -33,6 +35,7 @@ AUTO_WORKER_IDLE_EXIT_S = 900  # a worker the app started goes away after 15 idl
 
 def submit_run(store: Store, config: RunConfig) -> Run:
     """Validate against the dataset, then queue. Returns at once; a worker trains it."""
+    from workbench.datasets import load_table  # not at the top: datasets imports jobs, and `runs` stays light
     from workbench.runner import validate_config
 
     config.validate()
@@ -50,7 +53,7 @@ class StoreCallback(Callback):
         self._last_check = 0.0
 
     def on_train_begin(self, total_epochs: int, batches_per_epoch: int) -> None:
-        self.store._update(self.run_id, epochs_planned=total_epochs, batches_per_epoch=batches_per_epoch)
+        self.store.record_plan(self.run_id, epochs_planned=total_epochs, batches_per_epoch=batches_per_epoch)
 
     def on_batch_end(self, epoch: int, batch: int) -> None:
         now = time.monotonic()
@@ -70,6 +73,7 @@ class StoreCallback(Callback):
 
 def execute_run(store: Store, run: Run) -> str:
     """Train one claimed run and record how it ended. Never raises for a run's own failure."""
+    from workbench.datasets import load_table
     from workbench.runner import execute
 
     run_dir = store.settings.runs_dir / run.id
@@ -78,23 +82,22 @@ def execute_run(store: Store, run: Run) -> str:
         table = load_table(store, config.dataset_id)
         outcome = execute(config, table, run_dir, callbacks=[StoreCallback(store, run.id)])
     except UserError as exc:
-        store.finish_run(run.id, RunStatus.FAILED, error=str(exc))
+        store.finish_run(run.id, RunResult(RunStatus.FAILED, error=str(exc)))
         return RunStatus.FAILED
     except Exception as exc:  # a bug or a resource failure: recorded, and the worker goes on
         log.error("run %s failed:\n%s", run.id, traceback.format_exc())
-        store.finish_run(run.id, RunStatus.FAILED, error=f"Training failed: {exc}")
+        store.finish_run(run.id, RunResult(RunStatus.FAILED, error=f"Training failed: {exc}"))
         return RunStatus.FAILED
     test = outcome.metrics.get("test", {})
-    store.finish_run(
-        run.id, outcome.status, task=outcome.task, params=outcome.params, device=outcome.device,
-        duration_s=outcome.duration_s, epochs_done=outcome.epochs_run, batches_done=0,
-        primary_metric=outcome.primary_metric, primary_value=test.get(outcome.primary_metric),
-        split_fingerprint=outcome.split_fingerprint, metrics=outcome.metrics, baseline=outcome.baseline,
-        curves=outcome.curves, error=outcome.error,
+    store.finish_run(run.id, RunResult(
+        status=outcome.status, error=outcome.error, task=outcome.task, params=outcome.params, device=outcome.device,
+        duration_s=outcome.duration_s, epochs_done=outcome.epochs_run, primary_metric=outcome.primary_metric,
+        primary_value=test.get(outcome.primary_metric), split_fingerprint=outcome.split_fingerprint,
+        metrics=outcome.metrics, baseline=outcome.baseline, curves=outcome.curves,
         details={"notes": outcome.notes, "n_train": outcome.n_train, "n_val": outcome.n_val,
                  "n_test": outcome.n_test, "dropped_target_rows": outcome.dropped_target_rows,
                  "versions": package_versions()},
-    )
+    ))
     return outcome.status
 
 
@@ -109,7 +112,8 @@ def package_versions() -> dict[str, str]:
 
 
 class _Heartbeat(threading.Thread):
-    """Beats for the worker and its current run, even while a long fit holds the main thread."""
+    """Beats for the worker and its current run, even while a long fit holds the main thread, and finds runs
+    whose worker is gone (on any host) so that they end interrupted instead of staying running."""
 
     def __init__(self, store: Store, worker_id: str):
         super().__init__(daemon=True)
@@ -123,11 +127,64 @@ class _Heartbeat(threading.Thread):
                 self.store.heartbeat_worker(self.worker_id)
                 if self.run_id:
                     self.store.heartbeat_run(self.run_id)
-            except Exception:  # a busy database must not kill the heartbeat thread
+                recover_stale_runs(self.store)
+            except Exception:  # a database busy for longer than the retries must not kill the heartbeat thread
                 log.warning("heartbeat failed", exc_info=True)
 
     def stop(self) -> None:
         self._stop_event.set()
+
+
+def recover_stale_runs(store: Store) -> list[str]:
+    """Running runs whose worker is gone end `interrupted`; returns their ids. As Optuna's fail_stale_trials,
+    an explicit call, never a side effect of a read: workers make it at start and with every heartbeat, the
+    executor before it looks for a worker, the CLI when it opens the store, and the Train and Runs pages once
+    per load. A worker on this host whose process has exited is gone at once; any other after the heartbeat
+    timeout."""
+    host = socket.gethostname()
+    dead = [w.id for w in store.list_workers() if w.hostname == host and not _pid_alive(w.pid)]
+    return store.interrupt_stale_runs(dead)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A killed child that its parent has not reaped yet is a zombie: not alive for us.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+# artifacts.save_run writes a run's model into `runs/.RUNID-xxxxxxxx` and renames it when complete.
+_RUN_TEMP_FOLDER = re.compile(r"\.(?P<run_id>[0-9a-f]+)-")
+
+
+def sweep_run_temp_folders(store: Store) -> list[Path]:
+    """Remove half-written model folders of runs that are not running (their worker was killed while saving)."""
+    runs_dir = store.settings.runs_dir
+    if not runs_dir.is_dir():
+        return []
+    running = {r.id for r in store.list_runs(statuses=(RunStatus.RUNNING,))}
+    removed = []
+    for path in runs_dir.iterdir():
+        match = _RUN_TEMP_FOLDER.match(path.name)
+        if match and match["run_id"] not in running and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def remove_run_files(store: Store, run_id: str) -> None:
+    """A deleted run's saved model and any half-written copy of it."""
+    runs_dir = store.settings.runs_dir
+    for path in [runs_dir / run_id, *runs_dir.glob(f".{run_id}-*")]:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def run_worker(store: Store, once: bool = False, idle_exit_s: float | None = None) -> int:
@@ -135,10 +192,11 @@ def run_worker(store: Store, once: bool = False, idle_exit_s: float | None = Non
 
     Returns how many runs it processed.
     """
-    store.interrupt_stale_runs()
     # SIGTERM unwinds like an exception, so the finally below deregisters the worker; a run it was
-    # training then reads as interrupted at once instead of after the heartbeat timeout.
+    # training then reads as interrupted at the next recovery instead of after the heartbeat timeout.
     signal.signal(signal.SIGTERM, _raise_system_exit)
+    recover_stale_runs(store)
+    sweep_run_temp_folders(store)
     worker = store.register_worker()
     heartbeat = _Heartbeat(store, worker.id)
     heartbeat.start()
@@ -151,6 +209,7 @@ def run_worker(store: Store, once: bool = False, idle_exit_s: float | None = Non
                     return processed
                 time.sleep(IDLE_POLL_S)
                 continue
+            log.info("claimed run %s", run.id)
             heartbeat.run_id = run.id
             status = execute_run(store, run)
             heartbeat.run_id = None
@@ -199,6 +258,7 @@ class LocalExecutor:
         """Start a worker if no live one beats in the store; returns whether one was started."""
         home = self.store.settings.home
         home.mkdir(parents=True, exist_ok=True)
+        recover_stale_runs(self.store)  # a dead worker's row must not count as a live worker
         # The lock makes check-then-start atomic across pages and CLI calls: one worker, not one each.
         with open(home / ".worker-start.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -224,14 +284,16 @@ class LocalExecutor:
 
 def delete_run(store: Store, run_id: str) -> None:
     """Delete a finished run and its saved model. A queued or running run must be cancelled first."""
+    recover_stale_runs(store)  # a run whose worker died is interrupted, so it can be deleted
     run = store.get_run(run_id, with_epochs=False)
     if not run.is_final:
         raise UserError(f"Run {run_id} is still {run.status}; cancel it before deleting it.")
     store.delete_run(run_id)
-    shutil.rmtree(store.settings.runs_dir / run_id, ignore_errors=True)
+    remove_run_files(store, run_id)
 
 
 def cancel_run(store: Store, run_id: str) -> Run:
+    recover_stale_runs(store)  # a run whose worker died has ended: nothing would act on the request
     run = store.get_run(run_id, with_epochs=False)
     if run.is_final:
         raise UserError(f"Run {run_id} has already ended ({run.status}).")

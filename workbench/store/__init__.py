@@ -7,10 +7,11 @@ from workbench.store.entities import (
     Dataset,
     EpochMetrics,
     Run,
+    RunResult,
     RunStatus,
     Worker,
     utcnow,
 )
 
-__all__ = ["ACTIVE_STATUSES", "FINAL_STATUSES", "Dataset", "EpochMetrics", "Run", "RunStatus", "Store", "Worker",
+__all__ = ["ACTIVE_STATUSES", "FINAL_STATUSES", "Dataset", "EpochMetrics", "Run", "RunResult", "RunStatus", "Store", "Worker",
            "utcnow"]

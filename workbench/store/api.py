@@ -1,30 +1,54 @@
 """The store API. SQLAlchemy stays in here: callers get dataclasses and never hold a session.
 
-One short transaction per logical change (`session_scope` commits or rolls back). SQLite runs in WAL
-mode with a busy timeout, so readers never block the worker and writers wait instead of failing.
+Every method is one short transaction (`_transaction`). While the database is busy (SQLite "locked" or
+"busy"; PostgreSQL serialization failures, deadlocks, lock timeouts, a dropped connection) the whole
+transaction is retried with backoff for up to WORKBENCH_DB_RETRY_S seconds (default 300), so a worker's
+run never fails because another program held the database for a while; after that, one plain sentence,
+never SQL. Inside one attempt SQLite waits WORKBENCH_DB_BUSY_TIMEOUT_S for a lock (PostgreSQL the same,
+as its lock_timeout). SQLite runs in WAL mode with real transactions (BEGIN before the first read), so a
+read followed by a write is atomic or, when another writer came in between, retried.
+
+Reads never write: stale-run detection is the explicit `interrupt_stale_runs` (jobs.recover_stale_runs).
+Opening a store brings its schema to the newest migration (schema.py).
 """
 
 from __future__ import annotations
 
 import os
+import random
 import socket
+import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Collection
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, delete, event, func, select, update
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, defer, sessionmaker
 
 from workbench.config import Settings, get_settings
 from workbench.errors import UserError, storage_error_message
-from workbench.store.entities import Dataset, EpochMetrics, Run, RunStatus, Worker, utcnow
-from workbench.store.orm import Base, DatasetRow, EpochRow, RunRow, WorkerRow
+from workbench.store import schema
+from workbench.store.entities import (
+    ACTIVE_STATUSES,
+    Dataset,
+    EpochMetrics,
+    Run,
+    RunResult,
+    RunStatus,
+    Worker,
+    utcnow,
+)
+from workbench.store.orm import DatasetRow, EpochRow, RunRow, WorkerRow
 
-BUSY_TIMEOUT_MS = 60_000
+BUSY_TIMEOUT_S = 5.0  # one attempt's wait for a lock inside the database
+RETRY_S = 300.0  # how long a transaction is retried while the database stays busy
+# PostgreSQL SQLSTATEs worth another attempt: serialization failure, deadlock, lock timeout, shutting down.
+_TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57P01", "57P03"}
+T = TypeVar("T")
 
 
 def new_id() -> str:
@@ -58,125 +82,227 @@ def _run(row: RunRow, epochs: list[EpochRow] | None = None, with_curves: bool = 
     )
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _worker(row: WorkerRow) -> Worker:
+    return Worker(row.id, row.pid, row.hostname, row.started_at, row.heartbeat_at)
+
+
+_KIND = {DatasetRow: "dataset", RunRow: "run"}
+
+
+def _get_or_raise(s: Session, row_type: type[DatasetRow] | type[RunRow], key: str, *,
+                  for_update: bool = False) -> Any:
+    row = s.get(row_type, key, with_for_update=for_update)
+    if row is None:
+        raise UserError(f"There is no {_KIND[row_type]} with id '{key}'.")
+    return row
+
+
+def _env_seconds(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise UserError(f"{name} must be a number of seconds, not '{value}'.")
+    return seconds
+
+
+def _create_engine(url: str, busy_timeout_s: float) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise UserError("WORKBENCH_DATABASE_URL is not a database URL.") from exc
+    dialect = parsed.get_backend_name()
+    if dialect == "sqlite":
+        path = schema.sqlite_path(parsed)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
+        _configure_sqlite(engine, busy_timeout_s)
+        return engine
+    if dialect == "postgresql":
+        return create_engine(url, pool_pre_ping=True,
+                             connect_args={"options": f"-c lock_timeout={int(busy_timeout_s * 1000)}"})
+    raise UserError("WORKBENCH_DATABASE_URL must be a SQLite or PostgreSQL URL (postgresql+psycopg://...).")
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):  # noqa: ANN001
+        # The driver would BEGIN only before a write, so a read and the write after it would be two transactions;
+        # we BEGIN ourselves (below), at the first statement.
+        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):  # noqa: ANN001
+        connection.exec_driver_sql("BEGIN")
+
+
+def _is_busy(exc: DBAPIError) -> bool:
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    if sqlstate in _TRANSIENT_SQLSTATES or sqlstate.startswith("08"):
+        return True
+    text = str(exc.orig).lower()
+    return sqlstate == "" and ("database is locked" in text or "database table is locked" in text or "busy" in text)
+
+
+def _plain_error(exc: DBAPIError) -> UserError:
+    """One sentence from the driver's message; the statement and its parameters stay out of it."""
+    if message := storage_error_message(exc):
+        return UserError(message)
+    first_line = (str(exc.orig).strip().splitlines() or ["unknown error"])[0].rstrip(".")
+    return UserError(f"The database reported an error ({first_line}); nothing was saved.")
+
 
 class Store:
-    def __init__(self, url: str, settings: Settings | None = None):
+    def __init__(self, url: str, settings: Settings | None = None, *, migrate: bool = True):
         self.settings = settings or get_settings()
-        is_sqlite = url.startswith("sqlite")
-        if is_sqlite:
-            db_path = url.split("///", 1)[-1]
-            if db_path and db_path != ":memory:":
-                os.makedirs(os.path.dirname(db_path) or ".", exist_ok=True)
-        connect_args = {"timeout": BUSY_TIMEOUT_MS / 1000} if is_sqlite else {}
-        self.engine = create_engine(url, connect_args=connect_args)
-        if is_sqlite:
-            _configure_sqlite(self.engine)
-        Base.metadata.create_all(self.engine)
+        self.busy_timeout_s = _env_seconds("WORKBENCH_DB_BUSY_TIMEOUT_S", BUSY_TIMEOUT_S)
+        self.retry_s = _env_seconds("WORKBENCH_DB_RETRY_S", RETRY_S)
+        self.engine = _create_engine(url, self.busy_timeout_s)
+        self.dialect = self.engine.dialect.name
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if migrate:
+            self.upgrade_schema()
 
     @classmethod
-    def from_settings(cls, settings: Settings | None = None) -> Store:
+    def from_settings(cls, settings: Settings | None = None, *, migrate: bool = True) -> Store:
         settings = settings or get_settings()
-        return cls(settings.database_url, settings)
+        return cls(settings.database_url, settings, migrate=migrate)
 
     def close(self) -> None:
         self.engine.dispose()
 
-    @contextmanager
-    def session_scope(self) -> Iterator[Session]:
-        session = self._sessions()
-        try:
-            yield session
-            session.commit()
-        except BaseException as exc:
-            session.rollback()
-            if isinstance(exc, OperationalError) and (message := storage_error_message(exc)):
-                raise UserError(message) from exc
-            raise
-        finally:
-            session.close()
+    # -- schema -------------------------------------------------------------------------------
+
+    def upgrade_schema(self) -> str:
+        """Bring the database to the newest schema revision (a no-op when it is there); returns that revision."""
+        return self._retrying(lambda: schema.upgrade(self.engine))
+
+    def schema_revision(self) -> str | None:
+        """The database's schema revision: schema.UNVERSIONED for one made before migrations, None when empty."""
+        def read() -> str | None:
+            with self.engine.connect() as connection:
+                return schema.current_revision(connection)
+        return self._retrying(read)
+
+    # -- transactions -------------------------------------------------------------------------
+
+    def _transaction(self, work: Callable[[Session], T]) -> T:
+        """Run `work` in one transaction: committed when it returns, rolled back when it raises."""
+        def attempt() -> T:
+            with self._sessions() as session, session.begin():
+                return work(session)
+        return self._retrying(attempt)
+
+    def _retrying(self, attempt: Callable[[], T]) -> T:
+        deadline = time.monotonic() + self.retry_s
+        delay = 0.02
+        while True:
+            try:
+                return attempt()
+            except DBAPIError as exc:
+                if not _is_busy(exc):
+                    raise _plain_error(exc) from exc
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise UserError(f"The database stayed busy for over {self.retry_s:g} seconds (another program "
+                                    "is holding it); nothing was saved, please try again.") from exc
+                time.sleep(min(delay * random.uniform(0.5, 1.5), left))
+                delay = min(delay * 2, 2.0)
 
     # -- datasets -----------------------------------------------------------------------------
 
-    def add_dataset(self, dataset: Dataset) -> Dataset:
-        with self.session_scope() as s:
-            s.add(DatasetRow(**dataset.__dict__))
-        return dataset
+    def add_dataset(self, dataset: Dataset) -> tuple[Dataset, bool]:
+        """Store a dataset unless one with the same content is there: returns the stored one and whether it
+        is new. Of two processes adding the same bytes at once, one creates it and the other gets that one."""
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+
+        def work(s: Session) -> tuple[Dataset, bool]:
+            added = s.scalar(insert(DatasetRow).values(**dataset.__dict__).on_conflict_do_nothing()
+                             .returning(DatasetRow.id))
+            if added is not None:
+                return dataset, True
+            return _dataset(s.scalars(select(DatasetRow).where(DatasetRow.content_hash == dataset.content_hash))
+                            .one()), False
+        return self._transaction(work)
 
     def get_dataset(self, dataset_id: str) -> Dataset:
-        with self.session_scope() as s:
-            row = s.get(DatasetRow, dataset_id)
-            if row is None:
-                raise UserError(f"There is no dataset with id '{dataset_id}'.")
-            return _dataset(row)
+        return self._transaction(lambda s: _dataset(_get_or_raise(s, DatasetRow, dataset_id)))
 
     def find_dataset_by_hash(self, content_hash: str) -> Dataset | None:
-        with self.session_scope() as s:
+        def work(s: Session) -> Dataset | None:
             row = s.scalar(select(DatasetRow).where(DatasetRow.content_hash == content_hash))
             return _dataset(row) if row else None
+        return self._transaction(work)
 
     def list_datasets(self) -> list[Dataset]:
-        with self.session_scope() as s:
-            return [_dataset(r) for r in s.scalars(select(DatasetRow).order_by(DatasetRow.created_at.desc()))]
+        return self._transaction(lambda s: [
+            _dataset(r) for r in s.scalars(select(DatasetRow).order_by(DatasetRow.created_at.desc()))])
 
     def delete_dataset(self, dataset_id: str) -> tuple[Dataset, list[str]]:
-        """Delete a dataset and its runs; returns it and the deleted run ids (their files go next)."""
-        with self.session_scope() as s:
-            row = s.get(DatasetRow, dataset_id)
-            if row is None:
-                raise UserError(f"There is no dataset with id '{dataset_id}'.")
+        """Delete a dataset and its finished runs; returns it and the deleted run ids (their files go next).
+
+        Refused while a run of it is queued or running. The check and the delete are one transaction with
+        the dataset row locked (PostgreSQL; on SQLite a run queued in between makes the transaction retry),
+        so no run can be queued or started between them."""
+        def work(s: Session) -> tuple[Dataset, list[str]]:
+            row = _get_or_raise(s, DatasetRow, dataset_id, for_update=True)
+            active = s.scalar(select(func.count()).select_from(RunRow).where(
+                RunRow.dataset_id == dataset_id, RunRow.status.in_(ACTIVE_STATUSES)))
+            if active:
+                raise UserError(f"Dataset '{row.name}' has {active} queued or running run(s); cancel them or let "
+                                "them finish before deleting it.")
             run_ids = list(s.scalars(select(RunRow.id).where(RunRow.dataset_id == dataset_id)))
             dataset = _dataset(row)
             s.execute(delete(DatasetRow).where(DatasetRow.id == dataset_id))
-        return dataset, run_ids
+            return dataset, run_ids
+        return self._transaction(work)
 
     # -- runs ---------------------------------------------------------------------------------
 
     def create_run(self, config: dict[str, Any], model: str, target: str, task: str,
                    params: dict[str, Any]) -> Run:
-        row = RunRow(
-            id=new_id(), dataset_id=config["dataset_id"], status=RunStatus.QUEUED, model=model, target=target, task=task,
-            config=config, params=params, created_at=utcnow(), cancel_requested=False, epochs_done=0,
-            epochs_planned=int(params.get("epochs", 1)),
-            batches_done=0, metrics={}, baseline={}, curves={}, details={},
-        )
-        with self.session_scope() as s:
-            if s.get(DatasetRow, config["dataset_id"]) is None:
-                raise UserError(f"There is no dataset with id '{config['dataset_id']}'.")
+        def work(s: Session) -> Run:
+            _get_or_raise(s, DatasetRow, config["dataset_id"])
+            row = RunRow(
+                id=new_id(), dataset_id=config["dataset_id"], status=RunStatus.QUEUED, model=model, target=target,
+                task=task, config=config, params=params, created_at=utcnow(), cancel_requested=False, epochs_done=0,
+                epochs_planned=int(params.get("epochs", 1)),
+                batches_done=0, metrics={}, baseline={}, curves={}, details={},
+            )
             s.add(row)
             s.flush()
             return _run(row)
+        return self._transaction(work)
 
     def get_run(self, run_id: str, with_epochs: bool = True) -> Run:
-        self.interrupt_stale_runs()
-        with self.session_scope() as s:
-            row = s.get(RunRow, run_id)
-            if row is None:
-                raise UserError(f"There is no run with id '{run_id}'.")
-            epochs = self._epoch_rows(s, run_id) if with_epochs else None
-            return _run(row, epochs)
+        def work(s: Session) -> Run:
+            row = _get_or_raise(s, RunRow, run_id)
+            return _run(row, self._epoch_rows(s, run_id) if with_epochs else None)
+        return self._transaction(work)
 
     def get_runs(self, run_ids: list[str]) -> list[Run]:
-        self.interrupt_stale_runs()
-        with self.session_scope() as s:
+        def work(s: Session) -> dict[str, Run]:
             rows = s.scalars(select(RunRow).where(RunRow.id.in_(run_ids))).all()
-            by_id = {r.id: _run(r, self._epoch_rows(s, r.id)) for r in rows}
+            return {r.id: _run(r, self._epoch_rows(s, r.id)) for r in rows}
+        by_id = self._transaction(work)
         return [by_id[i] for i in run_ids if i in by_id]
 
     def list_runs(self, dataset_id: str | None = None, statuses: tuple[RunStatus, ...] | None = None,
                   limit: int | None = None) -> list[Run]:
         """Runs, newest first, without their curves or epochs (see get_runs for those)."""
-        self.interrupt_stale_runs()
         # Curves (hundreds of points per run) are only read for the runs being compared: get_runs.
         query = select(RunRow).options(defer(RunRow.curves)).order_by(RunRow.created_at.desc())
         if dataset_id:
@@ -185,21 +311,19 @@ class Store:
             query = query.where(RunRow.status.in_(statuses))
         if limit:
             query = query.limit(limit)
-        with self.session_scope() as s:
-            return [_run(r, with_curves=False) for r in s.scalars(query)]
+        return self._transaction(lambda s: [_run(r, with_curves=False) for r in s.scalars(query)])
 
     def count_runs(self) -> int:
-        with self.session_scope() as s:
-            return s.scalar(select(func.count()).select_from(RunRow)) or 0
+        return self._transaction(lambda s: s.scalar(select(func.count()).select_from(RunRow)) or 0)
 
     def delete_run(self, run_id: str) -> None:
-        with self.session_scope() as s:
+        def work(s: Session) -> None:
             if s.execute(delete(RunRow).where(RunRow.id == run_id)).rowcount == 0:
                 raise UserError(f"There is no run with id '{run_id}'.")
+        self._transaction(work)
 
     def epochs(self, run_id: str) -> list[EpochMetrics]:
-        with self.session_scope() as s:
-            return [_epoch(r) for r in self._epoch_rows(s, run_id)]
+        return self._transaction(lambda s: [_epoch(r) for r in self._epoch_rows(s, run_id)])
 
     @staticmethod
     def _epoch_rows(s: Session, run_id: str) -> list[EpochRow]:
@@ -209,11 +333,11 @@ class Store:
 
     def claim_next_run(self, worker_id: str) -> Run | None:
         """Move the oldest queued run to running for this worker; None when the queue is empty."""
+        if self.dialect == "postgresql":
+            return self._transaction(lambda s: self._claim_skipping_locked(s, worker_id))
         while True:
-            with self.session_scope() as s:
-                run_id = s.scalar(
-                    select(RunRow.id).where(RunRow.status == RunStatus.QUEUED).order_by(RunRow.created_at).limit(1)
-                )
+            run_id = self._transaction(lambda s: s.scalar(
+                select(RunRow.id).where(RunRow.status == RunStatus.QUEUED).order_by(RunRow.created_at).limit(1)))
             if run_id is None:
                 return None
             run = self.start_run(run_id, worker_id)
@@ -221,75 +345,99 @@ class Store:
                 return run
             # Another worker took it between our select and update: try the next one.
 
+    @staticmethod
+    def _claim_skipping_locked(s: Session, worker_id: str) -> Run | None:
+        """PostgreSQL: lock the oldest queued row, passing over rows other workers are claiming right now."""
+        row = s.scalar(select(RunRow).where(RunRow.status == RunStatus.QUEUED).order_by(RunRow.created_at).limit(1)
+                       .with_for_update(skip_locked=True))
+        if row is None:
+            return None
+        now = utcnow()
+        row.status, row.worker_id, row.started_at, row.heartbeat_at = RunStatus.RUNNING, worker_id, now, now
+        s.flush()
+        return _run(row)
+
     def start_run(self, run_id: str, worker_id: str) -> Run | None:
         """Compare-and-set queued -> running: of two workers racing for a run, exactly one gets it."""
-        now = utcnow()
-        with self.session_scope() as s:
+        def work(s: Session) -> Run | None:
+            now = utcnow()
             claimed = s.execute(
                 update(RunRow)
                 .where(RunRow.id == run_id, RunRow.status == RunStatus.QUEUED)
                 .values(status=RunStatus.RUNNING, worker_id=worker_id, started_at=now, heartbeat_at=now)
             ).rowcount
             return _run(s.get(RunRow, run_id)) if claimed == 1 else None
+        return self._transaction(work)
 
-    def mark_training(self, run_id: str, *, task: str, params: dict[str, Any], device: str | None,
-                      epochs_planned: int, batches_per_epoch: int) -> None:
-        self._update(run_id, task=task, params=params, device=device, epochs_planned=epochs_planned,
-                     batches_per_epoch=batches_per_epoch, heartbeat_at=utcnow())
+    def record_plan(self, run_id: str, epochs_planned: int, batches_per_epoch: int) -> None:
+        """What training will do, for the progress bar: set once when it starts."""
+        self._update(run_id, epochs_planned=epochs_planned, batches_per_epoch=batches_per_epoch,
+                     heartbeat_at=utcnow())
 
     def record_epoch(self, run_id: str, metrics: EpochMetrics) -> None:
         """One short transaction per epoch: the history row, the progress counters and the heartbeat."""
-        with self.session_scope() as s:
+        def work(s: Session) -> None:
             s.merge(EpochRow(run_id=run_id, **metrics.__dict__))
             s.execute(update(RunRow).where(RunRow.id == run_id).values(
                 epochs_done=metrics.epoch, batches_done=0, heartbeat_at=utcnow()))
+        self._transaction(work)
 
     def heartbeat_run(self, run_id: str, batches_done: int | None = None) -> bool:
         """Refresh the heartbeat (and batch progress); returns whether a cancel was requested."""
         values: dict[str, Any] = {"heartbeat_at": utcnow()}
         if batches_done is not None:
             values["batches_done"] = batches_done
-        with self.session_scope() as s:
+
+        def work(s: Session) -> bool:
             s.execute(update(RunRow).where(RunRow.id == run_id).values(**values))
             return bool(s.scalar(select(RunRow.cancel_requested).where(RunRow.id == run_id)))
+        return self._transaction(work)
 
-    def finish_run(self, run_id: str, status: RunStatus, **values: Any) -> None:
-        if not RunStatus(status).is_final:
-            raise ValueError(f"not a final status: {status}")
-        self._update(run_id, status=status, finished_at=utcnow(), **values)
+    def finish_run(self, run_id: str, result: RunResult) -> None:
+        if not RunStatus(result.status).is_final:
+            raise ValueError(f"not a final status: {result.status}")
+        values = {k: v for k, v in result.__dict__.items() if v is not None and k != "error"}
+        self._update(run_id, **values, error=result.error, finished_at=utcnow(), batches_done=0)
 
     def request_cancel(self, run_id: str) -> Run:
         """Queued runs are cancelled at once; a running run is stopped by its worker within seconds."""
-        with self.session_scope() as s:
-            row = s.get(RunRow, run_id)
-            if row is None:
-                raise UserError(f"There is no run with id '{run_id}'.")
+        def work(s: Session) -> Run:
+            row = _get_or_raise(s, RunRow, run_id, for_update=True)
             if row.status == RunStatus.QUEUED:
                 row.status, row.finished_at, row.error = RunStatus.CANCELLED, utcnow(), "Cancelled before it started."
             elif row.status == RunStatus.RUNNING:
                 row.cancel_requested = True
             s.flush()
             return _run(row)
+        return self._transaction(work)
 
-    def interrupt_stale_runs(self) -> int:
-        """Running runs whose worker stopped beating (killed, machine restarted) become interrupted."""
+    def interrupt_stale_runs(self, dead_worker_ids: Collection[str] = ()) -> list[str]:
+        """Running runs whose worker is gone become interrupted; returns their ids. Gone: its heartbeat is older
+        than the timeout (killed, machine restarted), its worker row was removed when it stopped, or it is one of
+        `dead_worker_ids` (jobs found its process dead), whose rows are removed too. Writes only when something
+        changes. Called explicitly (jobs.recover_stale_runs), never by a read."""
         cutoff = utcnow() - timedelta(seconds=self.settings.heartbeat_timeout_s)
-        with self.session_scope() as s:
-            stale = list(s.scalars(select(RunRow).where(RunRow.status == RunStatus.RUNNING)))
-            if not stale:
-                return 0
-            dead_workers = self._dead_local_workers(s)
-            count = 0
-            for row in stale:
-                if (row.heartbeat_at or row.started_at or cutoff) < cutoff or row.worker_id in dead_workers:
-                    row.status, row.finished_at = RunStatus.INTERRUPTED, utcnow()
-                    row.error = "The worker training this run stopped unexpectedly; the run was interrupted."
-                    count += 1
-            return count
+        dead = set(dead_worker_ids)
+
+        def work(s: Session) -> list[str]:
+            # Runs first, workers second: a run seen running was claimed after its worker's row was committed.
+            running = s.execute(select(RunRow.id, RunRow.worker_id, RunRow.heartbeat_at, RunRow.started_at)
+                                .where(RunRow.status == RunStatus.RUNNING)).all()
+            registered = set(s.scalars(select(WorkerRow.id)))
+            stale = [r.id for r in running
+                     if (r.heartbeat_at or r.started_at or cutoff) < cutoff or r.worker_id in dead
+                     or r.worker_id not in registered]
+            if dead & registered:
+                s.execute(delete(WorkerRow).where(WorkerRow.id.in_(dead & registered)))
+            if stale:
+                s.execute(update(RunRow).where(RunRow.id.in_(stale), RunRow.status == RunStatus.RUNNING).values(
+                    status=RunStatus.INTERRUPTED, finished_at=utcnow(),
+                    error="The worker training this run stopped unexpectedly; the run was interrupted."))
+            return stale
+        return self._transaction(work)
 
     def _update(self, run_id: str, **values: Any) -> None:
-        with self.session_scope() as s:
-            s.execute(update(RunRow).where(RunRow.id == run_id).values(**values))
+        self._transaction(lambda s: s.execute(update(RunRow).where(RunRow.id == run_id).values(**values)))
 
     # -- workers ------------------------------------------------------------------------------
 
@@ -297,50 +445,22 @@ class Store:
         now = utcnow()
         row = WorkerRow(id=new_id(), pid=pid or os.getpid(), hostname=socket.gethostname(), started_at=now,
                         heartbeat_at=now)
-        with self.session_scope() as s:
-            # Housekeeping: forget rows of local workers whose process is gone (killed, crashed).
-            dead = {r.id for r in s.scalars(select(WorkerRow)) if r.hostname == row.hostname and not _pid_alive(r.pid)}
-            if dead:
-                s.execute(delete(WorkerRow).where(WorkerRow.id.in_(dead)))
-            s.add(row)
-        return Worker(row.id, row.pid, row.hostname, row.started_at, row.heartbeat_at)
+        self._transaction(lambda s: s.add(row))
+        return _worker(row)
 
     def heartbeat_worker(self, worker_id: str) -> None:
-        with self.session_scope() as s:
-            s.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(heartbeat_at=utcnow()))
+        self._transaction(lambda s: s.execute(
+            update(WorkerRow).where(WorkerRow.id == worker_id).values(heartbeat_at=utcnow())))
 
     def stop_worker(self, worker_id: str) -> None:
-        with self.session_scope() as s:
-            s.execute(delete(WorkerRow).where(WorkerRow.id == worker_id))
+        self._transaction(lambda s: s.execute(delete(WorkerRow).where(WorkerRow.id == worker_id)))
+
+    def list_workers(self) -> list[Worker]:
+        """Every registered worker, alive or not (jobs checks the processes of this host)."""
+        return self._transaction(lambda s: [_worker(r) for r in s.scalars(select(WorkerRow))])
 
     def live_workers(self) -> list[Worker]:
+        """Workers that beat within the heartbeat timeout."""
         cutoff = utcnow() - timedelta(seconds=self.settings.heartbeat_timeout_s)
-        with self.session_scope() as s:
-            dead = self._dead_local_workers(s)
-            rows = s.scalars(select(WorkerRow).where(WorkerRow.heartbeat_at >= cutoff))
-            return [Worker(r.id, r.pid, r.hostname, r.started_at, r.heartbeat_at) for r in rows if r.id not in dead]
-
-    @staticmethod
-    def _dead_local_workers(s: Session) -> set[str]:
-        """Worker ids that are surely gone: their process on this host has exited, or their row was
-        removed when they stopped. No need to wait for the heartbeat timeout for those."""
-        host = socket.gethostname()
-        rows = list(s.scalars(select(WorkerRow)))
-        alive = {r.id for r in rows if r.hostname != host or _pid_alive(r.pid)}
-        running = set(s.scalars(select(RunRow.worker_id).where(RunRow.status == RunStatus.RUNNING)))
-        return (running | {r.id for r in rows}) - alive
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A killed child that its parent has not reaped yet is a zombie: not alive for us.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
+        return self._transaction(lambda s: [
+            _worker(r) for r in s.scalars(select(WorkerRow).where(WorkerRow.heartbeat_at >= cutoff))])

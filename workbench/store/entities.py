@@ -117,6 +117,27 @@ class Run:
 
 
 @dataclass
+class RunResult:
+    """How a run ended, written once by `Store.finish_run`. A field left None keeps what the store has (a run
+    that failed before training keeps the params it was queued with)."""
+
+    status: RunStatus
+    error: str | None = None
+    task: str | None = None
+    params: dict[str, Any] | None = None
+    device: str | None = None
+    duration_s: float | None = None
+    epochs_done: int | None = None
+    primary_metric: str | None = None
+    primary_value: float | None = None
+    split_fingerprint: str | None = None
+    metrics: dict[str, Any] | None = None
+    baseline: dict[str, Any] | None = None
+    curves: dict[str, Any] | None = None
+    details: dict[str, Any] | None = None
+
+
+@dataclass
 class Worker:
     id: str
     pid: int
