@@ -11,7 +11,7 @@ from workbench.models.layers import FeatureTokenizer, ReLUDropout, numbered_sequ
 from workbench.models.params import NeuralParams, param
 
 
-@dataclass
+@dataclass(frozen=True)
 class CNNParams(NeuralParams):
     d_token: int = param(16, "Size of each feature's embedding.", min=2, max=512)
     channels: int = param(64, "Filters per convolution layer.", min=1, max=1024)
@@ -22,17 +22,17 @@ class CNNParams(NeuralParams):
 
 
 class CNN(nn.Module):
-    def __init__(self, n_numeric: int, cardinalities: list[int], n_outputs: int, params: dict):
+    def __init__(self, n_numeric: int, cardinalities: list[int], n_outputs: int, params: CNNParams):
         super().__init__()
-        self.tokens = FeatureTokenizer(n_numeric, cardinalities, params["d_token"])
+        self.tokens = FeatureTokenizer(n_numeric, cardinalities, params.d_token)
         slots: list[nn.Module | None] = []
-        width = params["d_token"]
-        for _ in range(params["depth"]):
-            slots += [nn.Conv1d(width, params["channels"], params["kernel_size"], padding="same"),
-                      nn.BatchNorm1d(params["channels"]), ReLUDropout(params["dropout"]), None]
-            width = params["channels"]
+        width = params.d_token
+        for _ in range(params.depth):
+            slots += [nn.Conv1d(width, params.channels, params.kernel_size, padding="same"),
+                      nn.BatchNorm1d(params.channels), ReLUDropout(params.dropout), None]
+            width = params.channels
         self.body = numbered_sequential(slots)
-        self.pool = nn.AdaptiveMaxPool1d(1) if params["pooling"] == "max" else nn.AdaptiveAvgPool1d(1)
+        self.pool = nn.AdaptiveMaxPool1d(1) if params.pooling == "max" else nn.AdaptiveAvgPool1d(1)
         self.head = nn.Linear(width, n_outputs)
 
     def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:

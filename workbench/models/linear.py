@@ -10,14 +10,14 @@ from torch import nn
 from workbench.models.params import NeuralParams, param
 
 
-@dataclass
+@dataclass(frozen=True)
 class LinearParams(NeuralParams):
     lr: float = param(1e-2, "Learning rate: step size of each update. Too high diverges, too low is slow.",
                       min=1e-6, max=1.0)
 
 
 class LinearModel(nn.Module):
-    def __init__(self, n_numeric: int, cardinalities: list[int], n_outputs: int, params: dict):
+    def __init__(self, n_numeric: int, cardinalities: list[int], n_outputs: int, params: LinearParams):
         super().__init__()
         self.linear = nn.Linear(n_numeric, n_outputs)
 

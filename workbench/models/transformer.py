@@ -12,7 +12,7 @@ from workbench.models.layers import FeatureTokenizer
 from workbench.models.params import NeuralParams, param
 
 
-@dataclass
+@dataclass(frozen=True)
 class TransformerParams(NeuralParams):
     d_model: int = param(64, "Size of each feature's token.", min=8, max=1024)
     n_heads: int = param(8, "Attention heads; must divide the token size.", min=1, max=64)
@@ -31,17 +31,17 @@ class TransformerParams(NeuralParams):
 
 
 class FTTransformer(nn.Module):
-    def __init__(self, n_numeric: int, cardinalities: list[int], n_outputs: int, params: dict):
+    def __init__(self, n_numeric: int, cardinalities: list[int], n_outputs: int, params: TransformerParams):
         super().__init__()
-        d = params["d_model"]
+        d = params.d_model
         self.tokens = FeatureTokenizer(n_numeric, cardinalities, d)
         self.cls = nn.Parameter(torch.zeros(1, 1, d))
         nn.init.uniform_(self.cls, -(d**-0.5), d**-0.5)
         layer = nn.TransformerEncoderLayer(
-            d, params["n_heads"], dim_feedforward=max(1, int(d * params["ffn_factor"])), dropout=params["dropout"],
+            d, params.n_heads, dim_feedforward=max(1, int(d * params.ffn_factor)), dropout=params.dropout,
             activation="gelu", batch_first=True, norm_first=True)
-        layer.self_attn.dropout = params["attention_dropout"]
-        self.encoder = nn.TransformerEncoder(layer, params["n_layers"], enable_nested_tensor=False)
+        layer.self_attn.dropout = params.attention_dropout
+        self.encoder = nn.TransformerEncoder(layer, params.n_layers, enable_nested_tensor=False)
         self.head = nn.Sequential(nn.LayerNorm(d), nn.ReLU(), nn.Linear(d, n_outputs))
 
     def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:

@@ -57,7 +57,7 @@ def main(out: Path) -> None:
         outcome = execute(config, frame, out / name)
         assert outcome.status == "succeeded", (name, outcome.error)
         predicted = load_model(out / name).predict(pd.read_csv(out / "rows.csv"))
-        predicted.to_csv(out / f"{name}.predictions.csv", index=False)
+        predicted.to_parquet(out / f"{name}.predictions.parquet")  # exact values and dtypes
 
 
 if __name__ == "__main__":
