@@ -71,7 +71,7 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], Preprocessor, Any]:
     from workbench.models.registry import MODELS
 
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
+    if not run_dir.is_dir():
         raise UserError("This run has no saved model (it did not finish, or its files were removed).")
     reading = "config.json"  # the file named if loading fails
     try:

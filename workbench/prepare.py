@@ -215,10 +215,13 @@ class Preprocessor(BaseEstimator):
         self.feature_names_ = [str(name) for name in self.transformer_.get_feature_names_out()]
         if self.categorical_mode == "embedding":
             self.n_numeric_out_ = len(numeric_columns) + len(features.boolean)
+            self.cardinalities_ = []
             # Every kept category (and the rare-category group) occurs in the rows fitted on, so their largest code
             # bounds the table size; code 0 stays for categories never seen in training.
-            codes = self.transformer_.named_transformers_["categorical"].transform(fit_frame[features.categorical])
-            self.cardinalities_ = [int(codes[:, j].max()) + 2 for j in range(codes.shape[1])]
+            if features.categorical:  # (without any, the column transformer leaves their pipeline unfitted)
+                encode = self.transformer_.named_transformers_["categorical"]
+                codes = encode.transform(fit_frame[features.categorical])
+                self.cardinalities_ = [int(codes[:, j].max()) + 2 for j in range(codes.shape[1])]
         else:
             self.n_numeric_out_, self.cardinalities_ = len(self.feature_names_), []
         return self
