@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from workbench import memory
 from workbench.artifacts import save_run
 from workbench.callbacks import Callback, CallbackList, EpochRecord, RunCancelled
 from workbench.devices import select_device
@@ -90,7 +91,8 @@ def validate_config(config: RunConfig, table: pd.DataFrame) -> Resolved:
         if name not in table.columns:
             raise UserError(f"Cannot exclude '{name}': there is no such column.")
     if isinstance(hyperparameters, NeuralParams):
-        select_device(hyperparameters.device)
+        device = select_device(hyperparameters.device)
+        memory.check(memory.estimate(spec, hyperparameters, memory.table_shapes(table, config, spec, task)), device)
     return Resolved(task, hyperparameters)
 
 
@@ -103,6 +105,13 @@ def execute(config: RunConfig, table: pd.DataFrame, run_dir: Path, callbacks: Se
     prepared = prepare(table, config.target, resolved.task, config.exclude, config.split, config.prep,
                        spec.family, spec.categorical)
     objective = Objective.for_training(prepared.task, prepared.y["train"], len(prepared.classes or []))
+    if isinstance(resolved.hyperparameters, NeuralParams):  # again, with the shapes the preparation made
+        device = select_device(resolved.hyperparameters.device)
+        rows = {s: len(ids) for s, ids in prepared.row_ids.items()}
+        shapes = memory.Shapes(len(prepared.preprocessor.input_columns), prepared.preprocessor.n_numeric_out_,
+                               prepared.preprocessor.cardinalities_, objective.n_outputs, sum(rows.values()),
+                               rows["train"], max(rows["val"], rows["test"]))
+        memory.check(memory.estimate(spec, resolved.hyperparameters, shapes), device, prepared=True)
     outcome = RunOutcome(
         status=RunStatus.FAILED, task=prepared.task, params=resolved.params, device="", epochs_run=0, duration_s=0.0,
         primary_metric=objective.metric_name, split_fingerprint=prepared.fingerprint,

@@ -30,13 +30,15 @@ from workbench.callbacks import (
     RunCancelled,
     TrainerState,
     WeightAveraging,
+    unwrapped,
 )
 from workbench.devices import autocast_for, limit_cpu_threads, tune_cpu_allocator
 from workbench.models.params import NeuralParams
 from workbench.store.entities import RunStatus
 from workbench.tasks import Objective
 
-EVAL_BATCH = 8192
+EVAL_BATCH = 8192  # rows per evaluation batch, unless a model holds much per row (see evaluation_rows)
+EVAL_MEMORY_BYTES = 256 * 2**20  # the most the activations of one evaluation batch may take
 # batch_size 0 (auto): 256 rows per update, doubled on large tables. Each doubling keeps ~200+ updates per epoch and
 # multiplies the learning rate by sqrt(2), the square-root scaling rule for Adam (Malladi et al., 2022). On the
 # 200,000-row benchmark task, batch 1024 at twice the learning rate reached the validation accuracy of batch 256 in
@@ -158,13 +160,21 @@ def run_epoch(model: nn.Module, train: Tensors, objective: Objective, optimizer,
     return loss_sum / n
 
 
+def evaluation_rows(model: nn.Module) -> int:
+    """Rows per evaluation batch: EVAL_BATCH, or fewer where that would take more than EVAL_MEMORY_BYTES (a
+    transformer over 200 feature tokens holds about 2 MB a row: 8,192 rows would take 16 GB)."""
+    per_row = unwrapped(model).activation_size().inference * 4
+    return int(max(1, min(EVAL_BATCH, EVAL_MEMORY_BYTES // per_row)))
+
+
 @torch.inference_mode()
 def predict_outputs(model: nn.Module, x_num: torch.Tensor, x_cat: torch.Tensor, autocast=None) -> torch.Tensor:
     model.eval()
+    rows = evaluation_rows(model)
     outputs = []
-    for start in range(0, x_num.shape[0], EVAL_BATCH):
+    for start in range(0, x_num.shape[0], rows):
         with autocast or nullcontext():
-            outputs.append(model(x_num[start:start + EVAL_BATCH], x_cat[start:start + EVAL_BATCH]).float())
+            outputs.append(model(x_num[start:start + rows], x_cat[start:start + rows]).float())
     return torch.cat(outputs) if outputs else torch.zeros((0, 1))
 
 

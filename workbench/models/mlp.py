@@ -9,6 +9,7 @@ from torch import nn
 
 from workbench.models.layers import (
     ACTIVATIONS,
+    ActivationSize,
     CategoricalEmbeddings,
     activation_and_dropout,
     init_weights,
@@ -48,6 +49,15 @@ class MLP(nn.Module):
         self.body = numbered_sequential(slots)
         self.head = nn.Linear(width, n_outputs)
         init_weights(self.body, params.init, params.activation)
+
+    def activation_size(self) -> ActivationSize:
+        """Per hidden layer: its output, the dropout mask and what the next layer reads (batch norm: two more);
+        the backward pass holds about two layers' gradients at once."""
+        layers = [m for m in self.body if isinstance(m, nn.Linear)]
+        per_layer = 5 if any(isinstance(m, nn.BatchNorm1d) for m in self.body) else 3
+        widths = [self.head.in_features if not layers else layers[0].in_features] + [m.out_features for m in layers]
+        return ActivationSize(training=2 * widths[0] + per_layer * sum(widths[1:]) + 2 * max(widths),
+                              inference=widths[0] + 2 * max(widths))
 
     def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
         x = torch.cat([x_num, self.embeddings(x_cat)], dim=1) if self.embeddings.out_dim else x_num

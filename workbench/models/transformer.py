@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from workbench.errors import UserError
-from workbench.models.layers import FeatureTokenizer
+from workbench.models.layers import ActivationSize, FeatureTokenizer
 from workbench.models.params import NeuralParams, param
 
 
@@ -43,6 +43,17 @@ class FTTransformer(nn.Module):
         layer.self_attn.dropout = params.attention_dropout
         self.encoder = nn.TransformerEncoder(layer, params.n_layers, enable_nested_tensor=False)
         self.head = nn.Sequential(nn.LayerNorm(d), nn.ReLU(), nn.Linear(d, n_outputs))
+
+    def activation_size(self) -> ActivationSize:
+        """Per layer, attention holds heads x tokens^2 values several times over in training (scores, softmax,
+        dropout mask, dropped weights) and twice in inference (scores and softmax); the token-sized tensors (norms,
+        projections, residuals, dropout) about 20 times and the feed-forward part 3.5 times its width."""
+        n, d = self.tokens.n_tokens + 1, self.tokens.d_token  # + [CLS]
+        first = self.encoder.layers[0]
+        heads, ffn, layers = first.self_attn.num_heads, first.linear1.out_features, len(self.encoder.layers)
+        attention = 3.5 * heads * n * n * layers
+        return ActivationSize(training=4 * n * d + layers * (20 * n * d + 3.5 * ffn * n) + attention,
+                              inference=2 * heads * n * n + 8 * n * d + 2 * ffn * n, attention=attention)
 
     def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
         tokens = self.tokens(x_num, x_cat)
