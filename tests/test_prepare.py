@@ -192,3 +192,13 @@ def test_the_preprocessor_is_a_scikit_learn_estimator(categorical, sample_rows, 
     new_rows = frame.drop(columns=["label"]).assign(colour="never seen")
     for a, b in zip(again.transform(new_rows), fitted.transform(new_rows), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_dates_are_left_out_when_date_parts_are_off():
+    frame = messy_frame()
+    on = run_prepare(frame)
+    assert "when" in on.preprocessor.features.datetime and "when_year" in on.preprocessor.feature_names_
+    off = run_prepare(frame, prep=PrepConfig(datetime_parts=False))
+    assert off.preprocessor.features.datetime == [] and not any(n.startswith("when") for n in
+                                                               off.preprocessor.feature_names_)
+    assert "'when' holds dates and was left out (splitting dates into parts is off)." in off.notes

@@ -72,3 +72,13 @@ def test_baseline_is_majority_class_and_training_mean():
                                            ("log_loss", False), ("val_loss", False), ("max_error", False)])
 def test_metric_directions(metric, higher):
     assert higher_is_better(metric) is higher
+
+
+def test_an_estimator_that_never_saw_a_class_still_gives_every_class_a_column():
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.arange(20, dtype="float64").reshape(-1, 1)
+    estimator = LogisticRegression().fit(x, np.where(x[:, 0] < 10, 0, 2))  # class 1 of 3 is not in these rows
+    proba = Objective("multiclass", 3).estimator_predictions(estimator, x)
+    assert proba.shape == (20, 3) and (proba[:, 1] == 0).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)

@@ -78,8 +78,9 @@ class Features:
     notes: list[str] = field(default_factory=list)
 
 
-def choose_features(frame: pd.DataFrame, target: str, exclude: list[str]) -> Features:
-    """All columns but the target and exclusions; identifiers and free text are left out, with a note."""
+def choose_features(frame: pd.DataFrame, target: str, exclude: list[str], datetime_parts: bool = True) -> Features:
+    """All columns but the target and exclusions; identifiers and free text are left out, with a note, and so are
+    dates when they are not to be split into parts (`datetime_parts` False)."""
     missing = [c for c in exclude if c not in frame.columns]
     if missing:
         raise UserError(f"Cannot exclude '{missing[0]}': there is no such column.")
@@ -96,6 +97,8 @@ def choose_features(frame: pd.DataFrame, target: str, exclude: list[str]) -> Fea
             features.notes.append(f"'{name}' is free text and was left out (text features are not supported yet).")
         elif present.nunique() <= 1:
             features.notes.append(f"'{name}' has a single value and was left out.")
+        elif kind == "datetime" and not datetime_parts:
+            features.notes.append(f"'{name}' holds dates and was left out (splitting dates into parts is off).")
         elif kind == "datetime":
             features.datetime.append(name)
             times = as_datetime(present)
@@ -360,7 +363,7 @@ def prepare(frame: pd.DataFrame, target: str, task: str, exclude: list[str], spl
     task = detect_task(data[target], task)
     y_raw = data[target]
     labels = class_labels(y_raw) if task != "regression" else None
-    features = choose_features(data, target, exclude)
+    features = choose_features(data, target, exclude, prep.datetime_parts)
     notes += features.notes
     rows = split_rows(data.index, labels, split)
     if not rows.stratified and task != "regression":

@@ -171,6 +171,12 @@ def _train_classical(spec: ModelSpec, prepared: Prepared, objective: Objective, 
                      callbacks: CallbackList) -> Trained:
     """One fit of a scikit-learn estimator, reported to the callbacks as one epoch (its validation figures)."""
     estimator = spec.build(prepared.task, params)
+    if prepared.task != Task.REGRESSION and getattr(estimator, "early_stopping", False):
+        # Its internal validation split is stratified: that needs two training rows of every class, and a
+        # validation share with at least one row per class.
+        counts = np.unique(prepared.y["train"], return_counts=True)[1]
+        if counts.min() < 2 or np.floor(estimator.validation_fraction * counts.sum()) < len(counts):
+            estimator.set_params(early_stopping=False)
     callbacks.on_train_begin(1, 1)
     started = time.perf_counter()
     estimator.fit(prepared.x_num["train"], prepared.y["train"])

@@ -122,10 +122,16 @@ class Objective:
         return output[:, 0] * self.y_std + self.y_mean
 
     def estimator_predictions(self, estimator: Any, x: np.ndarray) -> np.ndarray:
-        """The same predictions from a fitted scikit-learn estimator."""
+        """The same predictions from a fitted scikit-learn estimator, with a probability column for every class,
+        also for classes absent from the training rows (which its `predict_proba` leaves out)."""
         if self.task == Task.REGRESSION:
             return estimator.predict(x).astype("float64")
-        return estimator.predict_proba(x)
+        proba = estimator.predict_proba(x)
+        if proba.shape[1] == self.n_classes:
+            return proba
+        full = np.zeros((len(proba), self.n_classes), dtype=proba.dtype)
+        full[:, estimator.classes_] = proba
+        return full
 
     # -- on predictions (numpy, on the host) ----------------------------------------------------------------------
 
