@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from workbench.errors import UserError
@@ -124,8 +124,8 @@ def damage(path: Path, kind: str, fraction: float, junk: bytes, other_run: Path)
         path.write_bytes((other_run / path.name).read_bytes())
 
 
-@settings(max_examples=25, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, derandomize=True, database=None, phases=(Phase.explicit, Phase.generate),
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # no shrinking: the protection check stays fast
 @given(model=st.sampled_from(sorted(RUN_FILES)), data=st.data(),
        kind=st.sampled_from(["missing", "truncated", "garbage", "garbage inside", "from another run"]),
        fraction=st.floats(0.0, 0.99), junk=st.binary(min_size=0, max_size=300))

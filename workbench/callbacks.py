@@ -64,7 +64,7 @@ class TrainerState:
 
 
 class Callback:
-    trainer: TrainerState | None = None
+    trainer: TrainerState | None = None  # None for the classical models: one fit, reported as one epoch
 
     def bind(self, trainer: TrainerState) -> None:
         self.trainer = trainer
