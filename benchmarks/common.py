@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +19,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from workbench.callbacks import Callback, CallbackList, EpochRecord, RunCancelled
-from workbench.models.mlp import MLP
+from workbench.callbacks import Callback, EpochRecord, RunCancelled
+from workbench.models.mlp import MLP, MLPParams
 from workbench.models.registry import resolve_params
-from workbench.training import Objective, Tensors, fit
+from workbench.tasks import Objective
+from workbench.training import Tensors, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -120,20 +121,18 @@ def make_data(rows: int, features: int = 50, task: str = "binary", seed: int = 0
     return Split(x[:rows], y[:rows], x[rows:], y[rows:], task)
 
 
-def mlp_params(**overrides) -> dict:
+def mlp_params(**overrides) -> MLPParams:
     """The workbench MLP's hyperparameters: its defaults unless overridden."""
     return resolve_params("mlp", overrides)
 
 
-def build_mlp(n_features: int, params: dict, device: str, seed: int = 0) -> nn.Module:
+def build_mlp(n_features: int, params: MLPParams, device: str, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return MLP(n_features, [], 1, params).to(device)
 
 
 def objective_for(data: Split) -> Objective:
-    if data.task == "regression":
-        return Objective("regression", float(data.y_train.mean()), float(data.y_train.std() or 1.0))
-    return Objective(data.task)
+    return Objective.for_training(data.task, data.y_train)
 
 
 # -- the tutorial loop ---------------------------------------------------------------------------
@@ -227,19 +226,19 @@ class StopAtScore(Callback):
             raise RunCancelled("time limit")
 
 
-def ours(data: Split, params: dict, device: str, callbacks: list[Callback] = (),
+def ours(data: Split, params: MLPParams, device: str, callbacks: list[Callback] = (),
          compile_model: bool = False) -> tuple[nn.Module, object, float]:
     """Our trainer, the real path: tensors made once on the device, then `workbench.training.fit`.
     Returns (model, FitResult, seconds including the move to the device)."""
-    params = {**params, "device": device}
+    params = replace(params, device=device)
     started = time.perf_counter()
     dev = torch.device(device)
     train = Tensors.from_arrays(data.x_train, np.zeros((len(data.x_train), 0)), data.y_train, dev)
     val = Tensors.from_arrays(data.x_val, np.zeros((len(data.x_val), 0)), data.y_val, dev)
-    model = build_mlp(data.n_features, params, device, params["seed"])
+    model = build_mlp(data.n_features, params, device, params.seed)
     if compile_model:
         model = torch.compile(model)
-    result = fit(model, train, val, objective_for(data), params, CallbackList(callbacks))
+    result = fit(model, train, val, objective_for(data), params, callbacks)
     sync(device)
     return model, result, time.perf_counter() - started
 

@@ -35,7 +35,7 @@ def sklearn_until_plateau(data, hidden: list[int], patience: int = 2, max_epochs
 def measure(device: str = "cpu", rows: int = 200_000, features: int = 50, task: str = "binary",
             max_epochs: int = 15) -> dict:
     data = make_data(rows, features, task)
-    hidden = mlp_params()["hidden_sizes"]
+    hidden = mlp_params().hidden_sizes
     theirs = sklearn_until_plateau(data, hidden, max_epochs=max_epochs)
     mine = ours_until(data, theirs["best_score"], device, time_limit_s=max(60.0, 3 * theirs["seconds_to_best"]))
     out = {"device": device, "rows": rows, "features": features, "task": task, "hidden": hidden,

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import common
-from workbench.training import tune_cpu_allocator
+from workbench.devices import tune_cpu_allocator
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("throughput", "time_to_quality", "sklearn_mlp", "utilisation", "ingest", "train_memory", "quality",

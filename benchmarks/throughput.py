@@ -18,7 +18,7 @@ def measure(device: str = "cpu", rows: int = 200_000, features: int = 50, batch_
         params = mlp_params(batch_size=batch_size, epochs=epochs, patience=0)
 
         def run_tutorial(params=params, batch_size=batch_size) -> float:
-            loop = Tutorial(data, build_mlp(features, params, device), batch_size, params["lr"], device)
+            loop = Tutorial(data, build_mlp(features, params, device), batch_size, params.lr, device)
             started = time.perf_counter()
             for _ in range(epochs):
                 loop.epoch()

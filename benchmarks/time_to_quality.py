@@ -34,8 +34,8 @@ def ours_until(data, target: float, device: str, time_limit_s: float, compile_mo
     best = (max if data.task != "regression" else min)(scores) if scores else None
     return {"reached": watch.reached_at is not None, "seconds": round(watch.reached_at or seconds, 2),
             "epochs": len(watch.epochs), "best_score": best, "status": result.status,
-            "settings": f"workbench MLP defaults: batch {result.batch_size} (automatic), {params['optimizer']} lr "
-                        f"{result.lr:g}, hidden {params['hidden_sizes']}, dropout {params['dropout']}"}
+            "settings": f"workbench MLP defaults: batch {result.batch_size} (automatic), {params.optimizer} lr "
+                        f"{result.lr:g}, hidden {params.hidden_sizes}, dropout {params.dropout}"}
 
 
 def measure(device: str = "cpu", rows: int = 200_000, features: int = 50, task: str = "binary",

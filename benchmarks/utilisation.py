@@ -8,7 +8,9 @@ from collections.abc import Callable
 import torch
 
 from benchmarks.common import build_mlp, huge_pages_mb, mlp_params, sync
-from workbench.training import Objective, autocast_for, make_optimizer, train_step
+from workbench.devices import autocast_for
+from workbench.tasks import Objective
+from workbench.training import make_optimizer, train_step
 
 
 def _seconds_per_call(fn, device: str, seconds: float) -> float:
@@ -64,7 +66,7 @@ def measure(device: str = "cpu", batch: int = 4096, width: int = 512, depth: int
     timed = {}
     for name, overrides in variants.items():
         params = mlp_params(hidden_sizes=[width] * depth, **overrides)
-        autocast = autocast_for(dev, {**params, "device": device})
+        autocast = autocast_for(dev, params.mixed_precision)
         dtype = torch.bfloat16 if isinstance(autocast, torch.autocast) else torch.float32
         dtype_name = str(dtype).replace("torch.", "")
         if f"matmul {dtype_name}" not in timed:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 from workbench.errors import UserError
 from workbench.predict import load_model
@@ -72,3 +75,106 @@ def test_regression_predictions_are_in_target_units(regression_frame, tmp_path):
     out = load_model(tmp_path / "r").predict(regression_frame.head(200))
     assert abs(out["prediction"].mean() - regression_frame["y"].head(200).mean()) < 1.0
     assert json.loads((tmp_path / "r" / "config.json").read_text())["task"] == "regression"
+
+
+SAVED_V1 = Path(__file__).parent / "data" / "saved_runs_v1"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SAVED_V1.iterdir() if p.is_dir()))
+def test_runs_saved_before_the_engine_refactor_load_and_predict_identically(name):
+    """Folders written by the code at 85a5395 (tests/data/saved_runs_v1/make_saved_runs.py): every model, three
+    tasks, missing values, unseen categories and dates; the predictions are those that code made, to the bit."""
+    expected = pd.read_parquet(SAVED_V1 / f"{name}.predictions.parquet")
+    predicted = load_model(SAVED_V1 / name).predict(pd.read_csv(SAVED_V1 / "rows.csv"))  # read as when it was made
+    pd.testing.assert_frame_equal(predicted, expected, check_exact=True)
+
+
+# -- damaged run folders -----------------------------------------------------------------------------------------
+
+RUN_FILES = {"mlp": ["config.json", "preprocessor.skops", "weights.safetensors"],
+             "random_forest": ["config.json", "preprocessor.skops", "model.skops"]}
+
+
+@pytest.fixture(scope="module")
+def sound_runs(tmp_path_factory):
+    """A neural and a classical run, and a neural run on other columns (for files swapped between runs)."""
+    from tests.conftest import make_classification_frame
+
+    root = tmp_path_factory.mktemp("sound")
+    frame = make_classification_frame(n=200)
+    for model, params in (("mlp", {"epochs": 1, "hidden_sizes": "8"}), ("random_forest", {"n_estimators": 3})):
+        assert execute(RunConfig("d", "label", model, params=params), frame, root / model).status == "succeeded"
+    other = frame.assign(x3=frame["x1"] * 2).drop(columns=["colour"])
+    execute(RunConfig("d", "label", "mlp", params={"epochs": 1, "hidden_sizes": "16"}), other, root / "other")
+    return root
+
+
+def damage(path: Path, kind: str, fraction: float, junk: bytes, other_run: Path) -> None:
+    data = path.read_bytes()
+    if kind == "missing":
+        path.unlink()
+    elif kind == "truncated":
+        path.write_bytes(data[: int(len(data) * fraction)])
+    elif kind == "garbage":
+        path.write_bytes(junk)
+    elif kind == "garbage inside":  # the right start and end, junk in the middle
+        cut = max(1, int(len(data) * fraction))
+        path.write_bytes(data[:cut] + junk + data[cut + len(junk):])
+    elif kind == "from another run":
+        path.write_bytes((other_run / path.name).read_bytes())
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, database=None, phases=(Phase.explicit, Phase.generate),
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # no shrinking: the protection check stays fast
+@given(model=st.sampled_from(sorted(RUN_FILES)), data=st.data(),
+       kind=st.sampled_from(["missing", "truncated", "garbage", "garbage inside", "from another run"]),
+       fraction=st.floats(0.0, 0.99), junk=st.binary(min_size=0, max_size=300))
+def test_a_damaged_run_folder_is_refused_in_one_sentence(sound_runs, tmp_path, model, data, kind, fraction, junk):
+    """Protection: artifacts.load_run turns any failure to read a run's files into one UserError. Each file, each
+    kind of damage: missing, cut short, replaced by junk, junk inside, or the file of another run (weights of the
+    wrong shapes, a preprocessing for other columns). Either it still loads and predicts (junk that changed
+    nothing), or it is refused plainly; never another exception."""
+    import shutil
+
+    from tests.conftest import make_classification_frame
+
+    name = data.draw(st.sampled_from(RUN_FILES[model]), label="file")
+    run_dir = tmp_path / f"{model}-{kind}-{len(junk)}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    shutil.copytree(sound_runs / model, run_dir)
+    other = sound_runs / ("other" if name != "model.skops" else "mlp")
+    damage(run_dir / name, kind, fraction, junk, other)
+    if kind == "from another run" and name == "model.skops":  # a neural run has no model.skops: use a classical one
+        (run_dir / name).write_bytes((sound_runs / "random_forest" / "preprocessor.skops").read_bytes())
+    try:
+        predicted = load_model(run_dir).predict(make_classification_frame(n=20).drop(columns=["label"]))
+    except UserError as exc:
+        message = str(exc)
+        assert message.endswith("train it again.") or "never writes" in message, message
+        assert "\n" not in message and "Traceback" not in message
+        if "damaged" in message:  # it names the file; files that do not fit together name one of them
+            named = RUN_FILES[model] if kind == "from another run" else [name]
+            assert any(f"run {run_dir.name} is damaged ({n} cannot be used)" in message for n in named), message
+    else:
+        assert kind in ("garbage inside", "truncated", "from another run") and len(predicted) == 20
+
+
+def test_cli_predict_with_a_damaged_model_says_so_and_exits_2(store, home, tmp_path):
+    """Protection: a damaged run is a user-facing error in the CLI (exit 2, `error: ...`), not an unexpected one."""
+    from tests.conftest import make_classification_frame
+    from workbench import datasets, jobs
+
+    frame = make_classification_frame(n=120)
+    dataset_id = datasets.add_dataset(store, frame.to_csv(index=False).encode(), "small.csv").dataset.id
+    run = jobs.submit_run(store, RunConfig(dataset_id, "label", "mlp", params={"epochs": 1, "hidden_sizes": "8"}))
+    jobs.run_worker(store, once=True)
+    weights = store.settings.runs_dir / run.id / "weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    rows = tmp_path / "rows.csv"
+    frame.drop(columns=["label"]).head(5).to_csv(rows, index=False)
+    done = subprocess.run([sys.executable, "-m", "workbench", "predict", run.id, str(rows)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "WORKBENCH_HOME": str(home)})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (f"error: The saved model of run {run.id} is damaged (weights.safetensors cannot "
+                                   "be used); train it again.")
+    assert done.stdout == ""

@@ -42,7 +42,8 @@ def test_step_flops_are_the_matmul_flops_a_training_step_runs():
 
     from benchmarks.common import build_mlp, mlp_params
     from benchmarks.utilisation import step_flops
-    from workbench.training import Objective, make_optimizer, train_step
+    from workbench.tasks import Objective
+    from workbench.training import make_optimizer, train_step
 
     params = mlp_params(hidden_sizes=[16, 8], mixed_precision="off")
     model = build_mlp(5, params, "cpu")

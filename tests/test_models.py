@@ -32,9 +32,9 @@ def test_catalog_entries_have_a_schema_with_defaults_and_help():
 
 def test_resolve_params_coerces_strings_from_the_cli():
     params = resolve_params("mlp", {"hidden_sizes": "128, 64", "lr": "0.01", "batch_norm": "true", "epochs": "5"})
-    assert params["hidden_sizes"] == [128, 64] and params["lr"] == 0.01
-    assert params["batch_norm"] is True and params["epochs"] == 5
-    assert params["optimizer"] == "adamw"  # defaults filled in
+    assert params.hidden_sizes == [128, 64] and params.lr == 0.01
+    assert params.batch_norm is True and params.epochs == 5
+    assert params.optimizer == "adamw"  # defaults filled in
 
 
 @pytest.mark.parametrize("model,overrides,message", [

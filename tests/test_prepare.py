@@ -43,7 +43,7 @@ def test_task_override_and_impossible_requests():
 
 def test_no_leakage_scaler_statistics_are_those_of_the_training_rows(binary_frame):
     p = run_prepare(binary_frame, prep=PrepConfig(scaling="standard"))
-    scaler = p.preprocessor.transformer.named_transformers_["numeric"].named_steps["scale"]
+    scaler = p.preprocessor.transformer_.named_transformers_["numeric"].named_steps["scale"]
     train_rows = binary_frame.loc[p.row_ids["train"], ["x1", "x2"]]
     np.testing.assert_allclose(scaler.mean_, train_rows.mean().to_numpy())
     np.testing.assert_allclose(scaler.scale_, train_rows.std(ddof=0).to_numpy())
@@ -84,7 +84,7 @@ def test_identifiers_excluded_datetimes_expanded(binary_frame):
     frame["customer_id"] = np.arange(len(frame))
     frame["signup"] = pd.date_range("2024-01-01", periods=len(frame), freq="6h")
     p = run_prepare(frame, exclude=["x2"])
-    names = p.preprocessor.feature_names
+    names = p.preprocessor.feature_names_
     assert "customer_id" not in names and "x2" not in names
     assert {"signup_year", "signup_month", "signup_dayofweek", "signup_hour"} <= set(names)
     assert any("identifier" in n for n in p.notes)
@@ -93,10 +93,10 @@ def test_identifiers_excluded_datetimes_expanded(binary_frame):
 def test_categoricals_as_codes_or_one_hot(binary_frame):
     embedded = run_prepare(binary_frame)
     assert embedded.x_cat["train"].shape[1] == 1
-    assert embedded.preprocessor.cardinalities == [4]  # 3 colours + the unknown code 0
+    assert embedded.preprocessor.cardinalities_ == [4]  # 3 colours + the unknown code 0
     onehot = run_prepare(binary_frame, family="classical", categorical="onehot")
     assert onehot.x_cat["train"].shape[1] == 0
-    assert {"colour_red", "colour_green", "colour_blue"} <= set(onehot.preprocessor.feature_names)
+    assert {"colour_red", "colour_green", "colour_blue"} <= set(onehot.preprocessor.feature_names_)
 
 
 def test_unseen_category_and_missing_values_at_transform_time(binary_frame):
@@ -125,7 +125,7 @@ def test_a_large_training_set_fits_the_preprocessing_on_a_seeded_sample(binary_f
     p = run_prepare(binary_frame, prep=PrepConfig(scaling="standard"))
     n_train = len(p.row_ids["train"])
     assert f"fitted on a random 50 of the {n_train:,} training rows" in " ".join(p.notes)
-    scaler = p.preprocessor.transformer.named_transformers_["numeric"].named_steps["scale"]
+    scaler = p.preprocessor.transformer_.named_transformers_["numeric"].named_steps["scale"]
     train_rows = binary_frame.loc[p.row_ids["train"], ["x1", "x2"]]
     assert scaler.n_samples_seen_ == 50 and not np.allclose(scaler.mean_, train_rows.mean().to_numpy())
     again = run_prepare(binary_frame, prep=PrepConfig(scaling="standard"))
@@ -141,3 +141,64 @@ def test_bad_settings_are_user_errors(binary_frame):
     with pytest.raises(UserError, match="at least 20"):
         run_prepare(binary_frame.head(10))
 
+
+
+def messy_frame(n: int = 400, seed: int = 0) -> pd.DataFrame:
+    """Missing numbers, rare and missing categories (some only seen outside a fit sample), booleans and dates."""
+    rng = np.random.default_rng(seed)
+    common = rng.choice(["ä", "b", "c 'd'", "=1+1"], size=n)
+    rare = np.where(rng.random(n) < 0.03, [f"rare-{i}" for i in range(n)], common)
+    frame = pd.DataFrame({
+        "x": np.where(rng.random(n) < 0.2, np.nan, rng.normal(size=n)),
+        "colour": np.where(rng.random(n) < 0.1, None, rare),
+        "size": rng.choice(["S", "M", "L", "XL", "XXL"], size=n, p=[0.5, 0.3, 0.15, 0.04, 0.01]),
+        "flag": rng.random(n) < 0.5,
+        "when": pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 900, n), unit="D"),
+        "label": rng.choice(["yes", "no"], size=n),
+    })
+    frame["when"] = frame["when"].astype(str)
+    return frame
+
+
+@pytest.mark.parametrize("categorical", ["embedding", "onehot"])
+@pytest.mark.parametrize("sample_rows", [50, 10_000])
+def test_the_preprocessor_is_a_scikit_learn_estimator(categorical, sample_rows, monkeypatch):
+    """Settings in __init__, fitted state in trailing-underscore attributes, and a saved config that gives back the
+    same transform. The embedding tables are sized by the codes of the rows fitted on, which bound the codes of every
+    training row even when the fit saw only a sample."""
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+
+    from workbench.prepare import Preprocessor
+
+    monkeypatch.setattr(prepare_module, "FIT_SAMPLE_ROWS", sample_rows)
+    frame = messy_frame()
+    p = run_prepare(frame, family="neural" if categorical == "embedding" else "classical", categorical=categorical)
+    fitted = p.preprocessor
+    assert fitted.get_params()["categorical_mode"] == categorical
+    unfitted = clone(fitted)
+    assert not hasattr(unfitted, "transformer_")
+    with pytest.raises(NotFittedError):
+        unfitted.transform(frame)
+    widths = p.x_num["train"].shape[1], p.x_cat["train"].shape[1]
+    assert widths == (fitted.n_numeric_out_, len(fitted.cardinalities_))
+    if categorical == "embedding":
+        assert fitted.cardinalities_ == [int(c) + 1 for c in p.x_cat["train"].max(axis=0)]
+        assert len(fitted.feature_names_) == fitted.n_numeric_out_ + len(fitted.cardinalities_)
+    else:
+        assert fitted.cardinalities_ == [] and len(fitted.feature_names_) == fitted.n_numeric_out_
+    again = Preprocessor.from_config(fitted.to_config(), fitted.transformer_)
+    assert again.get_params() == fitted.get_params()
+    new_rows = frame.drop(columns=["label"]).assign(colour="never seen")
+    for a, b in zip(again.transform(new_rows), fitted.transform(new_rows), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_dates_are_left_out_when_date_parts_are_off():
+    frame = messy_frame()
+    on = run_prepare(frame)
+    assert "when" in on.preprocessor.features.datetime and "when_year" in on.preprocessor.feature_names_
+    off = run_prepare(frame, prep=PrepConfig(datetime_parts=False))
+    assert off.preprocessor.features.datetime == [] and not any(n.startswith("when") for n in
+                                                               off.preprocessor.feature_names_)
+    assert "'when' holds dates and was left out (splitting dates into parts is off)." in off.notes

@@ -5,29 +5,22 @@ from __future__ import annotations
 import copy
 import math
 from contextlib import nullcontext
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from workbench import training
-from workbench.callbacks import Callback, CallbackList, RunCancelled
-from workbench.devices import cpu_has_native_bf16
+from workbench import devices, tasks, training
+from workbench.callbacks import Callback, RunCancelled, TrainerState, WeightAveraging
+from workbench.devices import autocast_for, cpu_has_native_bf16, select_device
 from workbench.errors import UserError
 from workbench.models.mlp import MLP, MLPParams
 from workbench.models.registry import resolve_params
 from workbench.runconfig import RunConfig
 from workbench.runner import execute
-from workbench.training import (
-    Objective,
-    Tensors,
-    WeightAverage,
-    autocast_for,
-    batch_and_lr,
-    evaluate,
-    fit,
-    select_device,
-)
+from workbench.tasks import Objective
+from workbench.training import Tensors, batch_and_lr, evaluate, fit
 
 
 def tensors(n=400, seed=0, scale=1.0):
@@ -39,10 +32,9 @@ def tensors(n=400, seed=0, scale=1.0):
 
 def train_mlp(params_override=None, callbacks=(), train=None, val=None, task="binary"):
     params = resolve_params("mlp", {"epochs": 8, "hidden_sizes": "16", **(params_override or {})})
-    torch.manual_seed(params["seed"])
+    torch.manual_seed(params.seed)
     model = MLP(4, [], 1, params)
-    return model, fit(model, train or tensors(), val or tensors(seed=1), Objective(task), params,
-                      CallbackList(callbacks))
+    return model, fit(model, train or tensors(), val or tensors(seed=1), Objective(task), params, callbacks)
 
 
 def test_seeded_cpu_runs_are_reproducible(binary_frame, tmp_path):
@@ -85,7 +77,7 @@ def test_nan_loss_ends_diverged():
 
 
 def test_diverged_run_through_the_runner_saves_nothing(binary_frame, tmp_path, monkeypatch):
-    monkeypatch.setattr(training.Objective, "loss", lambda self, output, y: output.sum() * float("nan"))
+    monkeypatch.setattr(tasks.Objective, "loss", lambda self, output, y: output.sum() * float("nan"))
     outcome = execute(RunConfig("d", "label", "mlp", params={"epochs": 5}), binary_frame, tmp_path / "run")
     assert outcome.status == "diverged" and outcome.epochs_run == 0
     assert "diverged" in outcome.error
@@ -142,11 +134,11 @@ def test_out_of_memory_retries_with_a_smaller_batch(monkeypatch):
 
 def test_automatic_batch_size_grows_with_the_rows_and_scales_the_learning_rate():
     params = resolve_params("mlp", {"lr": 0.002})
-    assert params["batch_size"] == 0
+    assert params.batch_size == 0
     assert batch_and_lr(params, 50_000) == (256, 0.002)
     assert batch_and_lr(params, 150_000) == (512, 0.002828)
     assert batch_and_lr(params, 1_000_000) == (1024, pytest.approx(0.004))
-    assert batch_and_lr({**params, "batch_size": 300}, 1_000_000) == (300, 0.002)  # a set size is kept as set
+    assert batch_and_lr(replace(params, batch_size=300), 1_000_000) == (300, 0.002)  # a set size is kept as set
 
 
 def test_automatic_batch_size_keeps_16_updates_per_epoch_on_small_tables():
@@ -160,15 +152,22 @@ def test_automatic_batch_size_keeps_16_updates_per_epoch_on_small_tables():
 def test_weight_average_fades_the_start_and_then_follows_with_its_horizon():
     model = torch.nn.Linear(2, 1)
     torch.nn.init.zeros_(model.weight)
-    average = WeightAverage(model, horizon_epochs=0.5, batches_per_epoch=200)  # about 100 updates
+    average = WeightAveraging(horizon_epochs=0.5)
+    state = TrainerState(model, None, None, None, batch_size=1, batches_per_epoch=200, judged=model)
+    average.bind(state)
+    average.on_train_begin(total_epochs=10, batches_per_epoch=200)  # about 100 updates
     assert average.decay == pytest.approx(0.99)
+    assert state.judged is average.average  # the average is what each epoch validates
     torch.nn.init.ones_(model.weight)
-    average.update()  # the first updates use a short horizon: decay (1 + 1) / (10 + 1)
+    average.on_batch_end(1, 0)  # the first updates use a short horizon: decay (1 + 1) / (10 + 1)
     assert average.average.weight.detach() == pytest.approx(torch.full((1, 2), 9 / 11))
-    for _ in range(2000):
-        average.update()
+    for batch in range(2000):
+        average.on_batch_end(1, batch)
     assert average.average.weight.detach() == pytest.approx(torch.ones((1, 2)))
     assert model.weight.requires_grad and not average.average.weight.requires_grad
+    torch.nn.init.zeros_(model.weight)
+    average.on_train_end("succeeded")  # the average is what the run keeps
+    assert model.weight.detach() == pytest.approx(torch.ones((1, 2)))
 
 
 @pytest.mark.parametrize("restore_best", [True, False])
@@ -185,18 +184,24 @@ def test_the_weights_kept_are_the_weights_that_were_validated(restore_best):
 
 
 def test_mixed_precision_auto_is_on_for_cpus_with_native_bf16(monkeypatch):
-    params, cpu = resolve_params("mlp", {}), torch.device("cpu")
-    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: True)
-    assert isinstance(autocast_for(cpu, params), torch.autocast)
-    assert not isinstance(autocast_for(cpu, {**params, "mixed_precision": "off"}), torch.autocast)
-    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: False)
-    assert not isinstance(autocast_for(cpu, params), torch.autocast)
-    assert isinstance(autocast_for(cpu, {**params, "mixed_precision": "on"}), torch.autocast)
+    cpu = torch.device("cpu")
+    assert resolve_params("mlp", {}).mixed_precision == "auto"
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
+    assert isinstance(autocast_for(cpu, "auto"), torch.autocast)
+    assert not isinstance(autocast_for(cpu, "off"), torch.autocast)
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
+    assert not isinstance(autocast_for(cpu, "auto"), torch.autocast)
+    assert isinstance(autocast_for(cpu, "on"), torch.autocast)
 
 
 def test_a_run_records_the_batch_size_learning_rate_and_precision_it_used():
-    _, result = train_mlp({"epochs": 1, "lr": 0.01}, train=tensors(n=120_000))
+    params = resolve_params("mlp", {"epochs": 1, "lr": 0.01, "hidden_sizes": "16"})
+    result = fit(MLP(4, [], 1, params), tensors(n=120_000), tensors(seed=1), Objective("binary"), params)
+    assert (params.batch_size, params.lr, params.mixed_precision) == (0, 0.01, "auto")  # the caller's, unchanged
     assert (result.batch_size, result.lr) == (512, 0.01414)
+    ran = result.ran(params)
+    assert (ran.batch_size, ran.lr, ran.mixed_precision) == (512, 0.01414, result.mixed_precision)
+    assert replace(ran, batch_size=0, lr=0.01, mixed_precision="auto") == params  # nothing else differs
     assert result.history[0].lr == 0.01414
     assert result.mixed_precision == ("on" if cpu_has_native_bf16() else "off")
     _, result = train_mlp({"epochs": 1, "mixed_precision": "off"})
@@ -231,3 +236,46 @@ def test_clip_grad_norm_matches_the_library(max_norm):
     assert all(torch.equal(a.grad, b.grad) for a, b in zip(ours.parameters(), library.parameters(), strict=True))
     clipped = torch.nn.utils.get_total_norm([p.grad for p in ours.parameters()])
     assert math.isclose(clipped, min(norm, max_norm), rel_tol=1e-4)
+
+
+class PruneAt(Callback):
+    """A pruning rule as the search issue will add one: it reads the trainer's state and ends the run."""
+
+    def __init__(self, epoch):
+        self.epoch, self.seen = epoch, []
+
+    def on_epoch_end(self, record):
+        self.seen.append((len(self.trainer.history), self.trainer.best_epoch, self.trainer.batch_size))
+        if record.epoch == self.epoch:
+            self.trainer.should_stop = True
+
+
+def test_a_callback_sees_the_trainer_state_and_can_end_training():
+    pruner = PruneAt(3)
+    _, result = train_mlp({"epochs": 50, "batch_size": 100}, callbacks=[pruner])
+    assert result.status == "succeeded" and [r.epoch for r in result.history] == [1, 2, 3]
+    assert [seen[0] for seen in pruner.seen] == [1, 2, 3]
+    assert all(1 <= best <= epochs and batch == 100 for epochs, best, batch in pruner.seen)
+
+
+def test_callbacks_that_act_per_epoch_are_not_called_per_step(monkeypatch):
+    """The step loop calls on_batch_end only on the callbacks that override it (here: none, weight averaging off)."""
+    calls = []
+    monkeypatch.setattr(Callback, "on_batch_end", lambda self, epoch, batch: calls.append(type(self).__name__))
+    _, result = train_mlp({"epochs": 3, "weight_averaging": 0, "lr_schedule": "cosine", "patience": 2},
+                          callbacks=[PruneAt(99)])
+    assert len(result.history) == 3 and calls == []
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "plateau"])
+def test_learning_rate_schedules(schedule):
+    rng = np.random.default_rng(0)
+    noise = Tensors.from_arrays(rng.normal(size=(300, 4)).astype("float32"), np.zeros((300, 0), "int64"),
+                                rng.integers(0, 2, 300), torch.device("cpu"))
+    _, result = train_mlp({"epochs": 12, "patience": 0, "lr_schedule": schedule, "lr": 0.01}, train=noise)
+    rates = [r.lr for r in result.history]
+    assert rates[0] == pytest.approx(0.01) and all(b <= a for a, b in zip(rates, rates[1:], strict=False))
+    if schedule == "cosine":  # half way down at the middle of the planned epochs
+        assert rates[6] == pytest.approx(0.005)
+    else:  # halved after validation stopped improving for max(2, patience // 4) epochs
+        assert set(rates) <= {0.01 / 2**k for k in range(12)} and rates[-1] < 0.01

@@ -1,8 +1,9 @@
 """Save and load a trained run. Safe formats only: loading never unpickles anything.
 
-A run folder holds `config.json` (what the model is and which columns it needs), the fitted column
+A run folder holds `config.json` (what the model is, its task and which columns it needs), the fitted column
 transformer as skops, and the weights as safetensors (neural) or the estimator as skops (classical).
-skops is loaded with an explicit allow-list of the few types it does not trust by default.
+skops is loaded with an explicit allow-list of the few types it does not trust by default. A folder whose files
+cannot be read, or do not fit together, is refused in one sentence: it is damaged.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from workbench.errors import UserError, storage_error_message
-from workbench.prepare import Features, Preprocessor
+from workbench.models.params import saved
+from workbench.prepare import Preprocessor
 
 FORMAT_VERSION = 1
 # The only types outside skops' default trust list that our transformers and estimators contain.
@@ -37,11 +38,9 @@ def save_run(run_dir: Path, config: dict[str, Any], preprocessor: Preprocessor, 
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=run_dir.parent, prefix=f".{run_dir.name}-"))
     try:
-        config = {**config, "format_version": FORMAT_VERSION, "features": asdict(preprocessor.features),
-                  "categorical_mode": preprocessor.categorical_mode, "n_numeric_out": preprocessor.n_numeric_out,
-                  "cardinalities": preprocessor.cardinalities, "feature_names": preprocessor.feature_names}
+        config = {**config, "format_version": FORMAT_VERSION, **preprocessor.to_config()}
         (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
-        sio.dump(preprocessor.transformer, tmp / "preprocessor.skops")
+        sio.dump(preprocessor.transformer_, tmp / "preprocessor.skops")
         if isinstance(model, torch.nn.Module):
             state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
             save_file(state, tmp / "weights.safetensors")
@@ -66,23 +65,40 @@ def load_skops(path: Path) -> Any:
 
 
 def load_run(run_dir: Path) -> tuple[dict[str, Any], Preprocessor, Any]:
-    """Returns the config, the fitted preprocessor and the model (an nn.Module on the CPU, or an estimator)."""
-    from workbench.models.registry import get_model
+    """Returns the config, the fitted preprocessor and the model (an nn.Module on the CPU, or an estimator).
+    A damaged folder (a file missing, cut short or overwritten, weights that do not fit the model) raises one
+    UserError that says so."""
+    from workbench.models.registry import MODELS
 
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
+    if not run_dir.is_dir():
         raise UserError("This run has no saved model (it did not finish, or its files were removed).")
-    config = json.loads((run_dir / "config.json").read_text())
-    preprocessor = Preprocessor(
-        features=Features(**config["features"]), categorical_mode=config["categorical_mode"],
-        transformer=load_skops(run_dir / "preprocessor.skops"), n_numeric_out=config["n_numeric_out"],
-        cardinalities=config["cardinalities"], feature_names=config["feature_names"],
-    )
-    spec = get_model(config["model"])
-    if spec.family == "neural":
-        model = spec.build(config["n_numeric_out"], config["cardinalities"], config["n_outputs"], config["params"])
-        model.load_state_dict(load_file(run_dir / "weights.safetensors"))
-        model.eval()
-    else:
-        model = load_skops(run_dir / "model.skops")
+    reading = "config.json"  # the file named if loading fails
+    try:
+        config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        reading = "preprocessor.skops"
+        transformer = load_skops(run_dir / "preprocessor.skops")
+        reading = "config.json"
+        spec = MODELS[config["model"]]
+        preprocessor = Preprocessor.from_config(config, transformer)
+        params = saved(spec.params, config["params"])
+        reading = "preprocessor.skops"  # it must make the columns that config.json names
+        if [str(name) for name in transformer.get_feature_names_out()] != preprocessor.feature_names_:
+            raise ValueError("the preprocessing does not match config.json")
+        if spec.family == "neural":
+            reading = "weights.safetensors"
+            model = spec.build(preprocessor.n_numeric_out_, preprocessor.cardinalities_, int(config["n_outputs"]),
+                               params)
+            model.load_state_dict(load_file(run_dir / "weights.safetensors"))  # strict: every name and shape
+            model.eval()
+        else:
+            reading = "model.skops"
+            model = load_skops(run_dir / "model.skops")
+            if model.n_features_in_ != preprocessor.n_numeric_out_:
+                raise ValueError("the model does not match the preprocessing")
+    except UserError:  # a file with types this app never writes: said as it is
+        raise
+    except Exception as exc:  # whatever fails in reading files this app wrote: they were changed since
+        raise UserError(f"The saved model of run {run_dir.name} is damaged ({reading} cannot be used); "
+                        "train it again.") from exc
     return config, preprocessor, model

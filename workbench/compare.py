@@ -14,18 +14,11 @@ from typing import Any
 import pandas as pd
 
 from workbench.store import Run
+from workbench.tasks import baseline_name, higher_is_better
 
-# Metrics where a smaller number is better; every other metric is better when larger.
-LOWER_IS_BETTER = {"log_loss", "loss", "rmse", "mse", "mae", "mape", "brier", "brier_score", "max_error",
-                   "median_absolute_error", "mean_absolute_error", "mean_squared_error"}
 MISSING = "—"
 # Where a finished run keeps its test-set curves (written by workbench.metrics).
 CONFUSION, ROC, PR = "confusion_matrix", "roc", "pr"
-
-
-def higher_is_better(metric: str) -> bool:
-    name = metric.lower()
-    return not (name in LOWER_IS_BETTER or name.endswith(("_loss", "_error")))
 
 
 def run_names(runs: Sequence[Run]) -> dict[str, str]:
@@ -82,8 +75,7 @@ def _baselines(runs: Sequence[Run], metrics: list[str]) -> dict[str, dict[str, f
         if run is None:
             continue
         values = run.baseline["test"]
-        kind = "mean" if run.task == "regression" else "majority class"
-        label = f"Baseline ({kind})"
+        label = f"Baseline ({baseline_name(run.task)})"
         if len(groups) > 1:
             label += f" · test set {fingerprint[:6]}"
         out[label] = {m: _number(values.get(m)) for m in metrics}

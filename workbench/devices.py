@@ -1,8 +1,18 @@
-"""Which device training will use, in words, for the Home page and the CLI."""
+"""Which device training uses and how: the device asked for, bf16 autocast, CPU threads and allocator; and the same
+in words for the Home page and the CLI."""
 
 from __future__ import annotations
 
+import ctypes
+import os
+import sys
+from contextlib import nullcontext
+
 import torch
+
+from workbench.errors import UserError
+
+MAX_CPU_THREADS = 8  # small tabular models stop gaining from more threads well before this
 
 
 def best_device() -> str:
@@ -13,6 +23,17 @@ def best_device() -> str:
     if mps is not None and mps.is_available():
         return "mps"
     return "cpu"
+
+
+def select_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device(best_device())
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UserError("A CUDA GPU was asked for, but this machine has none; choose 'auto' or 'cpu'.")
+    mps = getattr(torch.backends, "mps", None)
+    if requested == "mps" and not (mps and mps.is_available()):
+        raise UserError("An Apple GPU (MPS) was asked for, but this machine has none; choose 'auto' or 'cpu'.")
+    return torch.device(requested)
 
 
 def cpu_has_native_bf16() -> bool:
@@ -31,8 +52,55 @@ def describe_device() -> str:
 
 
 def describe_precision() -> str:
-    """What mixed precision 'auto' does on the best device, in one sentence (it follows training.autocast_for)."""
+    """What mixed precision 'auto' does on the best device, in one sentence (it follows autocast_for)."""
     device = best_device()
     if device == "cuda" or (device == "cpu" and cpu_has_native_bf16()):
         return "Neural models train in bf16 mixed precision here by default: this device does bf16 in hardware."
     return "Neural models train in float32 here by default: this device has no bf16 in hardware."
+
+
+def autocast_for(device: torch.device, mixed_precision: str):
+    """bf16 autocast for the `mixed_precision` setting: 'on', or 'auto' on CUDA and on CPUs with native bf16 (weights, optimizer and loss stay fp32).
+    On the 2-core AVX512-BF16 benchmark CPU a 200k-row epoch of the default MLP took 0.95 s instead of 1.25 s."""
+    if device.type not in ("cuda", "cpu") or mixed_precision == "off":
+        return nullcontext()
+    if mixed_precision == "on" or device.type == "cuda" or cpu_has_native_bf16():
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+_allocator_tuned = False
+
+
+def tune_cpu_allocator() -> None:
+    """Keep freed activation buffers in the heap instead of handing them back to the OS (glibc, Linux only).
+
+    By default glibc serves every block above its mmap threshold (128 KiB at first, adapting up to 32 MiB) with a
+    fresh mmap, and trims the heap once 128 KiB+ is free at its top, so each training step's activations and
+    gradients (a 4096 x 512 float32 batch is 8 MiB) come back as new zero pages: one page fault per 4 KiB. On a
+    CPU that made element-wise ops (ReLU, dropout, Adam) 10-20x slower than their arithmetic. Blocks up to 32 MiB
+    now come from the heap, which keeps up to 512 MiB of free space for reuse. Process-wide; done once, on the
+    first CPU training; peak memory is unchanged (the freed space is reused, not added to).
+    """
+    global _allocator_tuned
+    if _allocator_tuned:
+        return
+    _allocator_tuned = True
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024)
+        libc.mallopt(_M_TRIM_THRESHOLD, 512 * 1024 * 1024)
+    except (OSError, AttributeError):  # not glibc (e.g. musl): keep its defaults
+        pass
+
+
+def limit_cpu_threads() -> int:
+    """At most the cores this process may use (and at most 8): more threads than cores slows tiny models down."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, min(available, MAX_CPU_THREADS, torch.get_num_threads()))
+    if threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
+    return threads

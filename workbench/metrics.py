@@ -1,4 +1,4 @@
-"""scikit-learn metrics as plain dicts, curve points for the charts, and the trivial baseline."""
+"""scikit-learn metrics as plain dicts and curve points for the charts (which apply to a task: workbench.tasks)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,6 @@ from sklearn import metrics as skm
 
 MAX_CURVE_POINTS = 200
 MAX_RESIDUAL_POINTS = 1000
-PRIMARY_METRIC = {"binary": "accuracy", "multiclass": "accuracy", "regression": "rmse"}
-HIGHER_IS_BETTER = {"accuracy": True, "balanced_accuracy": True, "precision": True, "recall": True, "f1": True,
-                    "roc_auc": True, "log_loss": False, "rmse": False, "mae": False, "r2": True}
 
 
 def classification_metrics(y: np.ndarray, proba: np.ndarray, n_classes: int) -> dict[str, float]:
@@ -41,12 +38,6 @@ def regression_metrics(y: np.ndarray, predicted: np.ndarray) -> dict[str, float]
         "mae": float(skm.mean_absolute_error(y, predicted)),
         "r2": float(skm.r2_score(y, predicted)),
     }
-
-
-def score(task: str, y: np.ndarray, prediction: np.ndarray, n_classes: int = 0) -> dict[str, float]:
-    if task == "regression":
-        return regression_metrics(y, prediction)
-    return classification_metrics(y, prediction, n_classes)
 
 
 def _thin(*arrays: np.ndarray) -> list[list[float]]:
@@ -87,12 +78,3 @@ def regression_curves(y: np.ndarray, predicted: np.ndarray, seed: int = 0) -> di
     actual, pred = y[index], predicted[index]
     return {"actual": actual.round(6).tolist(), "predicted": pred.round(6).tolist(),
             "residual": (actual - pred).round(6).tolist()}
-
-
-def baseline(task: str, y_train: np.ndarray, y_test: np.ndarray, n_classes: int = 0) -> dict[str, float]:
-    """The trivial model on the same test rows: the majority class (with training frequencies) or the mean."""
-    if task == "regression":
-        return regression_metrics(y_test, np.full(len(y_test), float(np.mean(y_train))))
-    # The training class frequencies as probabilities: it predicts the majority class every time.
-    frequencies = np.bincount(y_train, minlength=n_classes) / len(y_train)
-    return classification_metrics(y_test, np.tile(frequencies, (len(y_test), 1)), n_classes)

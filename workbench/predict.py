@@ -18,6 +18,7 @@ from workbench.errors import UserError
 from workbench.prepare import Preprocessor
 from workbench.safe_csv import to_safe_csv
 from workbench.store.entities import RunStatus
+from workbench.tasks import Objective
 from workbench.training import predict_outputs
 
 __all__ = ["TrainedModel", "export_run", "load_model", "load_model_for_run", "predict_for_run", "to_safe_csv"]
@@ -63,13 +64,10 @@ class TrainedModel:
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Class probabilities (n, n_classes) or regression predictions (n,)."""
         x_num, x_cat = self.preprocessor.transform(self.check_schema(frame))
+        objective = Objective.from_config(self.config)
         if isinstance(self.model, torch.nn.Module):
-            output = predict_outputs(self.model, torch.as_tensor(x_num), torch.as_tensor(x_cat)).numpy()
-            return outputs_to_predictions(output, self.task, self.config.get("y_mean", 0.0),
-                                          self.config.get("y_std", 1.0))
-        if self.task == "regression":
-            return self.model.predict(x_num).astype("float64")
-        return self.model.predict_proba(x_num)
+            return objective.predictions(predict_outputs(self.model, torch.as_tensor(x_num), torch.as_tensor(x_cat)).numpy())
+        return objective.estimator_predictions(self.model, x_num)
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The input columns plus `prediction` and, for classification, `proba_<class>` columns."""
@@ -82,18 +80,6 @@ class TrainedModel:
         for k, label in enumerate(self.classes):
             out[f"proba_{label}"] = values[:, k]
         return out
-
-
-def outputs_to_predictions(output: np.ndarray, task: str, y_mean: float = 0.0, y_std: float = 1.0) -> np.ndarray:
-    """Raw network outputs to probabilities (classification) or values in the target's units."""
-    output = np.asarray(output, dtype="float64")
-    if task == "binary":
-        p = 1.0 / (1.0 + np.exp(-output[:, 0]))
-        return np.stack([1 - p, p], axis=1)
-    if task == "multiclass":
-        shifted = np.exp(output - output.max(axis=1, keepdims=True))
-        return shifted / shifted.sum(axis=1, keepdims=True)
-    return output[:, 0] * y_std + y_mean
 
 
 def load_model(run_dir: Path) -> TrainedModel:

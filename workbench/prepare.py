@@ -7,17 +7,19 @@ on the rows, the target and the split settings, so runs with the same settings s
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
+from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, QuantileTransformer, StandardScaler
+from sklearn.utils.validation import check_is_fitted
 
 from workbench.errors import UserError
 from workbench.profile import column_kind
@@ -76,8 +78,9 @@ class Features:
     notes: list[str] = field(default_factory=list)
 
 
-def choose_features(frame: pd.DataFrame, target: str, exclude: list[str]) -> Features:
-    """All columns but the target and exclusions; identifiers and free text are left out, with a note."""
+def choose_features(frame: pd.DataFrame, target: str, exclude: list[str], datetime_parts: bool = True) -> Features:
+    """All columns but the target and exclusions; identifiers and free text are left out, with a note, and so are
+    dates when they are not to be split into parts (`datetime_parts` False)."""
     missing = [c for c in exclude if c not in frame.columns]
     if missing:
         raise UserError(f"Cannot exclude '{missing[0]}': there is no such column.")
@@ -94,6 +97,8 @@ def choose_features(frame: pd.DataFrame, target: str, exclude: list[str]) -> Fea
             features.notes.append(f"'{name}' is free text and was left out (text features are not supported yet).")
         elif present.nunique() <= 1:
             features.notes.append(f"'{name}' has a single value and was left out.")
+        elif kind == "datetime" and not datetime_parts:
+            features.notes.append(f"'{name}' holds dates and was left out (splitting dates into parts is off).")
         elif kind == "datetime":
             features.datetime.append(name)
             times = as_datetime(present)
@@ -178,38 +183,87 @@ def split_rows(index: pd.Index, labels: pd.Series | None, config: SplitConfig) -
     return Split(np.sort(train), np.sort(val), np.sort(test), digest.hexdigest()[:16], stratify is not None)
 
 
-@dataclass
-class Preprocessor:
-    """The fitted column transformations; `transform` turns any table with the training columns into
-    (numeric float32 matrix, categorical int64 codes)."""
+class Preprocessor(BaseEstimator):
+    """The column transformations as a scikit-learn estimator: settings in `__init__`, and `fit` (on training rows)
+    sets the fitted state, the attributes ending in an underscore. `transform` then turns any table with the
+    training columns into (numeric float32 matrix, categorical int64 codes). A saved run keeps `to_config()` in its
+    config.json and the fitted column transformer (`transformer_`) as skops; `from_config` puts them together again.
+    """
 
-    features: Features
-    categorical_mode: str  # "onehot" (into the numeric matrix) or "embedding" (integer codes)
-    transformer: ColumnTransformer
-    n_numeric_out: int
-    cardinalities: list[int]
-    feature_names: list[str]
+    def __init__(self, features: Features, categorical_mode: str = "embedding", scaling: str = "standard",
+                 impute_numeric: str = "median", seed: int = 0):
+        self.features = features
+        self.categorical_mode = categorical_mode  # "onehot" (into the numeric matrix) or "embedding" (integer codes)
+        self.scaling = scaling  # "quantile", "standard" or "minmax"
+        self.impute_numeric = impute_numeric
+        self.seed = seed  # of the tiny noise that breaks ties before a quantile transform
 
     @property
     def input_columns(self) -> list[str]:
         f = self.features
         return f.numeric + f.boolean + f.categorical + f.datetime
 
+    def fit(self, frame: pd.DataFrame, y: Any = None) -> Preprocessor:
+        """Fit on `frame`, training rows that hold (at least) the input columns. Sets `transformer_`, `n_numeric_out_`
+        (width of the numeric matrix), `cardinalities_` (embedding table sizes, code 0 included) and `feature_names_`
+        (the transformer's output columns)."""
+        features = self.features
+        numeric_columns = features.numeric + datetime_part_names(features)
+        fit_frame = model_frame(frame, features)
+        if self.scaling == "quantile":
+            fit_frame = break_ties(fit_frame, numeric_columns, self.seed)
+        self.transformer_ = build_transformer(features, self.impute_numeric, self.categorical_mode, self.scaling,
+                                              len(fit_frame))
+        self.transformer_.fit(fit_frame)
+        self.feature_names_ = [str(name) for name in self.transformer_.get_feature_names_out()]
+        if self.categorical_mode == "embedding":
+            self.n_numeric_out_ = len(numeric_columns) + len(features.boolean)
+            self.cardinalities_ = []
+            # Every kept category (and the rare-category group) occurs in the rows fitted on, so their largest code
+            # bounds the table size; code 0 stays for categories never seen in training.
+            if features.categorical:  # (without any, the column transformer leaves their pipeline unfitted)
+                encode = self.transformer_.named_transformers_["categorical"]
+                codes = encode.transform(fit_frame[features.categorical])
+                self.cardinalities_ = [int(codes[:, j].max()) + 2 for j in range(codes.shape[1])]
+        else:
+            self.n_numeric_out_, self.cardinalities_ = len(self.feature_names_), []
+        return self
+
     def transform(self, frame: pd.DataFrame, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The given rows (index labels; default all) in chunks, so the float64 intermediates of the column
         transformer stay the size of a chunk, not of the table."""
+        check_is_fitted(self, "transformer_")
         labels = frame.index if rows is None else rows
-        n_cat = len(self.features.categorical) if self.categorical_mode == "embedding" else 0
-        x_num = np.empty((len(labels), self.n_numeric_out), dtype="float32")
+        n_cat = len(self.cardinalities_)
+        x_num = np.empty((len(labels), self.n_numeric_out_), dtype="float32")
         x_cat = np.empty((len(labels), n_cat), dtype="int64")
         for start in range(0, len(labels), TRANSFORM_CHUNK_ROWS):
             chunk = frame.iloc[start:start + TRANSFORM_CHUNK_ROWS] if rows is None else \
                 frame.loc[rows[start:start + TRANSFORM_CHUNK_ROWS]]
-            out = np.asarray(self.transformer.transform(model_frame(chunk, self.features)), dtype="float64")
-            x_num[start:start + len(out)] = out[:, : self.n_numeric_out]
+            out = np.asarray(self.transformer_.transform(model_frame(chunk, self.features)), dtype="float64")
+            x_num[start:start + len(out)] = out[:, : self.n_numeric_out_]
             if n_cat:
-                x_cat[start:start + len(out)] = out[:, self.n_numeric_out:] + 1  # 0 is kept for unknown and missing
+                x_cat[start:start + len(out)] = out[:, self.n_numeric_out_:] + 1  # 0 is kept for unknown and missing
         return x_num, x_cat
+
+    def to_config(self) -> dict[str, Any]:
+        """The settings and the fitted shapes as JSON-able values (the fitted transformer is saved apart)."""
+        check_is_fitted(self, "transformer_")
+        return {"features": asdict(self.features), "categorical_mode": self.categorical_mode, "scaling": self.scaling,
+                "impute_numeric": self.impute_numeric, "seed": self.seed, "n_numeric_out": self.n_numeric_out_,
+                "cardinalities": self.cardinalities_, "feature_names": self.feature_names_}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], transformer: ColumnTransformer) -> Preprocessor:
+        """The fitted preprocessor of a saved run: `to_config()`'s values (runs saved before scaling, imputation and
+        seed were kept have None there) and its fitted column transformer."""
+        preprocessor = cls(Features(**config["features"]), config["categorical_mode"], config.get("scaling"),
+                           config.get("impute_numeric"), config.get("seed", 0))
+        preprocessor.transformer_ = transformer
+        preprocessor.n_numeric_out_ = int(config["n_numeric_out"])
+        preprocessor.cardinalities_ = [int(c) for c in config["cardinalities"]]
+        preprocessor.feature_names_ = list(config["feature_names"])
+        return preprocessor
 
 
 def model_frame(frame: pd.DataFrame, features: Features) -> pd.DataFrame:
@@ -220,8 +274,8 @@ def model_frame(frame: pd.DataFrame, features: Features) -> pd.DataFrame:
     return pd.concat([numeric, datetime_parts(frame, features), categorical], axis=1)
 
 
-def build_preprocessor(features: Features, prep: PrepConfig, categorical_mode: str, scaling: str,
-                       n_train: int) -> ColumnTransformer:
+def build_transformer(features: Features, impute_numeric: str, categorical_mode: str, scaling: str,
+                      n_train: int) -> ColumnTransformer:
     numeric_columns = features.numeric + datetime_part_names(features)
     if scaling == "quantile":
         scaler = QuantileTransformer(output_distribution="normal", n_quantiles=max(10, min(n_train // 30, 1000)),
@@ -230,7 +284,7 @@ def build_preprocessor(features: Features, prep: PrepConfig, categorical_mode: s
         scaler = MinMaxScaler()
     else:
         scaler = StandardScaler()
-    numeric = Pipeline([("impute", SimpleImputer(strategy=prep.impute_numeric, keep_empty_features=True)),
+    numeric = Pipeline([("impute", SimpleImputer(strategy=impute_numeric, keep_empty_features=True)),
                         ("scale", scaler)])
     fill = SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY, keep_empty_features=True)
     if categorical_mode == "onehot":
@@ -274,12 +328,6 @@ class Prepared:
     dropped_target_rows: int
     notes: list[str]
 
-    @property
-    def n_outputs(self) -> int:
-        if self.task == "regression":
-            return 1
-        return 1 if self.task == "binary" else len(self.classes)
-
     def summary(self) -> dict[str, Any]:
         return {"n_" + s: int(len(self.row_ids[s])) for s in SPLITS}
 
@@ -315,39 +363,26 @@ def prepare(frame: pd.DataFrame, target: str, task: str, exclude: list[str], spl
     task = detect_task(data[target], task)
     y_raw = data[target]
     labels = class_labels(y_raw) if task != "regression" else None
-    features = choose_features(data, target, exclude)
+    features = choose_features(data, target, exclude, prep.datetime_parts)
     notes += features.notes
     rows = split_rows(data.index, labels, split)
     if not rows.stratified and task != "regression":
         notes.append("A class is too rare to appear in every split, so the split is not stratified.")
 
     categorical_mode = resolve_categorical(prep, model_categorical, notes)
-    scaling = resolve_scaling(prep, family, model_categorical)
-    n_numeric_in = len(features.numeric) + len(features.boolean) + len(datetime_part_names(features))
-    transformer = build_preprocessor(features, prep, categorical_mode, scaling, len(rows.train))
+    preprocessor = Preprocessor(features, categorical_mode, resolve_scaling(prep, family, model_categorical),
+                                prep.impute_numeric, split.seed)
     fit_rows = rows.train
     if len(fit_rows) > FIT_SAMPLE_ROWS:
         fit_rows = np.sort(np.random.default_rng(split.seed).choice(fit_rows, FIT_SAMPLE_ROWS, replace=False))
         notes.append(f"The preprocessing was fitted on a random {FIT_SAMPLE_ROWS:,} of the {len(rows.train):,} "
                      "training rows.")
-    fit_frame = model_frame(data.loc[fit_rows], features)
-    if scaling == "quantile":
-        fit_frame = break_ties(fit_frame, features.numeric + datetime_part_names(features), split.seed)
-    transformer.fit(fit_frame)
-    del fit_frame
-    names = list(transformer.get_feature_names_out())
-    n_numeric_out = n_numeric_in if categorical_mode == "embedding" else len(names)
-    preprocessor = Preprocessor(features, categorical_mode, transformer, n_numeric_out, [], names)
+    preprocessor.fit(data.loc[fit_rows])
 
     classes = sorted(labels.unique().tolist()) if labels is not None else None
     x_num, x_cat, y, ids = {}, {}, {}, {}
     for name, index in zip(SPLITS, (rows.train, rows.val, rows.test), strict=True):
         x_num[name], x_cat[name] = preprocessor.transform(data, index)
-        if name == "train":
-            # Every kept category (and the rare-category group) occurs in the training rows, so the largest
-            # training code bounds the table size; code 0 stays for categories never seen in training.
-            codes = x_cat[name]
-            preprocessor.cardinalities = [int(codes[:, j].max()) + 1 for j in range(codes.shape[1])]
         if labels is not None:
             y[name] = pd.Categorical(labels.loc[index], categories=classes).codes.astype("int64")
         else:

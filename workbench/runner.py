@@ -13,31 +13,41 @@ import numpy as np
 import pandas as pd
 import torch
 
-from workbench import metrics
+from workbench import memory
 from workbench.artifacts import save_run
 from workbench.callbacks import Callback, CallbackList, EpochRecord, RunCancelled
+from workbench.devices import select_device
 from workbench.errors import UserError
+from workbench.models.params import NeuralParams, as_dict
 from workbench.models.registry import ModelSpec, get_model, resolve_params
-from workbench.predict import outputs_to_predictions
 from workbench.prepare import Prepared, detect_task, prepare
 from workbench.runconfig import RunConfig
 from workbench.store.entities import RunStatus
-from workbench.training import FitResult, Objective, Tensors, fit, predict_outputs, select_device
+from workbench.tasks import Objective, Task
+from workbench.training import FitResult, Tensors, fit, predict_outputs
 
 log = logging.getLogger(__name__)
+SPLITS = ("train", "val", "test")
 
 
 @dataclass
 class Resolved:
-    task: str
-    params: dict[str, Any]
+    """What `validate_config` found: the task, and the hyperparameters as the model's params dataclass."""
+
+    task: Task
+    hyperparameters: Any
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The hyperparameters as a plain JSON-able dict (what the store keeps for a queued run)."""
+        return as_dict(self.hyperparameters)
 
 
 @dataclass
 class RunOutcome:
     status: RunStatus
     task: str
-    params: dict[str, Any]
+    params: dict[str, Any]  # what actually ran (automatic batch size, its learning rate, mixed precision)
     device: str
     epochs_run: int
     duration_s: float
@@ -55,22 +65,35 @@ class RunOutcome:
     error: str | None = None
 
 
+@dataclass
+class Trained:
+    """What training one model gave: the model (on the CPU), how the fit ended, where it ran, its predictions on
+    the validation and test rows (probabilities or values), and its hyperparameters as they ran."""
+
+    model: Any
+    fitted: FitResult
+    device: str
+    predictions: dict[str, np.ndarray]
+    params: Any
+
+
 def validate_config(config: RunConfig, table: pd.DataFrame) -> Resolved:
     """Everything that can be checked before training, so a bad setting is refused before it is queued."""
     config.validate()
     spec = get_model(config.model)
-    params = resolve_params(config.model, config.params)
+    hyperparameters = resolve_params(config.model, config.params)
     if config.target not in table.columns:
         raise UserError(f"There is no column called '{config.target}' to predict.")
-    task = detect_task(table[config.target].dropna().rename(config.target), config.task)
+    task = Task(detect_task(table[config.target].dropna().rename(config.target), config.task))
     if task not in spec.tasks:
         raise UserError(f"'{spec.name}' does not do {task}; it does {' and '.join(spec.tasks)}.")
     for name in config.exclude:
         if name not in table.columns:
             raise UserError(f"Cannot exclude '{name}': there is no such column.")
-    if "device" in params:
-        select_device(params["device"])
-    return Resolved(task, params)
+    if isinstance(hyperparameters, NeuralParams):
+        device = select_device(hyperparameters.device)
+        memory.check(memory.estimate(spec, hyperparameters, memory.table_shapes(table, config, spec, task)), device)
+    return Resolved(task, hyperparameters)
 
 
 def execute(config: RunConfig, table: pd.DataFrame, run_dir: Path, callbacks: Sequence[Callback] = ()) -> RunOutcome:
@@ -81,15 +104,24 @@ def execute(config: RunConfig, table: pd.DataFrame, run_dir: Path, callbacks: Se
     spec = get_model(config.model)
     prepared = prepare(table, config.target, resolved.task, config.exclude, config.split, config.prep,
                        spec.family, spec.categorical)
+    objective = Objective.for_training(prepared.task, prepared.y["train"], len(prepared.classes or []))
+    if isinstance(resolved.hyperparameters, NeuralParams):  # again, with the shapes the preparation made
+        device = select_device(resolved.hyperparameters.device)
+        rows = {s: len(ids) for s, ids in prepared.row_ids.items()}
+        shapes = memory.Shapes(len(prepared.preprocessor.input_columns), prepared.preprocessor.n_numeric_out_,
+                               prepared.preprocessor.cardinalities_, objective.n_outputs, sum(rows.values()),
+                               rows["train"], max(rows["val"], rows["test"]))
+        memory.check(memory.estimate(spec, resolved.hyperparameters, shapes), device, prepared=True)
     outcome = RunOutcome(
         status=RunStatus.FAILED, task=prepared.task, params=resolved.params, device="", epochs_run=0, duration_s=0.0,
-        primary_metric=metrics.PRIMARY_METRIC[prepared.task], split_fingerprint=prepared.fingerprint,
+        primary_metric=objective.metric_name, split_fingerprint=prepared.fingerprint,
         dropped_target_rows=prepared.dropped_target_rows, notes=prepared.notes,
-        **{f"n_{s}": len(prepared.row_ids[s]) for s in ("train", "val", "test")},
+        **{f"n_{s}": len(prepared.row_ids[s]) for s in SPLITS},
     )
     callback_list = CallbackList(callbacks)
     try:
-        _train_score_save(outcome, config, spec, prepared, run_dir, callback_list)
+        _train_score_save(outcome, config, spec, prepared, objective, resolved.hyperparameters, run_dir,
+                          callback_list)
     except UserError:
         raise
     except Exception as exc:
@@ -100,75 +132,57 @@ def execute(config: RunConfig, table: pd.DataFrame, run_dir: Path, callbacks: Se
     return outcome
 
 
-def _train_score_save(outcome: RunOutcome, config: RunConfig, spec: ModelSpec, prepared: Prepared, run_dir: Path,
-                      callbacks: CallbackList) -> None:
-    params = outcome.params
+def _train_score_save(outcome: RunOutcome, config: RunConfig, spec: ModelSpec, prepared: Prepared,
+                      objective: Objective, params: Any, run_dir: Path, callbacks: CallbackList) -> None:
     train = _train_neural if spec.family == "neural" else _train_classical
-    model, fitted, outcome.device, proba = train(spec, prepared, params, callbacks)
+    trained = train(spec, prepared, objective, params, callbacks)
+    fitted = trained.fitted
+    outcome.params, outcome.device = as_dict(trained.params), trained.device
     outcome.status, outcome.error = fitted.status, fitted.error
     outcome.history, outcome.epochs_run = fitted.history, len(fitted.history)
     if fitted.status == RunStatus.SUCCEEDED:
-        n_classes = len(prepared.classes or [])
-        outcome.metrics = {s: metrics.score(prepared.task, prepared.y[s], proba[s], n_classes) for s in ("val", "test")}
-        outcome.baseline = {"test": metrics.baseline(prepared.task, prepared.y["train"], prepared.y["test"], n_classes)}
-        if prepared.task == "regression":
-            outcome.curves = metrics.regression_curves(prepared.y["test"], proba["test"])
-        else:
-            outcome.curves = metrics.classification_curves(prepared.y["test"], proba["test"], prepared.classes)
-        save_run(run_dir, _artifact_config(config, prepared, spec, params), prepared.preprocessor, model)
+        y, predictions = prepared.y, trained.predictions
+        outcome.metrics = {s: objective.score(y[s], predictions[s]) for s in ("val", "test")}
+        outcome.baseline = {"test": objective.baseline(y["train"], y["test"])}
+        outcome.curves = objective.curves(y["test"], predictions["test"], prepared.classes)
+        artifact_config = {"model": spec.name, "family": spec.family, "target": config.target,
+                           "classes": prepared.classes, "params": outcome.params, **objective.to_config()}
+        save_run(run_dir, artifact_config, prepared.preprocessor, trained.model)
 
 
-def _artifact_config(config: RunConfig, prepared: Prepared, spec: ModelSpec, params: dict) -> dict[str, Any]:
-    y_train = prepared.y["train"]
-    return {"model": spec.name, "family": spec.family, "task": prepared.task, "target": config.target,
-            "classes": prepared.classes, "params": params, "n_outputs": prepared.n_outputs,
-            "y_mean": float(y_train.mean()) if prepared.task == "regression" else 0.0,
-            "y_std": float(y_train.std() or 1.0) if prepared.task == "regression" else 1.0}
-
-
-def _train_neural(spec: ModelSpec, prepared: Prepared, params: dict, callbacks: CallbackList):
-    torch.manual_seed(params["seed"])
-    device = select_device(params["device"])
-    objective = Objective(prepared.task)
-    if prepared.task == "regression":
-        objective.y_mean = float(prepared.y["train"].mean())
-        objective.y_std = float(prepared.y["train"].std() or 1.0)
-    model = spec.build(prepared.preprocessor.n_numeric_out, prepared.preprocessor.cardinalities,
-                       prepared.n_outputs, params).to(device)
-    splits = {s: Tensors.from_arrays(prepared.x_num[s], prepared.x_cat[s], prepared.y[s], device)
-              for s in ("train", "val", "test")}
+def _train_neural(spec: ModelSpec, prepared: Prepared, objective: Objective, params: NeuralParams,
+                  callbacks: CallbackList) -> Trained:
+    torch.manual_seed(params.seed)
+    device = select_device(params.device)
+    preprocessor = prepared.preprocessor
+    model = spec.build(preprocessor.n_numeric_out_, preprocessor.cardinalities_, objective.n_outputs, params)
+    model = model.to(device)
+    splits = {s: Tensors.from_arrays(prepared.x_num[s], prepared.x_cat[s], prepared.y[s], device) for s in SPLITS}
     fitted = fit(model, splits["train"], splits["val"], objective, params, callbacks)
-    if fitted.status == RunStatus.SUCCEEDED:
-        # What actually ran: the batch size after an automatic choice or an out-of-memory retry, its learning rate,
-        # and whether 'auto' mixed precision was on for this device.
-        params["batch_size"], params["lr"] = fitted.batch_size, fitted.lr
-        params["mixed_precision"] = fitted.mixed_precision
-    proba = {}
+    predictions = {}
     for s in ("val", "test"):
-        output = predict_outputs(model, splits[s].x_num, splits[s].x_cat).cpu().numpy()
-        proba[s] = outputs_to_predictions(output, prepared.task, objective.y_mean, objective.y_std)
-    if fitted.status == RunStatus.SUCCEEDED and not all(np.isfinite(p).all() for p in proba.values()):
+        predictions[s] = objective.predictions(predict_outputs(model, splits[s].x_num, splits[s].x_cat).cpu().numpy())
+    if fitted.status == RunStatus.SUCCEEDED and not all(np.isfinite(p).all() for p in predictions.values()):
         fitted.status, fitted.error = RunStatus.DIVERGED, "The model's predictions are not finite numbers: it diverged."
-    return model.cpu(), fitted, str(device), proba
+    return Trained(model.cpu(), fitted, str(device), predictions, fitted.ran(params))
 
 
-def _train_classical(spec: ModelSpec, prepared: Prepared, params: dict, callbacks: CallbackList):
+def _train_classical(spec: ModelSpec, prepared: Prepared, objective: Objective, params: Any,
+                     callbacks: CallbackList) -> Trained:
+    """One fit of a scikit-learn estimator, reported to the callbacks as one epoch (its validation figures)."""
     estimator = spec.build(prepared.task, params)
+    if prepared.task != Task.REGRESSION and getattr(estimator, "early_stopping", False):
+        # Its internal validation split is stratified: that needs two training rows of every class, and a
+        # validation share with at least one row per class.
+        counts = np.unique(prepared.y["train"], return_counts=True)[1]
+        if counts.min() < 2 or np.floor(estimator.validation_fraction * counts.sum()) < len(counts):
+            estimator.set_params(early_stopping=False)
     callbacks.on_train_begin(1, 1)
     started = time.perf_counter()
-    try:
-        estimator.fit(prepared.x_num["train"], prepared.y["train"])
-    except RunCancelled as exc:  # only raised by callbacks; kept for symmetry with the neural path
-        return estimator, FitResult(RunStatus.CANCELLED, error=str(exc)), "cpu", {}
-    proba = {}
-    for s in ("val", "test"):
-        x = prepared.x_num[s]
-        proba[s] = estimator.predict(x).astype("float64") if prepared.task == "regression" else estimator.predict_proba(x)
-    objective = Objective(prepared.task)
-    n_classes = len(prepared.classes or [])
-    val_scores = metrics.score(prepared.task, prepared.y["val"], proba["val"], n_classes)
-    loss = val_scores["rmse"] ** 2 if prepared.task == "regression" else val_scores["log_loss"]
-    record = EpochRecord(1, float("nan"), loss, val_scores[objective.metric_name], objective.metric_name, 0.0,
+    estimator.fit(prepared.x_num["train"], prepared.y["train"])
+    predictions = {s: objective.estimator_predictions(estimator, prepared.x_num[s]) for s in ("val", "test")}
+    val_loss, val_metric = objective.loss_and_metric(objective.score(prepared.y["val"], predictions["val"]))
+    record = EpochRecord(1, float("nan"), val_loss, val_metric, objective.metric_name, 0.0,
                          time.perf_counter() - started)
     fitted = FitResult(RunStatus.SUCCEEDED, history=[record], best_epoch=1)
     try:
@@ -176,4 +190,4 @@ def _train_classical(spec: ModelSpec, prepared: Prepared, params: dict, callback
     except RunCancelled as exc:
         fitted.status, fitted.error = RunStatus.CANCELLED, str(exc)
     callbacks.on_train_end(fitted.status)
-    return estimator, fitted, "cpu", proba
+    return Trained(estimator, fitted, "cpu", predictions, params)

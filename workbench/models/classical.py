@@ -15,20 +15,20 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from workbench.models.params import param
 
 
-@dataclass
+@dataclass(frozen=True)
 class LogisticRegressionParams:
     C: float = param(1.0, "Inverse strength of the L2 penalty: smaller keeps the model simpler.", min=1e-6, max=1e6)
     max_iter: int = param(2000, "The most solver iterations.", min=10, max=100_000)
     seed: int = param(0, "Random seed.", min=0, max=2**31 - 1)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RidgeParams:
     alpha: float = param(1.0, "Strength of the L2 penalty: larger keeps the model simpler.", min=0.0, max=1e6)
     seed: int = param(0, "Random seed.", min=0, max=2**31 - 1)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RandomForestParams:
     n_estimators: int = param(300, "Number of trees; more is steadier and slower.", min=1, max=5000)
     max_depth: int = param(0, "Deepest a tree may grow (0: no limit).", min=0, max=200)
@@ -37,7 +37,7 @@ class RandomForestParams:
     seed: int = param(0, "Random seed.", min=0, max=2**31 - 1)
 
 
-@dataclass
+@dataclass(frozen=True)
 class GradientBoostingParams:
     learning_rate: float = param(0.1, "How much each new tree corrects the previous ones.", min=1e-4, max=1.0)
     max_iter: int = param(500, "The most boosting rounds (trees); early stopping usually ends sooner.",
@@ -49,22 +49,22 @@ class GradientBoostingParams:
     seed: int = param(0, "Random seed.", min=0, max=2**31 - 1)
 
 
-def build_logistic_regression(task: str, p: dict):
-    return LogisticRegression(C=p["C"], max_iter=p["max_iter"], random_state=p["seed"])
+def build_logistic_regression(task: str, p: LogisticRegressionParams):
+    return LogisticRegression(C=p.C, max_iter=p.max_iter, random_state=p.seed)
 
 
-def build_ridge(task: str, p: dict):
-    return Ridge(alpha=p["alpha"], random_state=p["seed"])
+def build_ridge(task: str, p: RidgeParams):
+    return Ridge(alpha=p.alpha, random_state=p.seed)
 
 
-def build_random_forest(task: str, p: dict):
+def build_random_forest(task: str, p: RandomForestParams):
     cls = RandomForestRegressor if task == "regression" else RandomForestClassifier
-    return cls(n_estimators=p["n_estimators"], max_depth=p["max_depth"] or None, min_samples_leaf=p["min_samples_leaf"],
-               max_features=p["max_features"], random_state=p["seed"], n_jobs=-1)
+    return cls(n_estimators=p.n_estimators, max_depth=p.max_depth or None, min_samples_leaf=p.min_samples_leaf,
+               max_features=p.max_features, random_state=p.seed, n_jobs=-1)
 
 
-def build_gradient_boosting(task: str, p: dict):
+def build_gradient_boosting(task: str, p: GradientBoostingParams):
     cls = HistGradientBoostingRegressor if task == "regression" else HistGradientBoostingClassifier
-    return cls(learning_rate=p["learning_rate"], max_iter=p["max_iter"], max_leaf_nodes=p["max_leaf_nodes"],
-               min_samples_leaf=p["min_samples_leaf"], l2_regularization=p["l2_regularization"],
-               early_stopping=p["early_stopping"], random_state=p["seed"])
+    return cls(learning_rate=p.learning_rate, max_iter=p.max_iter, max_leaf_nodes=p.max_leaf_nodes,
+               min_samples_leaf=p.min_samples_leaf, l2_regularization=p.l2_regularization,
+               early_stopping=p.early_stopping, random_state=p.seed)

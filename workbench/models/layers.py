@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import functools
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+
+
+@dataclass(frozen=True)
+class ActivationSize:
+    """Values per row that a model holds besides its weights (each neural model's `activation_size()`, for the memory
+    estimate of workbench.memory): in one training step, what autograd keeps for the backward pass plus the
+    gradients it passes back; in inference, the most that a forward pass holds at once. Counted as float32 (bf16
+    autocast keeps some of them in half the size), from the tensors each layer makes; checked against measured peaks
+    in tests/test_memory.py."""
+
+    training: float
+    inference: float
+    attention: float = 0.0  # the part of `training` that attention between the feature tokens takes
 
 
 # torch shifts int64 right arithmetically (copying the sign bit); xorshift needs a logical shift, so the copies are cleared
@@ -154,7 +168,7 @@ class FeatureTokenizer(nn.Module):
         self.categorical = nn.ModuleList(nn.Embedding(c, d_token) for c in cardinalities)
         for table in self.categorical:
             nn.init.uniform_(table.weight, -bound, bound)
-        self.n_tokens = n_numeric + len(cardinalities)
+        self.n_tokens, self.d_token = n_numeric + len(cardinalities), d_token
 
     def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
         tokens = [x_num.unsqueeze(-1) * self.numeric_weight + self.numeric_bias]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from workbench.errors import UserError
+
+P = TypeVar("P")
 
 
 def param(default: Any, help: str, *, min: float | None = None, max: float | None = None,
@@ -80,7 +82,9 @@ def check(name: str, spec: dict[str, Any], value: Any) -> None:
             raise UserError(f"'{name}' must be at most {spec['max']}, not {v}.")
 
 
-def resolve(model_name: str, params_cls: type, overrides: dict[str, Any]) -> dict[str, Any]:
+def resolve(model_name: str, params_cls: type[P], overrides: dict[str, Any]) -> P:
+    """The hyperparameters of a run as an instance of the model's dataclass: defaults filled in, values coerced to
+    their types and checked against their ranges."""
     specs = {s["name"]: s for s in schema(params_cls)}
     unknown = [k for k in overrides if k not in specs]
     if unknown:
@@ -90,7 +94,19 @@ def resolve(model_name: str, params_cls: type, overrides: dict[str, Any]) -> dic
         value = coerce(name, spec["type"], overrides[name]) if name in overrides else spec["default"]
         check(name, spec, value)
         values[name] = value
-    return dataclasses.asdict(params_cls(**values))
+    return params_cls(**values)
+
+
+def saved(params_cls: type[P], values: dict[str, Any]) -> P:
+    """The hyperparameters a saved run trained with, as its dataclass. Settings that a later release added take
+    their defaults; settings it removed are dropped (the saved values are not checked again: they already ran)."""
+    known = {f.name for f in fields(params_cls)}
+    return params_cls(**{k: v for k, v in values.items() if k in known})
+
+
+def as_dict(params: Any) -> dict[str, Any]:
+    """A plain JSON-able copy, for the store and the saved config."""
+    return dataclasses.asdict(params)
 
 
 # -- shared by every neural model ------------------------------------------------------------------
@@ -100,7 +116,7 @@ SCHEDULES = ("none", "cosine", "plateau")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
-@dataclass
+@dataclass(frozen=True)
 class NeuralParams:
     optimizer: str = param("adamw", "How weights are updated: AdamW is a safe default; SGD uses momentum 0.9.",
                            choices=OPTIMIZERS)

@@ -25,6 +25,7 @@ class ModelSpec:
     description: str
     params: type
     build: Callable  # neural: (n_numeric, cardinalities, n_outputs, params) -> nn.Module; classical: (task, params)
+    # (params: an instance of `params`)
     categorical: str = "embedding"  # how categories reach the model: "embedding" codes or "onehot" columns
     tasks: tuple[str, ...] = ALL_TASKS
 
@@ -58,8 +59,9 @@ def get_model(name: str) -> ModelSpec:
     return MODELS[name]
 
 
-def resolve_params(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Defaults filled in, strings coerced, ranges checked: the full hyperparameters of a run."""
+def resolve_params(name: str, overrides: dict[str, Any]) -> Any:
+    """Defaults filled in, strings coerced, ranges checked: the full hyperparameters of a run, as an instance of the
+    model's params dataclass (NeuralParams for the neural models)."""
     return resolve(name, get_model(name).params, overrides)
 
 

@@ -8,11 +8,11 @@ import torch
 from torch import nn
 
 from workbench.errors import UserError
-from workbench.models.layers import FeatureTokenizer
+from workbench.models.layers import ActivationSize, FeatureTokenizer
 from workbench.models.params import NeuralParams, param
 
 
-@dataclass
+@dataclass(frozen=True)
 class TransformerParams(NeuralParams):
     d_model: int = param(64, "Size of each feature's token.", min=8, max=1024)
     n_heads: int = param(8, "Attention heads; must divide the token size.", min=1, max=64)
@@ -31,18 +31,29 @@ class TransformerParams(NeuralParams):
 
 
 class FTTransformer(nn.Module):
-    def __init__(self, n_numeric: int, cardinalities: list[int], n_outputs: int, params: dict):
+    def __init__(self, n_numeric: int, cardinalities: list[int], n_outputs: int, params: TransformerParams):
         super().__init__()
-        d = params["d_model"]
+        d = params.d_model
         self.tokens = FeatureTokenizer(n_numeric, cardinalities, d)
         self.cls = nn.Parameter(torch.zeros(1, 1, d))
         nn.init.uniform_(self.cls, -(d**-0.5), d**-0.5)
         layer = nn.TransformerEncoderLayer(
-            d, params["n_heads"], dim_feedforward=max(1, int(d * params["ffn_factor"])), dropout=params["dropout"],
+            d, params.n_heads, dim_feedforward=max(1, int(d * params.ffn_factor)), dropout=params.dropout,
             activation="gelu", batch_first=True, norm_first=True)
-        layer.self_attn.dropout = params["attention_dropout"]
-        self.encoder = nn.TransformerEncoder(layer, params["n_layers"], enable_nested_tensor=False)
+        layer.self_attn.dropout = params.attention_dropout
+        self.encoder = nn.TransformerEncoder(layer, params.n_layers, enable_nested_tensor=False)
         self.head = nn.Sequential(nn.LayerNorm(d), nn.ReLU(), nn.Linear(d, n_outputs))
+
+    def activation_size(self) -> ActivationSize:
+        """Per layer, attention holds heads x tokens^2 values several times over in training (scores, softmax,
+        dropout mask, dropped weights) and twice in inference (scores and softmax); the token-sized tensors (norms,
+        projections, residuals, dropout) about 20 times and the feed-forward part 3.5 times its width."""
+        n, d = self.tokens.n_tokens + 1, self.tokens.d_token  # + [CLS]
+        first = self.encoder.layers[0]
+        heads, ffn, layers = first.self_attn.num_heads, first.linear1.out_features, len(self.encoder.layers)
+        attention = 3.5 * heads * n * n * layers
+        return ActivationSize(training=4 * n * d + layers * (20 * n * d + 3.5 * ffn * n) + attention,
+                              inference=2 * heads * n * n + 8 * n * d + 2 * ffn * n, attention=attention)
 
     def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
         tokens = self.tokens(x_num, x_cat)
