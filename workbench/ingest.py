@@ -40,7 +40,7 @@ BINARY_SIGNATURES = {
     b"PAR1": "a Parquet file",
 }
 _DOT_DECIMAL = re.compile(r"^[+-]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?$")
-_COMMA_DECIMAL = re.compile(r"^[+-]?(\d{1,3}([. ]\d{3})+|\d+)(,\d+)?$")
+_COMMA_DECIMAL = re.compile(r"^[+-]?(\d{1,3}([. ]\d{3})+|\d+)(,\d+)?([eE][+-]?\d+)?$")
 _DATE_LIKE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$")
 
 
@@ -289,9 +289,8 @@ def _to_datetime(values: pd.Series, present: pa.ChunkedArray) -> pd.Series | Non
     sample = pd.Series(present.slice(0, 200).to_pandas())
     if sample.str.match(_DATE_LIKE).mean() < 0.95:
         return None
-    parsed = pd.to_datetime(values, errors="coerce", format="ISO8601")
+    # utc=True: times with an offset become UTC, times without one are taken as UTC (a column may hold both).
+    parsed = pd.to_datetime(values, errors="coerce", format="ISO8601", utc=True)
     if parsed.notna().sum() < 0.95 * len(present):
         return None
-    if getattr(parsed.dt, "tz", None) is not None:
-        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-    return parsed
+    return parsed.dt.tz_localize(None)
