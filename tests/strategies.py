@@ -165,10 +165,11 @@ def csv_files(draw, min_rows: int = 1, max_rows: int = 300, max_columns: int = 6
 
 @st.composite
 def trainable_csv_files(draw, max_rows: int = 200, max_columns: int = 5) -> CsvFile:
-    """Messy tables big enough that training is possible (at least 20 rows), with a learnable target among them."""
-    file = draw(csv_files(min_rows=20, max_rows=max_rows, max_columns=max_columns))
+    """Messy tables big enough that training is possible (20 rows are needed), with a target column at the end."""
+    file = draw(csv_files(min_rows=16, max_rows=max_rows, max_columns=max_columns))
     target_kind = draw(st.sampled_from(("category", "boolean", "float", "int", "one_class", "missing", "mixed")))
-    target = ColumnRecipe("target", target_kind, draw(st.sampled_from((0.0, 0.1))), draw(st.integers(0, 2**16)), [])
+    target = ColumnRecipe("target", target_kind, draw(st.sampled_from((0.0, 0.0, 0.1))), draw(st.integers(0, 2**16)),
+                          [])
     recipe = TableRecipe([*file.recipe.columns, target], file.recipe.n_rows)
     return CsvFile(to_csv_bytes(recipe, file.delimiter, file.encoding, file.decimal_comma), recipe, file.delimiter,
                    file.encoding, file.decimal_comma)

@@ -50,6 +50,9 @@ class Ingested:
     notes: list[str] = field(default_factory=list)
     encoding: str = "utf-8"
     delimiter: str = ","
+    # Per column, the text of the cells that were read as missing although they held something (a word in a number
+    # column, 'inf', a date that did not parse), indexed by row position: predictions flag those rows.
+    unread: dict[str, pd.Series] = field(default_factory=dict)
 
 
 def read_path(path: str | Path) -> bytes:
@@ -85,8 +88,10 @@ def ingest_bytes(data: bytes) -> Ingested:
     max_rows = get_settings().max_rows
     if table.num_rows > max_rows:
         raise UserError(f"The file has {table.num_rows:,} rows, over the limit of {max_rows:,}.")
-    frame = _infer_types(table, delimiter, notes)
-    return Ingested(frame, notes, encoding, delimiter)
+    unread: dict[str, pd.Series] = {}
+    frame = pd.DataFrame({name: _infer_column(name, column, delimiter, notes, unread)
+                          for name, column in zip(table.column_names, table.columns, strict=True)})
+    return Ingested(frame, notes, encoding, delimiter, unread)
 
 
 def _refuse_binary(data: bytes) -> None:
@@ -195,12 +200,8 @@ def _fix_headers(names: list[str]) -> tuple[list[str], list[str]]:
     return fixed, notes
 
 
-def _infer_types(table: pa.Table, delimiter: str, notes: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({name: _infer_column(name, column, delimiter, notes)
-                         for name, column in zip(table.column_names, table.columns, strict=True)})
-
-
-def _infer_column(name: str, column: pa.ChunkedArray, delimiter: str, notes: list[str]) -> pd.Series:
+def _infer_column(name: str, column: pa.ChunkedArray, delimiter: str, notes: list[str],
+                  unread: dict[str, pd.Series]) -> pd.Series:
     """Arrow compute for the common cases (a million rows in milliseconds); pandas only for repairs."""
     text = pc.utf8_trim_whitespace(column)
     lowered = pc.utf8_lower(text)
@@ -211,6 +212,7 @@ def _infer_column(name: str, column: pa.ChunkedArray, delimiter: str, notes: lis
         return pd.Series(np.nan, index=range(len(column)), dtype="float64")
     numbers = _to_number(name, text, present, delimiter, notes)
     if numbers is not None:
+        _keep_unread(name, text, numbers, unread)
         return numbers
     present_lower = pc.drop_null(pc.if_else(missing, pa.scalar(None, pa.string()), lowered))
     if pc.all(pc.is_in(present_lower, value_set=pa.array(sorted(TRUE_TOKENS | FALSE_TOKENS)))).as_py() \
@@ -220,7 +222,23 @@ def _infer_column(name: str, column: pa.ChunkedArray, delimiter: str, notes: lis
         return pd.Series(is_true.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get))
     values = pd.Series(text.to_pandas())
     dates = _to_datetime(values, present)
-    return dates if dates is not None else values.astype(object)
+    if dates is None:
+        return values.astype(object)
+    if _keep_unread(name, text, dates, unread):
+        lost = unread[name]
+        examples = ", ".join(f"'{v}'" for v in lost.unique()[:3])
+        notes.append(f"Column '{name}' is mostly dates but has {len(lost)} values that are not dates "
+                     f"(such as {examples}); they are treated as missing.")
+    return dates
+
+
+def _keep_unread(name: str, text: pa.ChunkedArray, converted: pd.Series, unread: dict[str, pd.Series]) -> bool:
+    """Record the cells that held text but became missing in `converted`; whether there were any."""
+    lost = pc.is_valid(text).to_numpy(zero_copy_only=False) & converted.isna().to_numpy()
+    if not lost.any():
+        return False
+    unread[name] = pd.Series(pc.filter(text, pa.array(lost)).to_pylist(), index=np.flatnonzero(lost), dtype=object)
+    return True
 
 
 def _to_number(name: str, text: pa.ChunkedArray, present: pa.ChunkedArray, delimiter: str,

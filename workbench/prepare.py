@@ -29,6 +29,7 @@ MAX_CATEGORIES = 100
 MISSING_CATEGORY = "(missing)"
 DATE_PARTS = ("year", "month", "day", "dayofweek")  # and "hour" where a column holds times of day
 SPLITS = ("train", "val", "test")
+MIN_TRAIN_ROWS = 20
 # The preprocessing is fitted on at most this many training rows: quantiles, means and the categories kept are
 # as good from a sample this size, and fitting on every row of a large table held several copies of it at once.
 FIT_SAMPLE_ROWS = 200_000
@@ -165,8 +166,9 @@ def split_rows(index: pd.Index, labels: pd.Series | None, config: SplitConfig) -
     """Seeded train/validation/test split of row ids, stratified by class when possible."""
     ids = np.asarray(index)
     stratify = labels.to_numpy() if labels is not None else None
-    if stratify is not None and pd.Series(stratify).value_counts().min() < 3:
-        stratify = None  # a class too rare to appear in every split
+    if stratify is not None and (pd.Series(stratify).value_counts().min() < 3
+                                 or np.floor(min(config.test, config.val) * len(ids)) < len(set(stratify))):
+        stratify = None  # a class too rare to appear in every split, or more classes than test or validation rows
     rest, test = train_test_split(ids, test_size=config.test, random_state=config.seed,
                                   stratify=stratify)
     rest_labels = None if stratify is None else labels.loc[rest].to_numpy()
@@ -256,7 +258,10 @@ def break_ties(frame: pd.DataFrame, columns: list[str], seed: int) -> pd.DataFra
     rng = np.random.default_rng(seed)
     for name in columns:
         values = noisy[name].to_numpy(dtype="float64")
-        noisy[name] = values + 1e-3 * np.nanstd(values) * rng.normal(size=len(values))
+        # The spread of values scaled to at most 1 in size: np.nanstd of values near 1e308 overflows to inf.
+        size = np.nanmax(np.abs(values), initial=0.0)
+        spread = np.nanstd(values / size) * size if size > 0 else 0.0
+        noisy[name] = values + 1e-3 * spread * rng.normal(size=len(values))
     return noisy
 
 
@@ -310,8 +315,9 @@ def prepare(frame: pd.DataFrame, target: str, task: str, exclude: list[str], spl
     dropped = len(frame) - len(data)
     if dropped:
         notes.append(f"{dropped:,} rows with no value for '{target}' were left out.")
-    if len(data) < 20:
-        raise UserError(f"Only {len(data)} rows have a value for '{target}'; at least 20 are needed to train.")
+    if len(data) < MIN_TRAIN_ROWS:
+        raise UserError(f"Only {len(data)} rows have a value for '{target}'; at least {MIN_TRAIN_ROWS} are needed "
+                        "to train.")
     task = detect_task(data[target], task)
     y_raw = data[target]
     labels = class_labels(y_raw) if task != "regression" else None

@@ -18,8 +18,8 @@ from workbench.artifacts import save_run
 from workbench.callbacks import Callback, CallbackList, EpochRecord, RunCancelled
 from workbench.errors import UserError
 from workbench.models.registry import ModelSpec, get_model, resolve_params
-from workbench.predict import outputs_to_predictions
-from workbench.prepare import Prepared, detect_task, prepare
+from workbench.predict import estimator_predictions, outputs_to_predictions
+from workbench.prepare import MIN_TRAIN_ROWS, Prepared, detect_task, prepare
 from workbench.runconfig import RunConfig
 from workbench.store.entities import RunStatus
 from workbench.training import FitResult, Objective, Tensors, fit, predict_outputs, select_device
@@ -62,7 +62,17 @@ def validate_config(config: RunConfig, table: pd.DataFrame) -> Resolved:
     params = resolve_params(config.model, config.params)
     if config.target not in table.columns:
         raise UserError(f"There is no column called '{config.target}' to predict.")
-    task = detect_task(table[config.target].dropna().rename(config.target), config.task)
+    present = table[config.target].dropna().rename(config.target)
+    # The real cause first: an empty target or too few rows, before what follows from it (a single value).
+    if present.empty:
+        raise UserError(f"The target '{config.target}' is empty on every row; there is nothing to learn from.")
+    if len(table) < MIN_TRAIN_ROWS:
+        raise UserError(f"The table has only {len(table)} row{'s' if len(table) > 1 else ''}; at least "
+                        f"{MIN_TRAIN_ROWS} are needed to train.")
+    if len(present) < MIN_TRAIN_ROWS:
+        raise UserError(f"Only {len(present)} rows have a value for '{config.target}'; at least {MIN_TRAIN_ROWS} "
+                        "are needed to train.")
+    task = detect_task(present, config.task)
     if task not in spec.tasks:
         raise UserError(f"'{spec.name}' does not do {task}; it does {' and '.join(spec.tasks)}.")
     for name in config.exclude:
@@ -154,18 +164,21 @@ def _train_neural(spec: ModelSpec, prepared: Prepared, params: dict, callbacks: 
 
 def _train_classical(spec: ModelSpec, prepared: Prepared, params: dict, callbacks: CallbackList):
     estimator = spec.build(prepared.task, params)
+    if prepared.task != "regression" and getattr(estimator, "early_stopping", False):
+        # Its internal validation split is stratified: that needs two training rows of every class, and a
+        # validation share with at least one row per class.
+        counts = np.unique(prepared.y["train"], return_counts=True)[1]
+        if counts.min() < 2 or np.floor(estimator.validation_fraction * counts.sum()) < len(counts):
+            estimator.set_params(early_stopping=False)
     callbacks.on_train_begin(1, 1)
     started = time.perf_counter()
     try:
         estimator.fit(prepared.x_num["train"], prepared.y["train"])
     except RunCancelled as exc:  # only raised by callbacks; kept for symmetry with the neural path
         return estimator, FitResult(RunStatus.CANCELLED, error=str(exc)), "cpu", {}
-    proba = {}
-    for s in ("val", "test"):
-        x = prepared.x_num[s]
-        proba[s] = estimator.predict(x).astype("float64") if prepared.task == "regression" else estimator.predict_proba(x)
-    objective = Objective(prepared.task)
     n_classes = len(prepared.classes or [])
+    proba = {s: estimator_predictions(estimator, prepared.x_num[s], prepared.task, n_classes) for s in ("val", "test")}
+    objective = Objective(prepared.task)
     val_scores = metrics.score(prepared.task, prepared.y["val"], proba["val"], n_classes)
     loss = val_scores["rmse"] ** 2 if prepared.task == "regression" else val_scores["log_loss"]
     record = EpochRecord(1, float("nan"), loss, val_scores[objective.metric_name], objective.metric_name, 0.0,
