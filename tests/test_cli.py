@@ -234,3 +234,16 @@ def test_train_names_the_real_cause(home, capsys, tmp_path, table, message):
     path.write_text(table)
     code, out, err = run_cli(capsys, "train", "--csv", str(path), "--target", "t", "--model", "mlp")
     assert (code, err) == (2, f"error: {message}\n")
+
+
+def test_train_on_an_empty_target_exits_2_every_time(home, tmp_path):
+    """Issue 15: `train` on an all-missing target sometimes aborted at exit ('terminate called without an active
+    exception', exit 134) instead of exiting 2 with its one error line."""
+    path = tmp_path / "empty-target.csv"
+    path.write_text("a,b,t\n" + "".join(f"{i},{i % 3},\n" for i in range(40)))
+    env = dict(os.environ, WORKBENCH_HOME=str(home))
+    for _ in range(4):
+        result = subprocess.run([sys.executable, "-m", "workbench", "train", "--csv", str(path), "--target", "t",
+                                 "--model", "mlp"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert (result.returncode, result.stderr) == (
+            2, "error: The target 't' is empty on every row; there is nothing to learn from.\n")

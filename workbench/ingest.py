@@ -144,25 +144,34 @@ def _detect_delimiter(text: str) -> str:
 
 
 def _parse(text: str, delimiter: str) -> pa.Table:
-    data = text.encode("utf-8")
     try:
-        with io.BytesIO(data) as buffer:
-            # Read everything as text first; types are decided afterwards, column by column.
-            try:
-                header = next(csv.reader(io.StringIO(text[:65536], newline=""), delimiter=delimiter), [])
-            except csv.Error as exc:  # e.g. a header cell over the csv module's field size limit
-                raise UserError(f"The header line could not be read as CSV ({exc}).") from None
-            return pacsv.read_csv(
-                buffer,
-                read_options=pacsv.ReadOptions(block_size=16 << 20),
-                parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
-                convert_options=pacsv.ConvertOptions(
-                    column_types={name: pa.string() for name in header},
-                    strings_can_be_null=False, quoted_strings_can_be_null=False,
-                ),
-            )
+        header = next(csv.reader(io.StringIO(text[:65536], newline=""), delimiter=delimiter), [])
+    except csv.Error as exc:  # e.g. a header cell over the csv module's field size limit
+        raise UserError(f"The header line could not be read as CSV ({exc}).") from None
+    try:
+        # Read everything as text first; types are decided afterwards, column by column.
+        return pacsv.read_csv(
+            _arrow_owned(text.encode("utf-8")),
+            read_options=pacsv.ReadOptions(block_size=16 << 20),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.string() for name in header},
+                strings_can_be_null=False, quoted_strings_can_be_null=False,
+            ),
+        )
     except pa.ArrowInvalid as exc:
         raise UserError(_explain_parse_error(text, delimiter, str(exc))) from None
+
+
+def _arrow_owned(data: bytes) -> pa.BufferReader:
+    """The bytes copied into Arrow's own memory. Given a Python file object (or a buffer of Python bytes), the CSV
+    reader's background I/O thread calls back into Python to read it and, at the end, to let it go; when that
+    thread still waits for the GIL as the interpreter shuts down, Python ends the thread inside Arrow's C++ code
+    and the process aborts: "terminate called without an active exception", exit 134 (seen after `train` refused
+    a table, under load)."""
+    buffer = pa.allocate_buffer(len(data))
+    pa.FixedSizeBufferWriter(buffer).write(data)
+    return pa.BufferReader(buffer)
 
 
 def _explain_parse_error(text: str, delimiter: str, message: str) -> str:
@@ -255,7 +264,7 @@ def _to_number(name: str, text: pa.ChunkedArray, present: pa.ChunkedArray, delim
     if is_inf.any():
         notes.append(f"Column '{name}': {int(is_inf.sum())} infinite values are treated as missing.")
         numbers = numbers.mask(is_inf)
-    if numbers.notna().all() and (numbers % 1 == 0).all():
+    if numbers.notna().all() and (numbers % 1 == 0).all() and numbers.abs().max() < 2**63:  # 1e308 stays a float
         return numbers.astype("int64")
     return numbers
 

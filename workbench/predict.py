@@ -59,7 +59,7 @@ class TrainedModel:
             names = ", ".join(f"'{c}'" for c in missing[:5])
             raise UserError(f"The file is missing the column{'s' if len(missing) > 1 else ''} {names} "
                             "that the model was trained on.")
-        check = SchemaCheck(frame[self.input_columns].copy(), [], [[] for _ in range(len(frame))])
+        check = SchemaCheck(frame[self.input_columns].copy(), [], {})
         unread = unread or {}
         features = self.preprocessor.features
         for name in features.numeric + features.boolean:
@@ -73,7 +73,7 @@ class TrainedModel:
                 check.notes.append(f"Column '{name}' is empty in this file; it is treated as missing on every row.")
         empty_rows = np.flatnonzero(check.frame.isna().all(axis=1).to_numpy()) if self.input_columns else []
         for row in empty_rows:
-            check.row_warnings[row].append("every feature is missing")
+            check.flag(row, "every feature is missing")
         if len(empty_rows):
             check.notes.append(f"{_count(len(empty_rows), 'row')} {'has' if len(empty_rows) == 1 else 'have'} "
                                "every feature missing: the prediction there is only a guess for a typical row.")
@@ -120,7 +120,7 @@ class TrainedModel:
         values = check.frame[name]
         wrong = {int(row): str(values.iloc[row]) for row in np.flatnonzero(bad.to_numpy())}
         if unread is not None:
-            wrong.update({int(row): str(v) for row, v in unread.items() if 0 <= row < len(values)})
+            wrong.update({int(row): str(v) for row, v in unread.items()})
         if not wrong:
             return
         examples = ", ".join(f"'{v}'" for v in list(dict.fromkeys(wrong.values()))[:3])
@@ -129,7 +129,7 @@ class TrainedModel:
             raise UserError(f"Column '{name}' should hold {wanted}, but none of its values do (such as {examples}); "
                             "is this the right file for this model?")
         for row, value in wrong.items():
-            check.row_warnings[row].append(f"'{name}': '{value}' is {_what_is_wrong(value, expected)}")
+            check.flag(row, f"'{name}': '{value}' is {_what_is_wrong(value, expected)}")
         check.notes.append(f"Column '{name}' should hold {wanted}, but {_count(len(wrong), 'row')} "
                            f"{'has' if len(wrong) == 1 else 'have'} other values (such as {examples}); "
                            "they were treated as missing and those rows are flagged.")
@@ -148,7 +148,7 @@ class TrainedModel:
         if not unseen.any():
             return
         for row in np.flatnonzero(unseen):
-            check.row_warnings[row].append(f"'{name}': '{text.iloc[row]}' was never seen in training")
+            check.flag(row, f"'{name}': '{text.iloc[row]}' was never seen in training")
         names = [f"'{n}'" for n in dict.fromkeys(text[unseen])]
         more = f" and {len(names) - 5} more" if len(names) > 5 else ""
         check.notes.append(f"Column '{name}' has {_count(len(names), 'category', 'categories')} the model never "
@@ -177,7 +177,10 @@ class TrainedModel:
             out["prediction"] = np.asarray(self.classes, dtype=object)[values.argmax(axis=1)]
             for k, label in enumerate(self.classes):
                 out[f"proba_{label}"] = values[:, k]
-        out["warnings"] = ["; ".join(w) for w in check.row_warnings]
+        warnings = np.full(len(out), "", dtype=object)
+        for row, problems in check.row_warnings.items():
+            warnings[row] = "; ".join(problems)
+        out["warnings"] = warnings
         return Prediction(out, check.notes)
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -189,7 +192,10 @@ class TrainedModel:
 class SchemaCheck:
     frame: pd.DataFrame  # the input columns, values of the training kinds; what did not fit is missing
     notes: list[str]  # one plain sentence per problem, about the whole table
-    row_warnings: list[list[str]]  # per row (by position), what is wrong with it
+    row_warnings: dict[int, list[str]]  # by row position, what is wrong with the flagged rows
+
+    def flag(self, row: int, problem: str) -> None:
+        self.row_warnings.setdefault(int(row), []).append(problem)
 
 
 @dataclass

@@ -30,6 +30,9 @@ MISSING_CATEGORY = "(missing)"
 DATE_PARTS = ("year", "month", "day", "dayofweek")  # and "hour" where a column holds times of day
 SPLITS = ("train", "val", "test")
 MIN_TRAIN_ROWS = 20
+# Numbers beyond this size tell a model nothing more, and their squares overflow float64 in the scalers' variance and
+# the tie-breaking noise (1e308 became inf, then NaN); they are clipped to it, at training and prediction alike.
+MAX_MAGNITUDE = 1e150
 # The preprocessing is fitted on at most this many training rows: quantiles, means and the categories kept are
 # as good from a sample this size, and fitting on every row of a large table held several copies of it at once.
 FIT_SAMPLE_ROWS = 200_000
@@ -216,7 +219,7 @@ class Preprocessor:
 
 def model_frame(frame: pd.DataFrame, features: Features) -> pd.DataFrame:
     """Numbers as float, categories as text, datetimes as parts: the input of the column transformer."""
-    numeric = frame[features.numeric + features.boolean].astype("float64")
+    numeric = frame[features.numeric + features.boolean].astype("float64").clip(-MAX_MAGNITUDE, MAX_MAGNITUDE)
     categorical = frame[features.categorical].astype(object).where(frame[features.categorical].notna(), None)
     categorical = categorical.map(lambda v: v if v is None else str(v))
     return pd.concat([numeric, datetime_parts(frame, features), categorical], axis=1)
@@ -258,10 +261,7 @@ def break_ties(frame: pd.DataFrame, columns: list[str], seed: int) -> pd.DataFra
     rng = np.random.default_rng(seed)
     for name in columns:
         values = noisy[name].to_numpy(dtype="float64")
-        # The spread of values scaled to at most 1 in size: np.nanstd of values near 1e308 overflows to inf.
-        size = np.nanmax(np.abs(values), initial=0.0)
-        spread = np.nanstd(values / size) * size if size > 0 else 0.0
-        noisy[name] = values + 1e-3 * spread * rng.normal(size=len(values))
+        noisy[name] = values + 1e-3 * np.nanstd(values) * rng.normal(size=len(values))
     return noisy
 
 
