@@ -169,7 +169,7 @@ def trainable_csv_files(draw, max_rows: int = 200, max_columns: int = 5) -> CsvF
     file = draw(csv_files(min_rows=16, max_rows=max_rows, max_columns=max_columns))
     target_kind = draw(st.sampled_from(("category", "boolean", "float", "int", "one_class", "missing", "mixed")))
     target = ColumnRecipe("target", target_kind, draw(st.sampled_from((0.0, 0.0, 0.1))), draw(st.integers(0, 2**16)),
-                          [])
+                          draw(st.lists(st.tuples(st.integers(0, 10_000), odd_cell), max_size=2)))
     recipe = TableRecipe([*file.recipe.columns, target], file.recipe.n_rows)
     return CsvFile(to_csv_bytes(recipe, file.delimiter, file.encoding, file.decimal_comma), recipe, file.delimiter,
                    file.encoding, file.decimal_comma)

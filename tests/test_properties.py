@@ -21,7 +21,7 @@ from workbench.ingest import ingest_bytes
 from workbench.models.registry import MODELS
 from workbench.predict import load_model
 from workbench.profile import profile_table, target_warnings
-from workbench.runconfig import RunConfig
+from workbench.runconfig import CATEGORICAL_ENCODINGS, IMPUTATIONS, SCALINGS, PrepConfig, RunConfig
 from workbench.runner import execute
 from workbench.store import RunStatus
 
@@ -105,24 +105,27 @@ def plain_sentence(message: str | None) -> bool:
 
 @pytest.mark.parametrize("model", list(MODELS))
 @scaled(0.2)
-@given(file=trainable_csv_files(), target_from_end=st.just(0) | st.integers(0, 6))
+@given(file=trainable_csv_files(), target_from_end=st.just(0) | st.integers(0, 6),
+       prep=st.builds(PrepConfig, impute_numeric=st.sampled_from(IMPUTATIONS), scaling=st.sampled_from(SCALINGS),
+                      categorical=st.sampled_from(CATEGORICAL_ENCODINGS)))
 # Five classes in 24 rows: the split was stratified with fewer test rows than classes, and gradient boosting's
 # stratified early-stopping split failed the same way.
 @example(file=raw_csv(rows("x,target", lambda i: f"{i},{'abc'[i % 3] if i < 18 else 'de'[i % 2]}", 24)),
-         target_from_end=0)
+         target_from_end=0, prep=PrepConfig())
 # A class only in the test rows (row 22 with seed 0): classical models gave fewer probability columns than classes.
-@example(file=raw_csv(rows("x,target", lambda i: f"{i},{'z' if i == 22 else 'ab'[i % 2]}", 24)), target_from_end=0)
+@example(file=raw_csv(rows("x,target", lambda i: f"{i},{'z' if i == 22 else 'ab'[i % 2]}", 24)), target_from_end=0,
+         prep=PrepConfig())
 # Numbers near the float64 limit: the variance in the standard scaler and the spread of the quantile transform's
 # tie-breaking noise overflowed to inf, and the models then saw NaN.
 @example(file=raw_csv(rows("x,target", lambda i: f"{1e308 if i % 4 == 0 else -i - 0.5},{'ab'[i % 2]}", 24)),
-         target_from_end=0)
-def test_every_model_trains_one_epoch_or_says_why_and_predicts_its_own_rows(model, file, target_from_end):
+         target_from_end=0, prep=PrepConfig())
+def test_every_model_trains_one_epoch_or_says_why_and_predicts_its_own_rows(model, file, target_from_end, prep):
     ingested = ingest_or_none(file.data)
     if ingested is None:
         return
     table = ingested.table
     target = table.columns[-1 - target_from_end % table.shape[1]]
-    config = RunConfig(dataset_id="fuzz", target=target, model=model, params=SMALL.get(model, {}))
+    config = RunConfig(dataset_id="fuzz", target=target, model=model, params=SMALL.get(model, {}), prep=prep)
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
         try:

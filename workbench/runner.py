@@ -70,8 +70,8 @@ def validate_config(config: RunConfig, table: pd.DataFrame) -> Resolved:
         raise UserError(f"The table has only {len(table)} row{'s' if len(table) > 1 else ''}; at least "
                         f"{MIN_TRAIN_ROWS} are needed to train.")
     if len(present) < MIN_TRAIN_ROWS:
-        raise UserError(f"Only {len(present)} rows have a value for '{config.target}'; at least {MIN_TRAIN_ROWS} "
-                        "are needed to train.")
+        raise UserError(f"Only {len(present)} {'row has' if len(present) == 1 else 'rows have'} a value for "
+                        f"'{config.target}'; at least {MIN_TRAIN_ROWS} are needed to train.")
     task = detect_task(present, config.task)
     if task not in spec.tasks:
         raise UserError(f"'{spec.name}' does not do {task}; it does {' and '.join(spec.tasks)}.")
