@@ -92,7 +92,7 @@ def test_unseen_categories_are_counted_and_named(model):
 
 
 def test_a_row_with_every_feature_missing_is_flagged(model):
-    rows = new_rows()
+    rows = new_rows().astype({"flag": object})
     rows.loc[9, :] = np.nan
     result = predict_csv(model, rows)
     assert result.table["warnings"][9] == "every feature is missing"
