@@ -211,3 +211,15 @@ def writes_held(database_url: str, first: str | None = None) -> Iterator[None]:
         connection.execute("COMMIT")
     finally:
         connection.close()
+
+
+# Hypothesis: "ci" (the default) is small, derandomized and without deadlines, so the suite stays fast and
+# deterministic; `pytest --hypothesis-profile=thorough` explores for as long as it is given.
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+_SLOW_DATA = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
+settings.register_profile("ci", max_examples=20, derandomize=True, deadline=None, database=None,
+                          suppress_health_check=_SLOW_DATA, print_blob=True)
+settings.register_profile("thorough", max_examples=1000, deadline=None, suppress_health_check=_SLOW_DATA,
+                          print_blob=True)
+settings.load_profile("ci")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import subprocess
@@ -114,8 +116,11 @@ def test_train_json_shape_and_run_commands(dataset_id, capsys, tmp_path):
     code, out, err = run_cli(capsys, "predict", run["run_id"], str(new_rows), "--out", str(out_path))
     assert code == 0, err
     predictions = out_path.read_text().splitlines()
-    assert predictions[0] == "x1,x2,colour,flag,prediction,proba_no,proba_yes"
+    assert predictions[0] == "x1,x2,colour,flag,prediction,proba_no,proba_yes,warnings"
     assert "'=cmd" in predictions[2]
+    assert predictions[2].endswith(",'colour': '=cmd|' /C calc'!A0' was never seen in training")
+    assert err == "note: Column 'colour' has 1 category the model never saw in training ('=cmd|' /C calc'!A0') on " \
+                  "1 row; they are predicted as an unknown category and those rows are flagged.\n"
 
     zip_path = tmp_path / "model.zip"
     code, _, err = run_cli(capsys, "export", run["run_id"], "--out", str(zip_path))
@@ -162,3 +167,83 @@ def test_train_user_errors_exit_2(dataset_id, capsys, extra, message, home, tmp_
     code, out, err = run_cli(capsys, *args)
     assert code == 2
     assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_predict_notes_go_to_stderr_and_the_csv_to_stdout(dataset_id, capsys, tmp_path):
+    """Issue 15 item 7: a typo in a number, a date in a number column, an unseen category and an empty row are
+    each flagged in the row's `warnings` and in a note; nothing is imputed without a word."""
+    code, out, err = run_cli(capsys, "train", "--dataset", dataset_id, "--target", "label", "--model",
+                             "logistic_regression", "--json")
+    assert code == 0, err
+    run_id = json.loads(out)["run_id"]
+    rows = ["x1,x2,colour,flag,extra"] + [f"{i / 10},{-i / 10},red,true,1" for i in range(30)]
+    rows[3] = "39.3x,0.5,red,false,1"
+    rows[5] = "0.2,2024-01-02,red,false,1"
+    rows[7] = "0.2,0.1,purple,false,1"
+    rows[9] = ",,,,1"
+    path = tmp_path / "new.csv"
+    path.write_text("\n".join(rows) + "\n")
+    code, out, err = run_cli(capsys, "predict", run_id, str(path))
+    assert code == 0, err
+    table = list(csv.DictReader(io.StringIO(out)))
+    assert len(table) == 30
+    assert [r["warnings"] for r in table[:9]] == [
+        "", "", "'x1': '39.3x' is not a number", "", "'x2': '2024-01-02' is a date, not a number", "",
+        "'colour': 'purple' was never seen in training", "", "every feature is missing"]
+    notes = err.splitlines()
+    assert all(n.startswith("note: ") for n in notes)
+    assert any("Column 'x1' should hold numbers, but 1 row has other values (such as '39.3x')" in n for n in notes)
+    assert any("Column 'x2' should hold numbers" in n and "'2024-01-02'" in n for n in notes)
+    assert any("'purple'" in n for n in notes)
+    assert any(n.startswith("note: 1 row has every feature missing") for n in notes)
+    assert "note: The model does not use the column 'extra'; it was ignored." in notes
+
+
+@pytest.mark.parametrize("variable", ["WORKBENCH_MAX_UPLOAD_MB", "WORKBENCH_MAX_ROWS", "WORKBENCH_HEARTBEAT_TIMEOUT_S"])
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "nan"])
+def test_a_bad_limit_in_the_environment_is_one_plain_error(home, capsys, monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    code, out, err = run_cli(capsys, "datasets")
+    assert code == 2
+    assert err == f"error: The environment variable {variable} must be a {'whole ' if 'TIMEOUT' not in variable else ''}" \
+                  f"number above 0, not '{value}'.\n"
+
+
+def test_terminal_escapes_in_names_are_printed_escaped(home, capsys, tmp_path):
+    """A column name with terminal escape codes must not recolour, retitle or clear the user's terminal."""
+    path = tmp_path / "hostile.csv"
+    path.write_text('"\x1b[31mred\x1b[0m","\x1b]0;owned\x07",naïve 名前,"\u202eevil"\n1,2,3,4\n5,6,7,8\n')
+    code, out, err = run_cli(capsys, "ingest", str(path))
+    assert code == 0, err
+    assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
+    assert "\\x1b[31mred\\x1b[0m" in out and "naïve 名前" in out and "\\u202eevil" in out
+    dataset_id = out.split()[1]
+    code, out, err = run_cli(capsys, "profile", dataset_id, "--target", "naïve 名前")
+    assert code == 0, err
+    assert "\x1b" not in out and "\\x1b[31mred" in out
+    code, out, err = run_cli(capsys, "profile", dataset_id, "--target", "\x1b[2J")
+    assert code == 2 and err == "error: There is no column called '\\x1b[2J'.\n"
+
+
+@pytest.mark.parametrize("table,message", [
+    ("a,b,t\n" + "1,2,\n" * 30, "The target 't' is empty on every row; there is nothing to learn from."),
+    ("a,b,t\n1,2,x\n", "The table has only 1 row; at least 20 are needed to train."),
+])
+def test_train_names_the_real_cause(home, capsys, tmp_path, table, message):
+    path = tmp_path / "t.csv"
+    path.write_text(table)
+    code, out, err = run_cli(capsys, "train", "--csv", str(path), "--target", "t", "--model", "mlp")
+    assert (code, err) == (2, f"error: {message}\n")
+
+
+def test_train_on_an_empty_target_exits_2_every_time(home, tmp_path):
+    """Issue 15: `train` on an all-missing target sometimes aborted at exit ('terminate called without an active
+    exception', exit 134) instead of exiting 2 with its one error line."""
+    path = tmp_path / "empty-target.csv"
+    path.write_text("a,b,t\n" + "".join(f"{i},{i % 3},\n" for i in range(40)))
+    env = dict(os.environ, WORKBENCH_HOME=str(home))
+    for _ in range(4):
+        result = subprocess.run([sys.executable, "-m", "workbench", "train", "--csv", str(path), "--target", "t",
+                                 "--model", "mlp"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert (result.returncode, result.stderr) == (
+            2, "error: The target 't' is empty on every row; there is nothing to learn from.\n")

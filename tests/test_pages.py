@@ -349,3 +349,31 @@ def test_regression_compare_and_predict(store):
     at = page("predict").run()
     assert not at.exception
     pd.testing.assert_index_equal(pd.Index([r.id for r in store.list_runs()]), pd.Index([b, a]))
+
+
+def test_data_page_takes_every_column_as_target_on_a_table_with_missing_numbers(store):
+    """Issue 14: a 344-row penguins-like table with gaps in several numeric columns; picking a categorical target
+    crashed the page (a -1e300 missing-value fill overflowed float32 inside scikit-learn's tree)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    n = 344
+    frame = pd.DataFrame({
+        "species": rng.choice(["Adelie", "Gentoo", "Chinstrap"], n),
+        "island": rng.choice(["Biscoe", "Dream", "Torgersen"], n),
+        "bill_length_mm": rng.normal(44, 5, n).round(1),
+        "bill_depth_mm": rng.normal(17, 2, n).round(1),
+        "flipper_length_mm": rng.normal(200, 14, n).round(0),
+        "body_mass_g": rng.normal(4200, 800, n).round(0),
+        "sex": rng.choice(["male", "female"], n),
+        "year": rng.choice([2007, 2008, 2009], n),
+    })
+    frame.loc[[3, 271], ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]] = np.nan
+    frame.loc[rng.choice(n, 11, replace=False), "sex"] = np.nan
+    datasets.add_dataset(store, frame.to_csv(index=False).encode(), "penguins.csv")
+    at = page("data").run()
+    for name in frame.columns:
+        target = next(s for s in at.selectbox if s.label.startswith("Column you want to predict"))
+        target.select(name).run()
+        assert not at.exception, (name, at.exception)
+        assert not at.error, (name, texts(at.error))

@@ -25,6 +25,13 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(message[0].upper() + message[1:] + ("" if message.endswith(".") else "."))
 
 
+def terminal_safe(text: Any) -> str:
+    """Text as a terminal shows it literally: control and format characters (escape sequences, bidi overrides,
+    zero-width spaces) become visible escapes such as \\x1b; letters of every script stay as they are."""
+    return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+                   for ch in str(text))
+
+
 def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
@@ -62,20 +69,21 @@ def cmd_ingest(args: argparse.Namespace) -> None:
     if args.json:
         _print_json(data)
         return
-    print(f"dataset {d.id}  {d.name}  {d.n_rows:,} rows x {d.n_columns} columns"
+    print(f"dataset {d.id}  {terminal_safe(d.name)}  {d.n_rows:,} rows x {d.n_columns} columns"
           + ("" if added.created else "  (already ingested)"))
     _print_columns(d.profile["columns"])
     for note in data["notes"]:
-        print(f"note: {note}")
+        print(f"note: {terminal_safe(note)}")
     for warning in data["warnings"]:
-        print(f"warning: {warning}")
+        print(f"warning: {terminal_safe(warning)}")
 
 
 def _print_columns(columns: list[dict[str, Any]]) -> None:
-    width = max([len(c["name"]) for c in columns] + [6])
+    names = [terminal_safe(c["name"]) for c in columns]
+    width = max([len(n) for n in names] + [6])
     print(f"  {'column':<{width}}  {'kind':<11} {'missing':>8} {'distinct':>9}")
-    for c in columns:
-        print(f"  {c['name']:<{width}}  {c['kind']:<11} {c['missing']:>8,} {c['distinct']:>9,}")
+    for name, c in zip(names, columns, strict=True):
+        print(f"  {name:<{width}}  {c['kind']:<11} {c['missing']:>8,} {c['distinct']:>9,}")
 
 
 def cmd_datasets(args: argparse.Namespace) -> None:
@@ -100,7 +108,7 @@ def cmd_profile(args: argparse.Namespace) -> None:
     print(f"{profile['n_rows']:,} rows x {profile['n_columns']} columns, {profile['duplicate_rows']:,} duplicate rows")
     _print_columns(profile["columns"])
     for warning in profile["warnings"]:
-        print(f"warning: {warning['message']}")
+        print(f"warning: {terminal_safe(warning['message'])}")
 
 
 def cmd_delete_dataset(args: argparse.Namespace) -> None:
@@ -251,16 +259,17 @@ def cmd_cancel(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from workbench.ingest import ingest_bytes, read_path
-    from workbench.predict import predict_for_run, to_safe_csv
+    from workbench.ingest import read_path
+    from workbench.predict import predict_file, to_safe_csv
 
     store = _store()
-    table = ingest_bytes(read_path(args.path)).table
-    result = predict_for_run(store, args.run_id, table)
-    text = to_safe_csv(result)
+    result = predict_file(store, args.run_id, read_path(args.path))
+    for note in result.notes:  # on stderr, so that the CSV on stdout stays clean
+        print(f"note: {terminal_safe(note)}", file=sys.stderr)
+    text = to_safe_csv(result.table)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
-        print(f"wrote {len(result):,} predictions to {args.out}")
+        print(f"wrote {len(result.table):,} predictions to {terminal_safe(args.out)}")
     else:
         sys.stdout.write(text)
 
@@ -391,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         args.func(args)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {terminal_safe(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

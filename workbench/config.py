@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from workbench.errors import UserError
 
 DEFAULT_HOME = "workbench-data"
 
@@ -38,7 +41,22 @@ def get_settings() -> Settings:
     return Settings(
         home=home,
         database_url=url,
-        max_upload_mb=int(os.environ.get("WORKBENCH_MAX_UPLOAD_MB", 200)),
-        max_rows=int(os.environ.get("WORKBENCH_MAX_ROWS", 5_000_000)),
-        heartbeat_timeout_s=float(os.environ.get("WORKBENCH_HEARTBEAT_TIMEOUT_S", 30)),
+        max_upload_mb=int(_positive_number("WORKBENCH_MAX_UPLOAD_MB", 200, whole=True)),
+        max_rows=int(_positive_number("WORKBENCH_MAX_ROWS", 5_000_000, whole=True)),
+        heartbeat_timeout_s=_positive_number("WORKBENCH_HEARTBEAT_TIMEOUT_S", 30, whole=False),
     )
+
+
+def _positive_number(variable: str, default: float, whole: bool) -> float:
+    """The variable's value, or one plain sentence naming it when it is not a positive (whole) number."""
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0 and (not whole or value == int(value))):
+        kind = "a whole number" if whole else "a number"
+        raise UserError(f"The environment variable {variable} must be {kind} above 0, not '{text}'.")
+    return value

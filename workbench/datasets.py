@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pyarrow.fs import LocalFileSystem
 
 from workbench.errors import UserError, storage_error_message
 from workbench.ingest import ingest_bytes, read_path
@@ -88,7 +89,10 @@ def load_table(store: Store, dataset: Dataset | str) -> pd.DataFrame:
     path = store.settings.datasets_dir / dataset.file_name
     if not path.is_file():
         raise UserError(f"The data file of dataset '{dataset.name}' is missing from {path.parent}.")
-    return pd.read_parquet(path)
+    # Arrow opens the file itself. Given a Python file object (what pandas passes without a filesystem), the scan's
+    # worker threads hold buffers that only the GIL can free; one still waiting for it while the interpreter shuts
+    # down is ended by Python inside Arrow's C++ code: "terminate called without an active exception", exit 134.
+    return pd.read_parquet(path, filesystem=LocalFileSystem())
 
 
 def profile_with_target(store: Store, dataset_id: str, target: str | None = None) -> dict[str, Any]:

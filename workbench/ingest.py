@@ -40,7 +40,7 @@ BINARY_SIGNATURES = {
     b"PAR1": "a Parquet file",
 }
 _DOT_DECIMAL = re.compile(r"^[+-]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?$")
-_COMMA_DECIMAL = re.compile(r"^[+-]?(\d{1,3}([. ]\d{3})+|\d+)(,\d+)?$")
+_COMMA_DECIMAL = re.compile(r"^[+-]?(\d{1,3}([. ]\d{3})+|\d+)(,\d+)?([eE][+-]?\d+)?$")
 _DATE_LIKE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$")
 
 
@@ -50,6 +50,9 @@ class Ingested:
     notes: list[str] = field(default_factory=list)
     encoding: str = "utf-8"
     delimiter: str = ","
+    # Per column, the text of the cells that were read as missing although they held something (a word in a number
+    # column, 'inf', a date that did not parse), indexed by row position: predictions flag those rows.
+    unread: dict[str, pd.Series] = field(default_factory=dict)
 
 
 def read_path(path: str | Path) -> bytes:
@@ -85,8 +88,10 @@ def ingest_bytes(data: bytes) -> Ingested:
     max_rows = get_settings().max_rows
     if table.num_rows > max_rows:
         raise UserError(f"The file has {table.num_rows:,} rows, over the limit of {max_rows:,}.")
-    frame = _infer_types(table, delimiter, notes)
-    return Ingested(frame, notes, encoding, delimiter)
+    unread: dict[str, pd.Series] = {}
+    frame = pd.DataFrame({name: _infer_column(name, column, delimiter, notes, unread)
+                          for name, column in zip(table.column_names, table.columns, strict=True)})
+    return Ingested(frame, notes, encoding, delimiter, unread)
 
 
 def _refuse_binary(data: bytes) -> None:
@@ -139,25 +144,34 @@ def _detect_delimiter(text: str) -> str:
 
 
 def _parse(text: str, delimiter: str) -> pa.Table:
-    data = text.encode("utf-8")
     try:
-        with io.BytesIO(data) as buffer:
-            # Read everything as text first; types are decided afterwards, column by column.
-            try:
-                header = next(csv.reader(io.StringIO(text[:65536], newline=""), delimiter=delimiter), [])
-            except csv.Error as exc:  # e.g. a header cell over the csv module's field size limit
-                raise UserError(f"The header line could not be read as CSV ({exc}).") from None
-            return pacsv.read_csv(
-                buffer,
-                read_options=pacsv.ReadOptions(block_size=16 << 20),
-                parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
-                convert_options=pacsv.ConvertOptions(
-                    column_types={name: pa.string() for name in header},
-                    strings_can_be_null=False, quoted_strings_can_be_null=False,
-                ),
-            )
+        header = next(csv.reader(io.StringIO(text[:65536], newline=""), delimiter=delimiter), [])
+    except csv.Error as exc:  # e.g. a header cell over the csv module's field size limit
+        raise UserError(f"The header line could not be read as CSV ({exc}).") from None
+    try:
+        # Read everything as text first; types are decided afterwards, column by column.
+        return pacsv.read_csv(
+            _arrow_owned(text.encode("utf-8")),
+            read_options=pacsv.ReadOptions(block_size=16 << 20),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.string() for name in header},
+                strings_can_be_null=False, quoted_strings_can_be_null=False,
+            ),
+        )
     except pa.ArrowInvalid as exc:
         raise UserError(_explain_parse_error(text, delimiter, str(exc))) from None
+
+
+def _arrow_owned(data: bytes) -> pa.BufferReader:
+    """The bytes copied into Arrow's own memory. Given a Python file object (or a buffer of Python bytes), the CSV
+    reader's background I/O thread calls back into Python to read it and, at the end, to let it go; when that
+    thread still waits for the GIL as the interpreter shuts down, Python ends the thread inside Arrow's C++ code
+    and the process aborts: "terminate called without an active exception", exit 134 (seen after `train` refused
+    a table, under load)."""
+    buffer = pa.allocate_buffer(len(data))
+    pa.FixedSizeBufferWriter(buffer).write(data)
+    return pa.BufferReader(buffer)
 
 
 def _explain_parse_error(text: str, delimiter: str, message: str) -> str:
@@ -195,12 +209,8 @@ def _fix_headers(names: list[str]) -> tuple[list[str], list[str]]:
     return fixed, notes
 
 
-def _infer_types(table: pa.Table, delimiter: str, notes: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({name: _infer_column(name, column, delimiter, notes)
-                         for name, column in zip(table.column_names, table.columns, strict=True)})
-
-
-def _infer_column(name: str, column: pa.ChunkedArray, delimiter: str, notes: list[str]) -> pd.Series:
+def _infer_column(name: str, column: pa.ChunkedArray, delimiter: str, notes: list[str],
+                  unread: dict[str, pd.Series]) -> pd.Series:
     """Arrow compute for the common cases (a million rows in milliseconds); pandas only for repairs."""
     text = pc.utf8_trim_whitespace(column)
     lowered = pc.utf8_lower(text)
@@ -211,6 +221,7 @@ def _infer_column(name: str, column: pa.ChunkedArray, delimiter: str, notes: lis
         return pd.Series(np.nan, index=range(len(column)), dtype="float64")
     numbers = _to_number(name, text, present, delimiter, notes)
     if numbers is not None:
+        _keep_unread(name, text, numbers, unread)
         return numbers
     present_lower = pc.drop_null(pc.if_else(missing, pa.scalar(None, pa.string()), lowered))
     if pc.all(pc.is_in(present_lower, value_set=pa.array(sorted(TRUE_TOKENS | FALSE_TOKENS)))).as_py() \
@@ -220,7 +231,23 @@ def _infer_column(name: str, column: pa.ChunkedArray, delimiter: str, notes: lis
         return pd.Series(is_true.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get))
     values = pd.Series(text.to_pandas())
     dates = _to_datetime(values, present)
-    return dates if dates is not None else values.astype(object)
+    if dates is None:
+        return values.astype(object)
+    if _keep_unread(name, text, dates, unread):
+        lost = unread[name]
+        examples = ", ".join(f"'{v}'" for v in lost.unique()[:3])
+        notes.append(f"Column '{name}' is mostly dates but has {len(lost)} values that are not dates "
+                     f"(such as {examples}); they are treated as missing.")
+    return dates
+
+
+def _keep_unread(name: str, text: pa.ChunkedArray, converted: pd.Series, unread: dict[str, pd.Series]) -> bool:
+    """Record the cells that held text but became missing in `converted`; whether there were any."""
+    lost = pc.is_valid(text).to_numpy(zero_copy_only=False) & converted.isna().to_numpy()
+    if not lost.any():
+        return False
+    unread[name] = pd.Series(pc.filter(text, pa.array(lost)).to_pylist(), index=np.flatnonzero(lost), dtype=object)
+    return True
 
 
 def _to_number(name: str, text: pa.ChunkedArray, present: pa.ChunkedArray, delimiter: str,
@@ -237,7 +264,7 @@ def _to_number(name: str, text: pa.ChunkedArray, present: pa.ChunkedArray, delim
     if is_inf.any():
         notes.append(f"Column '{name}': {int(is_inf.sum())} infinite values are treated as missing.")
         numbers = numbers.mask(is_inf)
-    if numbers.notna().all() and (numbers % 1 == 0).all():
+    if numbers.notna().all() and (numbers % 1 == 0).all() and numbers.abs().max() < 2**63:  # 1e308 stays a float
         return numbers.astype("int64")
     return numbers
 
@@ -289,9 +316,8 @@ def _to_datetime(values: pd.Series, present: pa.ChunkedArray) -> pd.Series | Non
     sample = pd.Series(present.slice(0, 200).to_pandas())
     if sample.str.match(_DATE_LIKE).mean() < 0.95:
         return None
-    parsed = pd.to_datetime(values, errors="coerce", format="ISO8601")
+    # utc=True: times with an offset become UTC, times without one are taken as UTC (a column may hold both).
+    parsed = pd.to_datetime(values, errors="coerce", format="ISO8601", utc=True)
     if parsed.notna().sum() < 0.95 * len(present):
         return None
-    if getattr(parsed.dt, "tz", None) is not None:
-        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-    return parsed
+    return parsed.dt.tz_localize(None)

@@ -31,6 +31,10 @@ MAX_CATEGORIES = 100
 MISSING_CATEGORY = "(missing)"
 DATE_PARTS = ("year", "month", "day", "dayofweek")  # and "hour" where a column holds times of day
 SPLITS = ("train", "val", "test")
+MIN_TRAIN_ROWS = 20
+# Numbers beyond this size tell a model nothing more, and their squares overflow float64 in the scalers' variance and
+# the tie-breaking noise (1e308 became inf, then NaN); they are clipped to it, at training and prediction alike.
+MAX_MAGNITUDE = 1e150
 # The preprocessing is fitted on at most this many training rows: quantiles, means and the categories kept are
 # as good from a sample this size, and fitting on every row of a large table held several copies of it at once.
 FIT_SAMPLE_ROWS = 200_000
@@ -170,8 +174,9 @@ def split_rows(index: pd.Index, labels: pd.Series | None, config: SplitConfig) -
     """Seeded train/validation/test split of row ids, stratified by class when possible."""
     ids = np.asarray(index)
     stratify = labels.to_numpy() if labels is not None else None
-    if stratify is not None and pd.Series(stratify).value_counts().min() < 3:
-        stratify = None  # a class too rare to appear in every split
+    if stratify is not None and (pd.Series(stratify).value_counts().min() < 3
+                                 or np.floor(min(config.test, config.val) * len(ids)) < len(set(stratify))):
+        stratify = None  # a class too rare to appear in every split, or more classes than test or validation rows
     rest, test = train_test_split(ids, test_size=config.test, random_state=config.seed,
                                   stratify=stratify)
     rest_labels = None if stratify is None else labels.loc[rest].to_numpy()
@@ -268,7 +273,7 @@ class Preprocessor(BaseEstimator):
 
 def model_frame(frame: pd.DataFrame, features: Features) -> pd.DataFrame:
     """Numbers as float, categories as text, datetimes as parts: the input of the column transformer."""
-    numeric = frame[features.numeric + features.boolean].astype("float64")
+    numeric = frame[features.numeric + features.boolean].astype("float64").clip(-MAX_MAGNITUDE, MAX_MAGNITUDE)
     categorical = frame[features.categorical].astype(object).where(frame[features.categorical].notna(), None)
     categorical = categorical.map(lambda v: v if v is None else str(v))
     return pd.concat([numeric, datetime_parts(frame, features), categorical], axis=1)
@@ -358,8 +363,9 @@ def prepare(frame: pd.DataFrame, target: str, task: str, exclude: list[str], spl
     dropped = len(frame) - len(data)
     if dropped:
         notes.append(f"{dropped:,} rows with no value for '{target}' were left out.")
-    if len(data) < 20:
-        raise UserError(f"Only {len(data)} rows have a value for '{target}'; at least 20 are needed to train.")
+    if len(data) < MIN_TRAIN_ROWS:
+        raise UserError(f"Only {len(data)} rows have a value for '{target}'; at least {MIN_TRAIN_ROWS} are needed "
+                        "to train.")
     task = detect_task(data[target], task)
     y_raw = data[target]
     labels = class_labels(y_raw) if task != "regression" else None

@@ -69,15 +69,18 @@ def _profile_column(series: pd.Series, n_rows: int) -> dict[str, Any]:
     }
     if kind in ("numeric", "identifier") and ptypes.is_numeric_dtype(series) and len(present):
         values = present.to_numpy(dtype="float64")
+        # Sums of values near the float64 limit (1e308) overflow: work on values scaled to at most 1 in size.
+        scale = float(np.abs(values).max()) or 1.0
+        scaled = values / scale
         info["stats"] = {
-            "min": float(values.min()), "max": float(values.max()), "mean": float(values.mean()),
-            "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0, "median": float(np.median(values)),
+            "min": float(values.min()), "max": float(values.max()), "mean": float(scaled.mean() * scale),
+            "std": float(scaled.std(ddof=1) * scale) if len(values) > 1 else 0.0, "median": float(np.median(values)),
         }
-        counts, edges = np.histogram(values, bins=HISTOGRAM_BINS)
-        info["histogram"] = {"edges": edges.tolist(), "counts": counts.tolist()}
+        counts, edges = _histogram(scaled)
+        info["histogram"] = {"edges": (edges * scale).tolist(), "counts": counts.tolist()}
     elif kind == "datetime" and len(present):
         info["stats"] = {"min": present.min().isoformat(), "max": present.max().isoformat()}
-        counts, edges = np.histogram(present.astype("int64").to_numpy(), bins=HISTOGRAM_BINS)
+        counts, edges = _histogram(present.astype("int64").to_numpy(dtype="float64"))
         info["histogram"] = {"edges": pd.to_datetime(edges).strftime("%Y-%m-%d %H:%M").tolist(),
                              "counts": counts.tolist()}
     elif len(present):
@@ -85,6 +88,13 @@ def _profile_column(series: pd.Series, n_rows: int) -> dict[str, Any]:
         info["top"] = [[str(k), int(v)] for k, v in top.items()]
         info["histogram"] = {"labels": [str(k) for k in top.index], "counts": [int(v) for v in top.to_numpy()]}
     return info
+
+
+def _histogram(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        return np.histogram(values, bins=HISTOGRAM_BINS)
+    except ValueError:  # values too close together, for their size, to have 20 distinct bin edges in float64
+        return np.array([len(values)]), np.array([values.min(), values.max()])
 
 
 def dataset_warnings(columns: list[dict[str, Any]], duplicates: int, n_rows: int) -> list[dict[str, str]]:
@@ -128,6 +138,16 @@ def target_warnings(frame: pd.DataFrame, profile: dict[str, Any], target: str) -
             warnings.append(_warning("imbalance", target, f"The target is imbalanced: '{shares.index[-1]}' is only "
                                      f"{shares.iloc[-1]:.1%} of rows; accuracy alone will flatter a model, "
                                      "look at balanced accuracy."))
+    if is_classification:
+        y = y.astype(str)
+    elif _is_quantity(y):
+        y = _as_float(y)
+        scale = float(y.abs().max())
+        if not (0 < scale < np.inf) or y.std() == 0:
+            return warnings
+        y = y / scale  # R² does not depend on the scale, and squares of values near 1e308 would overflow
+    else:
+        return warnings  # many different texts (identifiers, free text): no column can "predict" those
     for name in frame.columns:
         if name == target or kinds.get(name) == "identifier":
             continue
@@ -138,33 +158,47 @@ def target_warnings(frame: pd.DataFrame, profile: dict[str, Any], target: str) -
     return warnings
 
 
+def _is_quantity(series: pd.Series) -> bool:
+    return ptypes.is_bool_dtype(series) or ptypes.is_numeric_dtype(series) or ptypes.is_datetime64_any_dtype(series)
+
+
+def _as_float(series: pd.Series) -> pd.Series:
+    """Numbers, booleans and datetimes (as nanoseconds) as float64; a nullable NA becomes NaN."""
+    if ptypes.is_datetime64_any_dtype(series):
+        return series.astype("int64").astype("float64").where(series.notna())
+    return series.astype("float64")
+
+
 def _single_column_score(x: pd.Series, y: pd.Series, is_classification: bool) -> float | None:
-    """How well one column alone predicts the target (a shallow tree: accuracy or R²)."""
-    if ptypes.is_datetime64_any_dtype(x):
-        x = x.astype("int64")
-    if ptypes.is_bool_dtype(x) or ptypes.is_numeric_dtype(x):
-        features = pd.to_numeric(x, errors="coerce").astype("float64").fillna(-1e300).to_numpy().reshape(-1, 1)
+    """How well one column alone predicts the target (a shallow tree: accuracy or R²).
+
+    y is text labels (classification) or float64 scaled to at most 1 in size (regression), with no missing values.
+    """
+    if len(x) == 0:
+        return None
+    if _is_quantity(x):
+        # A tree only uses the order of the values, so ranks lose nothing; scikit-learn's trees work in float32,
+        # where 1e300 (or a missing-value sentinel like it) overflows and nanosecond timestamps blur together.
+        # Missing values rank 0, below every present value.
+        features = _as_float(x).rank(method="dense").fillna(0).to_numpy(dtype="float64").reshape(-1, 1)
     else:
         codes = x.astype(str).astype("category").cat.codes
         if codes.max() + 1 > 0.5 * len(x):  # nearly unique text would "predict" anything by memorising
             return None
         # Order categories by their mean target so a shallow tree can separate them.
-        target_codes = y.astype(str).astype("category").cat.codes if is_classification else y.astype(float)
+        target_codes = y.astype("category").cat.codes if is_classification else y
         order = target_codes.groupby(codes).mean().rank(method="first")
         features = codes.map(order).to_numpy(dtype="float64").reshape(-1, 1)
     if is_classification:
-        labels = y.astype(str).to_numpy()
+        labels = y.to_numpy()
         if len(set(labels)) < 2:
             return None
         baseline = pd.Series(labels).value_counts(normalize=True).iloc[0]
         model = DecisionTreeClassifier(max_depth=4, random_state=0).fit(features, labels)
         score = model.score(features, labels)
         return score if score > baseline + 0.01 else None
-    target = pd.to_numeric(y, errors="coerce").astype("float64")
-    if target.std() == 0:
-        return None
-    model = DecisionTreeRegressor(max_depth=6, random_state=0).fit(features, target)
-    return model.score(features, target)
+    model = DecisionTreeRegressor(max_depth=6, random_state=0).fit(features, y)
+    return model.score(features, y)
 
 
 def _warning(code: str, column: str | None, message: str) -> dict[str, str]:

@@ -20,7 +20,7 @@ from workbench.devices import select_device
 from workbench.errors import UserError
 from workbench.models.params import NeuralParams, as_dict
 from workbench.models.registry import ModelSpec, get_model, resolve_params
-from workbench.prepare import Prepared, detect_task, prepare
+from workbench.prepare import MIN_TRAIN_ROWS, Prepared, detect_task, prepare
 from workbench.runconfig import RunConfig
 from workbench.store.entities import RunStatus
 from workbench.tasks import Objective, Task
@@ -84,7 +84,17 @@ def validate_config(config: RunConfig, table: pd.DataFrame) -> Resolved:
     hyperparameters = resolve_params(config.model, config.params)
     if config.target not in table.columns:
         raise UserError(f"There is no column called '{config.target}' to predict.")
-    task = Task(detect_task(table[config.target].dropna().rename(config.target), config.task))
+    present = table[config.target].dropna().rename(config.target)
+    # The real cause first: an empty target or too few rows, before what follows from it (a single value).
+    if present.empty:
+        raise UserError(f"The target '{config.target}' is empty on every row; there is nothing to learn from.")
+    if len(table) < MIN_TRAIN_ROWS:
+        raise UserError(f"The table has only {len(table)} row{'s' if len(table) > 1 else ''}; at least "
+                        f"{MIN_TRAIN_ROWS} are needed to train.")
+    if len(present) < MIN_TRAIN_ROWS:
+        raise UserError(f"Only {len(present)} {'row has' if len(present) == 1 else 'rows have'} a value for "
+                        f"'{config.target}'; at least {MIN_TRAIN_ROWS} are needed to train.")
+    task = Task(detect_task(present, config.task))
     if task not in spec.tasks:
         raise UserError(f"'{spec.name}' does not do {task}; it does {' and '.join(spec.tasks)}.")
     for name in config.exclude:
