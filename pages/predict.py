@@ -9,10 +9,9 @@ from ui.forms import remembered_selectbox, what_if_inputs
 from ui.frame import require_frame
 from ui.resources import get_store, load_table, max_upload_mb
 from ui.tables import format_value, metric_label, run_label
-from ui.text import escape_markdown
+from ui.text import escape_markdown, show_notes
 from workbench.errors import UserError
-from workbench.ingest import ingest_bytes
-from workbench.predict import export_run, load_model_for_run, predict_for_run
+from workbench.predict import export_run, load_model_for_run, predict_file
 from workbench.safe_csv import to_safe_csv
 from workbench.store import RunStatus
 
@@ -60,13 +59,15 @@ with file_tab:
     if uploaded is not None:
         try:
             with st.spinner("Predicting…"):
-                result = predict_for_run(store, run.id, ingest_bytes(uploaded.getvalue()).table)
+                prediction = predict_file(store, run.id, uploaded.getvalue())
         except UserError as exc:
             st.error(escape_markdown(exc))
         else:
-            st.success(f"{len(result):,} predictions.")
-            # The engine's notes about the rows (values that did not parse, unseen categories, empty rows) go
-            # through show_notes from ui.text here, like the Data page's notes.
+            result = prediction.table
+            flagged = int((result["warnings"] != "").sum())
+            st.success(f"{len(result):,} predictions" + (f"; {flagged:,} rows are flagged in the **warnings** column."
+                                                        if flagged else "."))
+            show_notes(prediction.notes)  # values that did not parse, unseen categories, empty rows, extra columns
             st.dataframe(result.head(PREVIEW_ROWS), width="stretch", hide_index=True)
             if len(result) > PREVIEW_ROWS:
                 st.caption(f"The first {PREVIEW_ROWS:,} rows; the download has all of them.")
@@ -83,10 +84,12 @@ with what_if_tab:
         frame = pd.DataFrame([row]).astype({c: training_table[c].dtype for c in features
                                             if pd.api.types.is_numeric_dtype(training_table[c])}, errors="ignore")
         try:
-            prediction = predict_for_run(store, run.id, frame)
+            checked = load_model_for_run(store, run.id).predict_rows(frame)
         except UserError as exc:
             st.error(escape_markdown(exc))
         else:
+            show_notes(checked.notes)
+            prediction = checked.table
             predicted = format_value(prediction["prediction"].iloc[0])
             st.metric(f"Predicted {escape_markdown(run.target)}", escape_markdown(predicted))
             probabilities = {c.removeprefix("proba_"): float(prediction[c].iloc[0])

@@ -324,6 +324,24 @@ def test_predict_names_a_missing_column(store, dataset_id):
     assert "x2" in at.error[0].value
 
 
+def test_predict_shows_what_did_not_fit_the_training_schema(store, dataset_id):
+    """A typo in a number, an unseen category and an empty row are named in notes and flagged per row."""
+    train(store, dataset_id)
+    new_rows = customers(n=6, seed=2).drop(columns=["label"]).astype({"x1": object, "colour": object, "flag": object})
+    new_rows.loc[0, "x1"] = "39.3x"
+    new_rows.loc[1, "colour"] = "purple"
+    new_rows.loc[2, ["x1", "x2", "colour", "flag"]] = None
+    at = page("predict").run()
+    at.file_uploader(key="predict_upload").upload("new.csv", new_rows.to_csv(index=False).encode(), "text/csv")
+    at.run()
+    assert not at.exception, at.exception
+    notes = texts(at.info).replace(WORD_JOINER, "").replace("\\", "")
+    assert "39.3x" in notes and "purple" in notes and "every" in notes, notes
+    assert "3 rows are flagged" in texts(at.success)
+    warnings = at.dataframe[0].value["warnings"].tolist()
+    assert all(warnings[:3]) and not any(warnings[3:]), warnings
+
+
 def test_what_if_form_predicts_one_row(store, dataset_id):
     run_id = train(store, dataset_id)
     at = page("predict").run()

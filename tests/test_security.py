@@ -36,7 +36,7 @@ from ui.text import WORD_JOINER, chart_text, escape_markdown
 from workbench import datasets, jobs
 from workbench.errors import UserError
 from workbench.runconfig import RunConfig
-from workbench.store import RunStatus, Store
+from workbench.store import RunResult, RunStatus, Store
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 60
@@ -542,7 +542,7 @@ def test_file_contents_stay_text_in_a_browser(store, home, tmp_path):
         run_id = trained_run(store, frame)
         failed = jobs.submit_run(store, RunConfig(dataset_id=store.get_run(run_id).dataset_id, target="label",
                                                   model="mlp"))
-        store.finish_run(failed.id, RunStatus.FAILED, error=f"Column '{LINK}' broke the run.")
+        store.finish_run(failed.id, RunResult(RunStatus.FAILED, error=f"Column '{LINK}' broke the run."))
         with served_app(home, WORKBENCH_MAX_UPLOAD_MB="1") as url, sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
             try:
@@ -777,7 +777,7 @@ class Tripwire:
 
 def test_tampered_skops_file_is_refused_and_nothing_runs(store, tmp_path):
     """Protection: artifacts.load_skops refuses types outside skops' trust list and ALLOWED_SKOPS_TYPES."""
-    from workbench.predict import predict_for_run
+    from workbench.predict import load_model_for_run
 
     frame = make_classification_frame(n=200)
     run_id = trained_run(store, frame, model="mlp")
@@ -787,14 +787,14 @@ def test_tampered_skops_file_is_refused_and_nothing_runs(store, tmp_path):
     sio.dump(tampered, run_dir / "preprocessor.skops")
     assert any("Tripwire" in t for t in sio.get_untrusted_types(file=run_dir / "preprocessor.skops"))
     with pytest.raises(UserError, match="contains types this app never writes"):
-        predict_for_run(store, run_id, frame.drop(columns=["label"]).head(3))
+        load_model_for_run(store, run_id).predict(frame.drop(columns=["label"]).head(3))
     assert not marker.exists(), "loading the tampered file ran its code"
 
     # The same for a classical model's estimator file.
     classical = trained_run(store, make_classification_frame(n=200, seed=1), model="random_forest")
     sio.dump(FunctionTransformer(func=Tripwire(str(marker))), store.settings.runs_dir / classical / "model.skops")
     with pytest.raises(UserError):
-        predict_for_run(store, classical, frame.drop(columns=["label"]).head(3))
+        load_model_for_run(store, classical).predict(frame.drop(columns=["label"]).head(3))
     assert not marker.exists()
 
 

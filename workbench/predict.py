@@ -25,7 +25,7 @@ from workbench.tasks import Objective, Task
 from workbench.training import predict_outputs
 
 __all__ = ["Prediction", "TrainedModel", "export_run", "load_model", "load_model_for_run", "predict_file",
-           "predict_for_run", "to_safe_csv"]
+           "to_safe_csv"]
 
 
 @dataclass
@@ -227,11 +227,6 @@ def load_model_for_run(store, run_id: str) -> TrainedModel:
     if run.status != RunStatus.SUCCEEDED:
         raise UserError(f"Run {run_id} has not finished successfully ({run.status}); pick a finished run.")
     return load_model(store.settings.runs_dir / run_id)
-
-
-def predict_for_run(store, run_id: str, frame: pd.DataFrame) -> pd.DataFrame:
-    """The predictions table (with its `warnings` column); `predict_file` also gives the notes."""
-    return load_model_for_run(store, run_id).predict(frame)
 
 
 def predict_file(store, run_id: str, data: bytes) -> Prediction:
