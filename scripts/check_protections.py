@@ -1,21 +1,25 @@
 """Remove one protection at a time, in a throwaway copy of the repo, and run the tests that guard it: each must fail.
 
-`.venv/bin/python scripts/check_protections.py [INDEX ...]` prints one JSON line per (protection, test); "failed": true
+`.venv/bin/python scripts/check_protections.py [INDEX ...] [--jobs N]` prints one JSON line per (protection, test); "failed": true
 means the test caught the missing protection. It exits 1 when a test still passes without its protection. The working
-tree is never touched. One copy of the repo is made; each mutation is applied, its tests run in one pytest process
+tree is never touched. One copy of the repo per job; each mutation is applied, its tests run in one pytest process
 (a test stuck for TEST_TIMEOUT_S counts as caught: the protection's absence made it hang), then the files are restored.
 """
+import argparse
 import json
+import queue
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1]
 TEST_TIMEOUT_S = 180
+JOBS = 2
 T = "tests/test_security.py::"
 F = "tests/test_faults.py::"
 P = "tests/test_pages.py::"
@@ -73,7 +77,6 @@ MUTATIONS = [
  ("claim without compare-and-set", "workbench/store/api.py", ".where(RunRow.id == run_id, RunRow.status == RunStatus.QUEUED)", ".where(RunRow.id == run_id)", ["tests/test_store.py::test_claim_is_compare_and_set", "tests/test_jobs.py::test_twenty_runs_two_workers_each_run_exactly_once[sqlite]"]),
  ("claim without SKIP LOCKED", "workbench/store/api.py", ".with_for_update(skip_locked=True))", ")", ["tests/test_store.py::test_claim_skips_a_run_another_worker_is_claiming[postgresql]", "tests/test_jobs.py::test_twenty_runs_two_workers_each_run_exactly_once[postgresql]"]),
  ("claim waits on locked rows", "workbench/store/api.py", ".with_for_update(skip_locked=True))", ".with_for_update(skip_locked=False))", ["tests/test_store.py::test_claim_skips_a_run_another_worker_is_claiming[postgresql]"]),
- ("migration without advisory lock", "workbench/store/schema.py", "connection.execute(select(func.pg_advisory_xact_lock(_ADVISORY_LOCK_KEY)))", "pass", ["tests/test_store.py::test_processes_opening_a_fresh_database_at_once_all_get_it[postgresql]"]),
  ("migration without lock or transaction (SQLite)", [("workbench/store/schema.py", "fcntl.flock(lock, fcntl.LOCK_EX)", "pass"), ("workbench/store/api.py", 'connection.exec_driver_sql("BEGIN")', "pass")], None, None, ["tests/test_store.py::test_processes_opening_a_fresh_database_at_once_all_get_it[sqlite]"]),
  ("ingest race loser fails", "workbench/store/api.py", ".on_conflict_do_nothing()", "", ["tests/test_datasets.py::test_four_processes_ingesting_one_file_at_once_lose_nothing"]),
  ("ingest attempts share one file", "workbench/datasets.py", 'file_name = f"{dataset_id}-{uuid.uuid4().hex[:8]}.parquet"', 'file_name = f"{dataset_id}.parquet"', ["tests/test_datasets.py::test_four_processes_ingesting_one_file_at_once_lose_nothing"]),
@@ -141,37 +144,64 @@ def run_tests(copy: Path, tests: list[str]) -> dict[str, str]:
     return outcomes
 
 
-def main() -> int:
-    only = set(sys.argv[1:])
+def make_copy() -> Path:
     copy = Path(tempfile.mkdtemp(prefix="protections-")) / "repo"
     shutil.copytree(SRC, copy, ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__", "bench-results",
-                                                             ".pytest_cache", ".ruff_cache", "workbench-data"))
+                                                             ".pytest_cache", ".ruff_cache", ".hypothesis",
+                                                             "workbench-data"))
     (copy / ".venv").symlink_to(SRC / ".venv")
+    return copy
+
+
+def check(copy: Path, name: str, edits: list[tuple[str, str, str]], tests: list[str]) -> list[dict]:
+    """Apply one mutation in `copy`, run its tests, restore the files; one result per test."""
+    started = time.monotonic()
+    originals = {}
+    for file, before, after in edits:
+        target = copy / file
+        originals.setdefault(target, target.read_text())
+        current = target.read_text()
+        assert current.count(before) == 1, (name, file, current.count(before))
+        target.write_text(current.replace(before, after))
+    try:
+        outcomes = run_tests(copy, tests)
+    finally:
+        for target, text in originals.items():
+            target.write_text(text)
+    seconds = round(time.monotonic() - started)
+    return [{"mutation": name, "test": test, "failed": outcomes.get(test, "not run") in ("failed", "error"),
+             "outcome": outcomes.get(test, "not run"), "seconds": seconds} for test in tests]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("only", nargs="*", help="indexes of the mutations to check (default: all)")
+    parser.add_argument("--jobs", type=int, default=JOBS, help=f"mutations checked at once, each in its own copy "
+                        f"(default {JOBS}: most tests wait on processes, not on a core)")
+    args = parser.parse_args()
+    chosen = [(i, m) for i, m in enumerate(MUTATIONS) if not args.only or str(i) in args.only]
+    copies: queue.Queue[Path] = queue.Queue()
+    for _ in range(max(1, args.jobs)):
+        copies.put(make_copy())
+
+    def run(item: tuple[int, tuple]) -> list[dict]:
+        _, (name, path, old, new, tests) = item
+        copy = copies.get()
+        try:
+            return check(copy, name, [(path, old, new)] if isinstance(path, str) else path, tests)
+        finally:
+            copies.put(copy)
+
     results, started = [], time.monotonic()
     try:
-        for i, (name, path, old, new, tests) in enumerate(MUTATIONS):
-            if only and str(i) not in only:
-                continue
-            edits = [(path, old, new)] if isinstance(path, str) else path
-            originals = {}
-            for file, before, after in edits:
-                target = copy / file
-                originals.setdefault(target, target.read_text())
-                current = target.read_text()
-                assert current.count(before) == 1, (name, file, current.count(before))
-                target.write_text(current.replace(before, after))
-            try:
-                outcomes = run_tests(copy, tests)
-            finally:
-                for target, text in originals.items():
-                    target.write_text(text)
-            for test in tests:
-                outcome = outcomes.get(test, "not run")
-                results.append({"mutation": name, "test": test, "failed": outcome in ("failed", "error"),
-                                "outcome": outcome})
-                print(json.dumps(results[-1]), flush=True)
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            for checked in pool.map(run, chosen):
+                for result in checked:
+                    results.append(result)
+                    print(json.dumps(result), flush=True)
     finally:
-        shutil.rmtree(copy.parent, ignore_errors=True)
+        while not copies.empty():
+            shutil.rmtree(copies.get().parent, ignore_errors=True)
     missed = [r for r in results if not r["failed"]]
     print(f"{len(results) - len(missed)} of {len(results)} checks caught their missing protection "
           f"in {time.monotonic() - started:.0f} s", flush=True)

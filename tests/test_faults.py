@@ -242,6 +242,8 @@ def test_full_disk_while_saving_a_model_leaves_no_half_written_run(store, home, 
         m.setattr(artifacts.sio, "dump", dump_then_fill_the_disk)
         jobs.run_worker(store, once=True)
     assert artifacts.sio.dump is real_dump  # space is free again
+    # Nothing of the failed save is left (the next worker's start-up sweep would hide a leftover: look before it).
+    assert not (home / "runs").exists() or not list((home / "runs").iterdir())
     after = jobs.submit_run(store, config).id
     jobs.run_worker(store, once=True)
     runs = {r.id: r for r in store.get_runs([full, after])}

@@ -24,6 +24,7 @@ from sklearn.utils.validation import check_is_fitted
 from workbench.errors import UserError
 from workbench.profile import column_kind
 from workbench.runconfig import PrepConfig, SplitConfig
+from workbench.tasks import Task
 
 MAX_CLASSES_FOR_NUMERIC_TARGET = 20
 RARE_CATEGORY_MIN_COUNT = 5
@@ -41,28 +42,28 @@ FIT_SAMPLE_ROWS = 200_000
 TRANSFORM_CHUNK_ROWS = 65_536
 
 
-def detect_task(y: pd.Series, requested: str = "auto") -> str:
+def detect_task(y: pd.Series, requested: str = "auto") -> Task:
     distinct = y.nunique()
     if distinct < 2:
         raise UserError(f"The target '{y.name}' has only one value; there is nothing to predict.")
     numeric = ptypes.is_numeric_dtype(y) and not ptypes.is_bool_dtype(y)
-    if requested == "regression":
+    if requested == Task.REGRESSION:
         if not numeric:
             raise UserError(f"Regression needs a numeric target, but '{y.name}' holds text or categories.")
-        return "regression"
-    if requested in ("binary", "multiclass"):
-        if requested == "binary" and distinct != 2:
+        return Task.REGRESSION
+    if requested in (Task.BINARY, Task.MULTICLASS):
+        if requested == Task.BINARY and distinct != 2:
             raise UserError(f"Binary classification needs exactly 2 target values; '{y.name}' has {distinct}.")
-        if requested == "multiclass" and distinct > 1000:
+        if requested == Task.MULTICLASS and distinct > 1000:
             raise UserError(f"'{y.name}' has {distinct:,} different values: too many classes; try regression.")
-        return requested
+        return Task(requested)
     if numeric:
         integral = bool((y.dropna() % 1 == 0).all())
         if not (integral and distinct <= MAX_CLASSES_FOR_NUMERIC_TARGET):
-            return "regression"
+            return Task.REGRESSION
     if distinct > 1000:
         raise UserError(f"'{y.name}' has {distinct:,} different text values: too many classes to predict.")
-    return "binary" if distinct == 2 else "multiclass"
+    return Task.BINARY if distinct == 2 else Task.MULTICLASS
 
 
 def class_labels(y: pd.Series) -> pd.Series:
@@ -368,11 +369,11 @@ def prepare(frame: pd.DataFrame, target: str, task: str, exclude: list[str], spl
                         "to train.")
     task = detect_task(data[target], task)
     y_raw = data[target]
-    labels = class_labels(y_raw) if task != "regression" else None
+    labels = class_labels(y_raw) if task != Task.REGRESSION else None
     features = choose_features(data, target, exclude, prep.datetime_parts)
     notes += features.notes
     rows = split_rows(data.index, labels, split)
-    if not rows.stratified and task != "regression":
+    if not rows.stratified and task != Task.REGRESSION:
         notes.append("A class is too rare to appear in every split, so the split is not stratified.")
 
     categorical_mode = resolve_categorical(prep, model_categorical, notes)

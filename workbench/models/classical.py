@@ -13,6 +13,7 @@ from sklearn.ensemble import (
 from sklearn.linear_model import LogisticRegression, Ridge
 
 from workbench.models.params import param
+from workbench.tasks import Task
 
 
 @dataclass(frozen=True)
@@ -58,13 +59,13 @@ def build_ridge(task: str, p: RidgeParams):
 
 
 def build_random_forest(task: str, p: RandomForestParams):
-    cls = RandomForestRegressor if task == "regression" else RandomForestClassifier
+    cls = RandomForestRegressor if task == Task.REGRESSION else RandomForestClassifier
     return cls(n_estimators=p.n_estimators, max_depth=p.max_depth or None, min_samples_leaf=p.min_samples_leaf,
                max_features=p.max_features, random_state=p.seed, n_jobs=-1)
 
 
 def build_gradient_boosting(task: str, p: GradientBoostingParams):
-    cls = HistGradientBoostingRegressor if task == "regression" else HistGradientBoostingClassifier
+    cls = HistGradientBoostingRegressor if task == Task.REGRESSION else HistGradientBoostingClassifier
     return cls(learning_rate=p.learning_rate, max_iter=p.max_iter, max_leaf_nodes=p.max_leaf_nodes,
                min_samples_leaf=p.min_samples_leaf, l2_regularization=p.l2_regularization,
                early_stopping=p.early_stopping, random_state=p.seed)
