@@ -4,6 +4,7 @@ import streamlit as st
 
 from ui.auth import require_access
 from ui.frame import mark_framed, resume_page
+from ui.guard import guarded
 from ui.resources import apply_upload_limit
 
 st.set_page_config(page_title="Workbench", page_icon="🧪", layout="wide")
@@ -21,4 +22,5 @@ navigation = st.navigation(
     ]
 )
 resume_page()
-navigation.run()
+with guarded():  # an unexpected error on any page: one sentence and a reference id, never a traceback
+    navigation.run()

@@ -6,6 +6,7 @@ from ui import charts
 from ui.auth import require_access
 from ui.forms import param_widgets, remembered_selectbox
 from ui.frame import require_frame
+from ui.guard import guarded_fragment
 from ui.resources import get_store, model_catalog, model_defaults
 from ui.tables import STATUS_ICONS, format_duration, likely_target, metric_label, runs_frame
 from ui.text import escape_markdown
@@ -97,6 +98,7 @@ if st.button("Start training", type="primary"):
 
 
 @st.fragment(run_every=LIVE_REFRESH_S)
+@guarded_fragment
 def live_panel() -> None:
     """Runs in progress, straight from the store: leaving the page or reloading loses nothing."""
     active = store.list_runs(statuses=ACTIVE_STATUSES)
