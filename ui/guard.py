@@ -35,8 +35,8 @@ def report_unexpected(exc: Exception) -> str:
         folder = get_settings().home / "logs"
         folder.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).isoformat(timespec="seconds")
-        with open(folder / "errors.log", "a", encoding="utf-8") as file:
-            file.write(f"--- {stamp} reference {reference}\n{details}\n")
+        with open(folder / "errors.log", "a", encoding="utf-8") as log_file:
+            print(f"--- {stamp} reference {reference}\n{details}", file=log_file)
     return reference
 
 
@@ -51,7 +51,7 @@ def show_error(exc: Exception) -> None:
         return
     reference = report_unexpected(exc)
     st.error(f"Something went wrong on this page and it stopped here. Nothing you saved is lost; reload the page "
-             f"to try again. If it happens again, report reference **{reference}** (the details are in the "
+             f"to try again. If it happens again, report reference **{escape_markdown(reference)}** (the details are in the "
              f"workbench's log).")
 
 
