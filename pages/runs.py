@@ -129,8 +129,9 @@ def show_diagnostics(chosen: list) -> None:
 
 if selected:
     if len(selected) == 1:
-        st.page_link("pages/run.py", query_params={"run": selected[0]}, icon=":material/open_in_new:",
-                     label=f"Open the page of run {escape_markdown(selected[0])}: settings, data, notes and actions")
+        if st.button(f"Open the page of run {escape_markdown(selected[0])}", icon=":material/open_in_new:",
+                     help="Its settings, the data it used, notes, and actions: predict, export, retrain, delete"):
+            st.switch_page("pages/run.py", query_params={"run": selected[0]})
     show_comparison(store.get_runs(selected))  # history and curves only for the chosen runs
 elif comparable:
     st.info("Choose a run to see its scores, learning curves and settings, or several to compare them side by side.")
