@@ -2,6 +2,7 @@
 diagnostics, its settings, the data it used, and what to do next (predict, export, retrain with changes, delete).
 A queued or running run shows its live progress instead, with Cancel."""
 
+import pandas as pd
 import streamlit as st
 
 from ui import charts
@@ -23,8 +24,8 @@ DELETED_KEY = "run.deleted"  # the id of the run this page just deleted, to say 
 STATUS_WORDS = {RunStatus.QUEUED: "queued, waiting for the worker", RunStatus.RUNNING: "training",
                 RunStatus.SUCCEEDED: "finished", RunStatus.FAILED: "failed", RunStatus.DIVERGED: "diverged",
                 RunStatus.CANCELLED: "cancelled", RunStatus.INTERRUPTED: "interrupted"}
-PREP_WORDS = {"impute_numeric": "missing numbers filled with the column's {}", "scaling": "numbers scaled: {}",
-              "categorical": "categories encoded: {}", "datetime_parts": "dates split into year, month, weekday…: {}"}
+PREP_WORDS = {"impute_numeric": "Missing numbers filled with the column's", "scaling": "Numbers scaled",
+              "categorical": "Categories encoded as", "datetime_parts": "Dates split into year, month, weekday…"}
 
 require_frame(__file__)
 require_access(logout_button=False)  # also when Streamlit runs this file without app.py
@@ -75,10 +76,9 @@ def show_summary(run: Run) -> None:
     status.metric("Status", escape_markdown(STATUS_WORDS[run.status]))
     if run.primary_metric and run.primary_value is not None:
         score.metric(f"Test {escape_markdown(metric_label(run.primary_metric))}", f"{run.primary_value:.4f}")
-    duration.metric("Duration", format_duration(run.duration_s) or "—")
+    duration.metric("Duration", escape_markdown(format_duration(run.duration_s) or "—"))
     epochs.metric("Epochs", f"{run.epochs_done:,}" + (f" of {run.epochs_planned:,}" if run.epochs_planned else ""))
-    created = run.created_at.strftime("%Y-%m-%d %H:%M")
-    st.caption(f"Created {created} UTC" + (f" · trained on {escape_markdown(run.device)}" if run.device else ""))
+    st.caption(f"Created {escape_markdown(run.created_at.strftime('%Y-%m-%d %H:%M'))} UTC" + (f" · trained on {escape_markdown(run.device)}" if run.device else ""))
     if run.error:
         (st.error if run.status == RunStatus.FAILED else st.warning)(escape_markdown(run.error))
 
@@ -180,23 +180,21 @@ def show_data(run: Run) -> None:
     config, details = run.config or {}, run.details or {}
     split, prep = config.get("split") or {}, config.get("prep") or {}
     counts = {s: details.get(f"n_{s}") for s in SPLIT_NAMES}
-    lines = [f"Dataset: **{escape_markdown(dataset_name or 'deleted')}**; column to predict: "
-             f"**{escape_markdown(run.target)}** ({escape_markdown(run.task)})."]
+    facts = {"Dataset": dataset_name or "(deleted)", "Column to predict": run.target, "Task": run.task}
     if all(n is not None for n in counts.values()):
-        lines.append("Rows: " + ", ".join(f"{counts[s]:,} {SPLIT_NAMES[s]}" for s in SPLIT_NAMES)
-                     + (f"; {details['dropped_target_rows']:,} without a value to predict were left out"
-                        if details.get("dropped_target_rows") else "") + ".")
+        facts["Rows"] = ", ".join(f"{counts[s]:,} {SPLIT_NAMES[s]}" for s in SPLIT_NAMES)
+    if details.get("dropped_target_rows"):
+        facts["Rows left out"] = f"{details['dropped_target_rows']:,} without a value to predict"
     if split:
-        lines.append("Split: " + ", ".join(f"{round(100 * split[s])} % {SPLIT_NAMES[s]}" for s in SPLIT_NAMES
-                                           if s in split) + f" (seed {split.get('seed', 0)}).")
-    excluded = config.get("exclude") or []
-    lines.append(f"Columns left out: {escape_markdown(', '.join(excluded))}." if excluded
-                 else "Columns left out: none chosen.")
-    if prep:
-        lines.append("Preprocessing: " + escape_markdown("; ".join(
-            PREP_WORDS.get(k, k.replace("_", " ") + ": {}").format("yes" if v is True else "no" if v is False
-                                                                    else format_value(v)) for k, v in prep.items())) + ".")
-    st.markdown("  \n".join(lines))
+        facts["Split"] = (", ".join(f"{round(100 * split[s])} % {SPLIT_NAMES[s]}" for s in SPLIT_NAMES if s in split)
+                          + f" (seed {split.get('seed', 0)})")
+    facts["Columns left out"] = ", ".join(config.get("exclude") or []) or "none chosen (identifiers, free text and " \
+                                                                         "constant columns are left out by themselves)"
+    for key, value in prep.items():
+        facts[PREP_WORDS.get(key, key.replace("_", " "))] = ("yes" if value is True else "no" if value is False
+                                                             else format_value(value))
+    # A table: its cells are plain text, so names from the file need no escaping.
+    st.dataframe(pd.DataFrame({"": list(facts), "Value": list(facts.values())}), hide_index=True, width="stretch")
     notes = details.get("notes") or []
     if notes:
         st.markdown("**Notes from preparing the data**")

@@ -138,7 +138,7 @@ elif comparable:
 
 deleted = st.session_state.pop("delete.done", None)
 if deleted:
-    st.success(f"Deleted {deleted} run(s) and their trained models.")
+    st.success(f"Deleted {deleted:,} run(s) and their trained models.")
 with st.expander("Delete runs", expanded=bool(deleted)):
     finished = {r.id: label_of.get(r.id) or run_label(r, names) for r in shown if r.is_final}
     to_delete = st.multiselect("Runs to delete", list(finished), format_func=finished.get, key="delete.runs",

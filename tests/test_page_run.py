@@ -48,8 +48,8 @@ def test_a_finished_run_shows_its_scores_settings_data_and_diagnostics(store, da
     assert {"Test", "Validation", "Baseline (majority class)"} <= set(scores.columns)
     assert "log loss ↓" in scores.index and "accuracy ↑" in scores.index
     assert settings.set_index("setting")["changed"].to_dict() == {"C": True, "max_iter": False, "seed": False}
-    shown = texts(at.markdown)
-    assert "84 training, 18 validation, 18 test" in shown and "customers.csv" in shown
+    data = at.dataframe[2].value.set_index("")["Value"]
+    assert data["Rows"] == "84 training, 18 validation, 18 test" and data["Dataset"] == "customers.csv"
     assert len(plotly_charts(at)) >= 3  # the validation point, the confusion matrix, ROC and PR curves
     [retrain] = [link for link in at.get("page_link") if link.proto.label == "Retrain with changes"]
     assert retrain.proto.page == "train" and retrain.proto.query_string == f"from_run={run_id}"
