@@ -112,8 +112,9 @@ def show_learning_curves(chosen: list) -> None:
         return
     st.plotly_chart(charts.learning_curves(curves), width="stretch")
     if len(set(curves["run"])) < len(chosen):
-        st.caption("Runs of classical models train in one step: they have a validation score but no curve.")
-    st.caption("Dotted: training; solid: validation. Regression losses are shown as RMSE in the target's units, "
+        st.caption("Runs without any per-epoch history (stopped before their first epoch) are not drawn.")
+    st.caption("Dotted: training; solid: validation. A classical model trains in one step: one point at epoch 1. "
+               "Regression losses are shown as RMSE in the target's units, "
                "so every run shares one scale. A validation curve that rises while the training curve falls means "
                "the model is memorising the training rows (overfitting).")
 
