@@ -6,7 +6,7 @@ from ui.auth import require_access
 from ui.forms import sample_picker
 from ui.frame import require_frame
 from ui.resources import device_description, get_store, model_defaults
-from ui.tables import runs_frame
+from ui.tables import runs_column_config, runs_frame
 from ui.text import escape_markdown
 
 require_frame(__file__)
@@ -38,5 +38,6 @@ if n_runs == 0:
     st.info("No runs yet. Add a dataset on **Data**, then start a run on **Train**.")
 else:
     names = {d.id: d.name for d in all_datasets}
-    st.dataframe(runs_frame(store.list_runs(limit=10), names, model_defaults()), hide_index=True, width="stretch")
+    st.dataframe(runs_frame(store.list_runs(limit=10), names, model_defaults()), hide_index=True, width="stretch",
+                 column_config=runs_column_config())
     st.caption(f"The 10 most recent of {n_runs:,} runs; all of them are on **Runs & Compare**.")

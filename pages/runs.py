@@ -1,4 +1,7 @@
-"""Runs & Compare: every run in a sortable, filterable table; two or more side by side; delete."""
+"""Runs & Compare: every run in a sortable, filterable table linking to each run's page; one run, or several side
+by side; delete."""
+
+import hashlib
 
 import streamlit as st
 
@@ -6,12 +9,10 @@ from ui import charts
 from ui.auth import require_access
 from ui.frame import require_frame
 from ui.resources import get_store, model_defaults
-from ui.tables import metric_label, run_label, runs_frame
+from ui.tables import metric_label, run_label, runs_column_config, runs_frame
 from ui.text import escape_markdown
 from workbench import compare, jobs
 from workbench.errors import UserError
-
-MATRICES_PER_ROW = 3
 
 require_frame(__file__)
 require_access(logout_button=False)  # also when Streamlit runs this file without app.py
@@ -38,6 +39,7 @@ shown = [r for r in runs if (not statuses or r.status in statuses) and (not mode
 st.dataframe(
     runs_frame(shown, names, model_defaults()), hide_index=True, width="stretch", height=min(38 + 35 * len(shown), 420),
     column_config={
+        **runs_column_config(),
         "Test score": st.column_config.NumberColumn(format="%.4f", help="The main test metric of the run's task"),
         "Created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
         "Settings": st.column_config.TextColumn(help="Hyperparameters changed from the model's defaults"),
@@ -49,8 +51,9 @@ st.caption(f"{len(shown):,} of {len(runs):,} runs. Click a column header to sort
 st.subheader("Compare runs")
 comparable = [r for r in shown if r.is_final]
 label_of = {r.id: run_label(r, names) for r in comparable}
+# Options come from the store on every run: Streamlit drops a chosen run that was deleted meanwhile.
 selected = st.multiselect("Runs to compare", list(label_of), format_func=label_of.get, key="compare",
-                          placeholder="Choose two or more finished runs")
+                          placeholder="Choose one run to look at, or several to compare")
 
 
 def show_comparison(chosen: list) -> None:
@@ -65,16 +68,13 @@ def show_comparison(chosen: list) -> None:
     with scores_tab:
         show_scores(scores)
     with curves_tab:
-        curves = compare.learning_curves(chosen)
-        if curves.empty:
-            st.info("These runs have no per-epoch history (classical models train in one step).")
-        else:
-            st.plotly_chart(charts.learning_curves(curves), width="stretch")
-            st.caption("Dotted: training loss; solid: validation. A validation loss that rises while the "
-                       "training loss falls means the model is memorising the training rows (overfitting).")
+        show_learning_curves(chosen)
     with settings_tab:
         diff = compare.params_diff(chosen)
-        if diff.empty:
+        if len(chosen) == 1:
+            st.dataframe(compare.settings_table(chosen[0], model_defaults().get(chosen[0].model)), hide_index=True,
+                         width="stretch")
+        elif diff.empty:
             st.info("These runs have exactly the same settings.")
         else:
             st.markdown("**Settings that differ** (everything else is the same)")
@@ -105,44 +105,59 @@ def show_scores(scores: compare.MetricsComparison) -> None:
     st.plotly_chart(charts.metric_bars(scores.table, metric, scores.baseline_rows), width="stretch")
 
 
+def show_learning_curves(chosen: list) -> None:
+    curves = compare.learning_curves(chosen, names)
+    if curves.empty:
+        st.info("These runs have no per-epoch history (classical models train in one step).")
+        return
+    st.plotly_chart(charts.learning_curves(curves), width="stretch")
+    if len(set(curves["run"])) < len(chosen):
+        st.caption("Runs without any per-epoch history (stopped before their first epoch) are not drawn.")
+    st.caption("Dotted: training; solid: validation. A classical model trains in one step: one point at epoch 1. "
+               "Regression losses are shown as RMSE in the target's units, "
+               "so every run shares one scale. A validation curve that rises while the training curve falls means "
+               "the model is memorising the training rows (overfitting).")
+
+
 def show_diagnostics(chosen: list) -> None:
     """Confusion matrices and ROC/PR curves for classifiers; predicted-vs-actual and residuals for regressors."""
-    figures = []
-    matrices = compare.confusion_matrices(chosen)
-    for start in range(0, len(matrices), MATRICES_PER_ROW):
-        figures.append(charts.confusion_matrices(matrices[start:start + MATRICES_PER_ROW]))
-    roc, pr = compare.roc_curves(chosen), compare.pr_curves(chosen)
-    if not roc.empty:
-        figures.append(charts.overlaid_curves(roc, "fpr", "tpr", "ROC curves (test)", diagonal=True))
-    if not pr.empty:
-        figures.append(charts.overlaid_curves(pr, "recall", "precision", "Precision-recall curves (test)",
-                                              diagonal=False))
-    points = compare.regression_points(chosen)
-    if not points.empty:
-        figures += [charts.predicted_vs_actual(points), charts.residuals(points)]
+    figures = charts.diagnostics(chosen)
     if not figures:
         st.info("These runs have no test predictions to draw.")
     for figure in figures:
         st.plotly_chart(figure, width="stretch")
 
 
-if len(selected) >= 2:
+if selected:
+    if len(selected) == 1:
+        if st.button(f"Open the page of run {escape_markdown(selected[0])}", icon=":material/open_in_new:",
+                     help="Its settings, the data it used, notes, and actions: predict, export, retrain, delete"):
+            st.switch_page("pages/run.py", query_params={"run": selected[0]})
     show_comparison(store.get_runs(selected))  # history and curves only for the chosen runs
 elif comparable:
-    st.info("Choose at least two runs to see their scores, learning curves and settings side by side.")
+    st.info("Choose a run to see its scores, learning curves and settings, or several to compare them side by side.")
 
-with st.expander("Delete runs"):
+deleted = st.session_state.pop("delete.done", None)
+if deleted:
+    st.success(f"Deleted {deleted:,} run(s) and their trained models.")
+with st.expander("Delete runs", expanded=bool(deleted)):
     finished = {r.id: label_of.get(r.id) or run_label(r, names) for r in shown if r.is_final}
     to_delete = st.multiselect("Runs to delete", list(finished), format_func=finished.get, key="delete.runs",
-                               help="Queued or running runs must be cancelled on Train first.")
-    confirmed = st.checkbox(f"Yes, delete {len(to_delete)} run(s) and their trained models", key="delete.confirm")
-    if st.button("Delete runs", disabled=not (to_delete and confirmed)):
+                               help="Queued or running runs must be cancelled first (on Train or on the run's page).")
+    confirmed = False
+    if to_delete:
+        # The confirmation belongs to exactly these runs: a changed list (a run picked, dropped, or deleted
+        # elsewhere) is a new checkbox, unticked.
+        chosen_digest = hashlib.sha256("\n".join(sorted(to_delete)).encode()).hexdigest()[:16]
+        confirmed = st.checkbox(f"Yes, delete {len(to_delete)} run(s) and their trained models",
+                                key=f"delete.confirm.{chosen_digest}")
+    if st.button("Delete runs", disabled=not (to_delete and confirmed)) and to_delete and confirmed:
         try:
             for run_id in to_delete:
                 jobs.delete_run(store, run_id)
         except UserError as exc:
             st.error(escape_markdown(exc))
         else:
-            for key in ("delete.runs", "delete.confirm", "compare"):
-                st.session_state.pop(key, None)
+            st.session_state.pop("delete.runs", None)
+            st.session_state["delete.done"] = len(to_delete)
             st.rerun()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import make_regression_frame
+from ui import charts
 from workbench import compare, datasets, jobs
 from workbench.errors import UserError
 from workbench.runconfig import RunConfig
-from workbench.store import EpochMetrics, RunResult, RunStatus, Store
+from workbench.store import EpochMetrics, Run, RunResult, RunStatus, Store
 
 CSV = b"x1,x2,label\n" + b"".join(f"{i},{i % 7},{'yes' if i % 3 else 'no'}\n".encode() for i in range(60))
 
@@ -98,7 +100,82 @@ def test_learning_curves_long_form(store, dataset_id):
     a = finished_run(store, dataset_id, epochs=4)
     curves = compare.learning_curves([a])
     assert len(curves) == 12
-    assert set(curves["series"]) == {"training loss", "validation loss", "validation metric"}
+    assert set(zip(curves["split"], curves["metric"], strict=True)) == {
+        ("training", "log_loss"), ("validation", "log_loss"), ("validation", "accuracy")}
+    figure = charts.learning_curves(curves)
+    assert {figure.layout.yaxis.title.text, figure.layout.yaxis2.title.text} == {
+        "log loss, lower is better", "accuracy, higher is better"}
+
+
+def trained_regression(store, dataset_id: str, model: str, **params) -> Run:
+    run = jobs.submit_run(store, RunConfig(dataset_id=dataset_id, target="y", model=model, params=params))
+    jobs.run_worker(store, once=True)
+    run = store.get_run(run.id)
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    return run
+
+
+def test_regression_curves_are_in_the_target_units_whatever_the_scaling(store):
+    """A network learns a standardised target and records MSE on that scale; a classical model records MSE in the
+    target's units. On one chart both must read as RMSE in the target's units: the same network on the target in
+    dollars and in thousands of dollars draws curves 1,000 times apart, and a ridge regression lands beside it."""
+    frame = make_regression_frame(n=200)
+    dollars = frame.assign(y=frame["y"] * 1000)
+    ids = {name: datasets.add_dataset(store, table.to_csv(index=False).encode(), f"{name}.csv").dataset.id
+           for name, table in (("thousands", frame), ("dollars", dollars))}
+    thousands_mlp = trained_regression(store, ids["thousands"], "mlp", epochs=4, patience=0)
+    dollars_mlp = trained_regression(store, ids["dollars"], "mlp", epochs=4, patience=0)
+    dollars_ridge = trained_regression(store, ids["dollars"], "ridge")
+    # The raw losses do not tell the scale apart: the network saw the same standardised numbers twice.
+    assert [e.val_loss for e in thousands_mlp.epochs] == pytest.approx([e.val_loss for e in dollars_mlp.epochs],
+                                                                       rel=1e-3)
+    curves = compare.learning_curves([thousands_mlp, dollars_mlp, dollars_ridge],
+                                     {ids["thousands"]: "Houses (k$)", ids["dollars"]: "Houses ($)"})
+    assert set(curves["metric"]) == {"rmse"} and not curves["higher_is_better"].any()
+    names = compare.run_names([thousands_mlp, dollars_mlp, dollars_ridge])
+    by_run = {run.id: curves[curves["run"] == names[run.id]].set_index(["epoch", "split"])["value"]
+              for run in (thousands_mlp, dollars_mlp, dollars_ridge)}
+    assert len(by_run[thousands_mlp.id]) == 8  # 4 epochs, training and validation
+    ratio = by_run[dollars_mlp.id] / by_run[thousands_mlp.id]
+    assert ratio.to_numpy() == pytest.approx(1000, rel=1e-2)
+    # The last validation point is close to the final model's validation RMSE (weight averaging and restoring the
+    # best epoch move it a little), in dollars, for both kinds of model.
+    spread = float(dollars["y"].std())
+    for run in (dollars_mlp, dollars_ridge):
+        last = by_run[run.id].xs("validation", level="split").iloc[-1]
+        assert last == pytest.approx(run.metrics["val"]["rmse"], rel=0.05)
+        assert 0.01 * spread < last < 1.5 * spread
+    # Different datasets: their RMSEs are in units that may differ, so each gets its own axis.
+    assert set(curves["unit"]) == {"y (Houses (k$))", "y (Houses ($))"}
+    figure = charts.learning_curves(curves)
+    assert {axis.title.text for axis in (figure.layout.yaxis, figure.layout.yaxis2)} == {
+        "RMSE of y (Houses (k$)), lower is better", "RMSE of y (Houses ($)), lower is better"}
+
+
+def test_classification_and_regression_curves_never_share_an_axis(store, dataset_id):
+    classifier = finished_run(store, dataset_id, epochs=3)
+    regressor = finished_run(store, dataset_id, epochs=3, task="regression", test={"rmse": 2.0})
+    curves = compare.learning_curves([classifier, regressor])
+    panels = curves.groupby(["metric", "unit"])["run"].unique()
+    assert {key: len(runs) for key, runs in panels.items()} == {
+        ("log_loss", ""): 1, ("accuracy", ""): 1, ("rmse", "label"): 1}
+    # The regressor's records: val_loss 1.2/e (MSE on its scale) and val_metric 0.5+e/10 (RMSE in units); their
+    # ratio, the target's scale, is taken as the median over the epochs (here: epoch 2's).
+    rmse = curves[curves["metric"] == "rmse"].set_index(["epoch", "split"])["value"]
+    scale = (0.5 + 0.2) / (1.2 / 2) ** 0.5
+    assert rmse[(2, "training")] == pytest.approx((1.0 / 2) ** 0.5 * scale)
+    assert rmse[(3, "validation")] == pytest.approx(0.8)
+
+
+def test_one_runs_scores_and_settings(store, dataset_id):
+    run = finished_run(store, dataset_id, params={"lr": 0.1, "epochs": 5},
+                       test={"accuracy": 0.8, "log_loss": 0.4, "f1": float("nan")})
+    scores = compare.run_scores(run)
+    assert list(scores.index) == ["accuracy", "log_loss"]  # not a number: not a score
+    assert scores.loc["log_loss"].tolist() == [0.4, 0.4, 0.67, False]
+    settings = compare.settings_table(run, {"lr": 0.001, "epochs": 5, "seed": 0}).set_index("setting")
+    assert settings["changed"].to_dict() == {"lr": True, "epochs": False}
+    assert settings.loc["lr", "default"] == "0.001"
 
 
 def test_delete_run_refuses_a_running_run(store, dataset_id, home):

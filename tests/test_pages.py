@@ -274,7 +274,7 @@ def test_runs_page_with_hundreds_of_runs_filters_and_deletes(store, dataset_id):
     at.multiselect(key="filter.status").select("failed").run()
     assert len(at.dataframe[0].value) == 1
     at.multiselect(key="delete.runs").select(runs[0].id).run()
-    at.checkbox(key="delete.confirm").check().run()
+    next(c for c in at.checkbox if c.label.startswith("Yes, delete 1 run")).check().run()
     next(b for b in at.button if b.label == "Delete runs").click().run()
     assert not at.exception
     assert store.count_runs() == 299

@@ -16,8 +16,9 @@ from plotly.subplots import make_subplots
 
 from ui.tables import metric_label
 from ui.text import chart_text
+from workbench import compare
 from workbench.compare import MetricsComparison
-from workbench.store import EpochMetrics
+from workbench.store import EpochMetrics, Run
 
 PALETTE = qualitative.Plotly
 BEST_STYLE = "background-color: #dcfce7; font-weight: 600"
@@ -48,21 +49,42 @@ def histogram(column: Mapping[str, Any]) -> go.Figure:
     return fig
 
 
-def learning_curves(curves: pd.DataFrame, metric_name: str | None = None) -> go.Figure:
-    """Losses (left) and the validation metric (right) per epoch, one colour per run, overlaid."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", chart_text(f"Validation {metric_name or 'metric'}")))
-    dashes = {"training loss": "dot", "validation loss": "solid", "validation metric": "solid"}
-    for i, (run, frame) in enumerate(curves.groupby("run", sort=False)):
-        colour = PALETTE[i % len(PALETTE)]
-        for series, part in frame.groupby("series", sort=False):
+def axis_title(metric: str, unit: str, higher_is_better: bool) -> str:
+    """'RMSE of price, lower is better': the metric, what it is measured in, and which way is better."""
+    measured = f" of {unit}" if unit else ""
+    return f"{metric_label(metric)}{measured}, {'higher' if higher_is_better else 'lower'} is better"
+
+
+def learning_curves(curves: pd.DataFrame) -> go.Figure:
+    """One panel per shared axis (see compare.learning_curves: a metric in one unit), one colour per run; dotted
+    training, solid validation. Runs whose numbers cannot share an axis (RMSE of different targets) get their own
+    panels; every y axis names its metric, its unit and its direction."""
+    panels = list(curves.groupby(["metric", "unit", "higher_is_better"], sort=False).groups)
+    panels.sort(key=lambda panel: panel[0] not in ("log_loss", "rmse"))  # losses first, then the other metrics
+    columns = min(len(panels), 2)
+    rows = -(-len(panels) // columns)
+    titles = [chart_text(f"{'Validation ' if panel[0] not in ('log_loss', 'rmse') else ''}"
+                         f"{metric_label(panel[0])}{f' · {panel[1]}' if panel[1] else ''}") for panel in panels]
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=titles, horizontal_spacing=0.1,
+                        vertical_spacing=0.25 / rows)
+    colours = {run: PALETTE[i % len(PALETTE)] for i, run in enumerate(curves["run"].unique())}
+    shown_in_legend: set[tuple[str, str]] = set()
+    for index, (metric, unit, higher) in enumerate(panels):
+        row, col = index // columns + 1, index % columns + 1
+        part = curves[(curves["metric"] == metric) & (curves["unit"] == unit)]
+        for (run, split), line in part.groupby(["run", "split"], sort=False):
             fig.add_trace(
-                go.Scatter(x=part["epoch"], y=part["value"], mode="lines+markers" if len(part) < 30 else "lines",
-                           name=chart_text(f"{run} · {series}"), legendgroup=run, line={"color": colour, "dash": dashes[series]}),
-                row=1, col=2 if series == "validation metric" else 1,
+                go.Scatter(x=line["epoch"], y=line["value"], mode="lines+markers" if len(line) < 30 else "lines",
+                           name=chart_text(f"{run} · {split}"), legendgroup=run,
+                           showlegend=(run, split) not in shown_in_legend,
+                           line={"color": colours[run], "dash": "dot" if split == "training" else "solid"}),
+                row=row, col=col,
             )
+            shown_in_legend.add((run, split))
+        fig.update_yaxes(title_text=chart_text(axis_title(metric, unit, higher)), row=row, col=col)
     fig.update_xaxes(title_text="epoch")
-    fig.update_layout(**LAYOUT, height=460)
-    fig.update_layout(legend={"y": -0.3})
+    fig.update_layout(**LAYOUT, height=180 + 320 * rows)
+    fig.update_layout(legend={"y": -0.1 - 0.15 / rows})
     return fig
 
 
@@ -193,3 +215,21 @@ def residuals(points: pd.DataFrame) -> go.Figure:
     fig.update_layout(**LAYOUT, title="Residuals (actual − predicted, test)", xaxis_title="predicted",
                       yaxis_title="residual", height=420)
     return fig
+
+
+def diagnostics(runs: Sequence[Run], matrices_per_row: int = 3) -> list[go.Figure]:
+    """What each run's test predictions look like: confusion matrices and ROC/PR curves for classifiers,
+    predicted-vs-actual and residuals for regressors. Empty when no run has test predictions."""
+    figures = []
+    matrices = compare.confusion_matrices(runs)
+    for start in range(0, len(matrices), matrices_per_row):
+        figures.append(confusion_matrices(matrices[start:start + matrices_per_row]))
+    roc, pr = compare.roc_curves(runs), compare.pr_curves(runs)
+    if not roc.empty:
+        figures.append(overlaid_curves(roc, "fpr", "tpr", "ROC curves (test)", diagonal=True))
+    if not pr.empty:
+        figures.append(overlaid_curves(pr, "recall", "precision", "Precision-recall curves (test)", diagonal=False))
+    points = compare.regression_points(runs)
+    if not points.empty:
+        figures += [predicted_vs_actual(points), residuals(points)]
+    return figures

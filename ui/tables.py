@@ -1,4 +1,5 @@
-"""Runs and profiles as display tables (plain-language column names). Streamlit-free but UI-specific."""
+"""Runs and profiles as display tables (plain-language column names). Data only, except the column settings
+that Streamlit needs to show a table's run ids as links to their pages."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
+from streamlit import column_config
 
 from workbench.samples import SAMPLES
 from workbench.store import Dataset, Run, RunStatus
@@ -67,13 +69,25 @@ def metric_label(name: str) -> str:
     return " ".join(words).replace("R2", "R²")
 
 
+def run_page_url(run_id: str) -> str:
+    """The address of a run's own page, relative to the app's base address (so it works under a path prefix)."""
+    return f"run?run={run_id}"
+
+
+def runs_column_config() -> dict[str, Any]:
+    """Column settings for a `runs_frame` table: a link to each run's page."""
+    return {"Page": column_config.LinkColumn("Run page", help="The run's own page: its settings, scores, curves "
+                                             "and actions", display_text="Open")}
+
+
 def runs_frame(runs: Sequence[Run], dataset_names: Mapping[str, str],
                defaults: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
-    """One row per run, sortable: numbers stay numbers."""
+    """One row per run, sortable: numbers stay numbers. Show it with `column_config=runs_column_config()`."""
     defaults = defaults or {}
     return pd.DataFrame(
         {
             "Run": [r.id for r in runs],
+            "Page": [run_page_url(r.id) for r in runs],
             "Status": [r.status for r in runs],
             "Dataset": [dataset_names.get(r.dataset_id, r.dataset_id) for r in runs],
             "Target": [r.target for r in runs],

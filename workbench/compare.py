@@ -7,14 +7,15 @@ Pure functions over `Run` dataclasses; the pages draw what these return.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from workbench.store import Run
-from workbench.tasks import baseline_name, higher_is_better
+from workbench.tasks import Task, baseline_name, higher_is_better, primary_metric
 
 MISSING = "—"
 # Where a finished run keeps its test-set curves (written by workbench.metrics).
@@ -66,6 +67,20 @@ def compare_metrics(runs: Sequence[Run], split: str = "test") -> MetricsComparis
     return MetricsComparison(table, best, {m: higher_is_better(m) for m in metrics}, baseline_rows, unscored)
 
 
+def run_scores(run: Run) -> pd.DataFrame:
+    """One run's scores: one row per metric, the test and validation figures, the trivial baseline's test figure
+    (see `baseline_name`) and the metric's direction. Empty when the run was never scored."""
+    test, val = run.metrics.get("test") or {}, run.metrics.get("val") or {}
+    baseline = (run.baseline or {}).get("test") or {}
+    metrics = [m for m in dict.fromkeys([run.primary_metric, *test, *val]) if m and (
+        _is_number(test.get(m)) or _is_number(val.get(m)))]
+    return pd.DataFrame({"test": [_number(test.get(m)) for m in metrics],
+                         "validation": [_number(val.get(m)) for m in metrics],
+                         "baseline": [_number(baseline.get(m)) for m in metrics],
+                         "higher_is_better": [higher_is_better(m) for m in metrics]},
+                        index=pd.Index(metrics, name="metric"))
+
+
 def _baselines(runs: Sequence[Run], metrics: list[str]) -> dict[str, dict[str, float | None]]:
     groups = groups_by_test_rows(runs)
     out = {}
@@ -109,6 +124,20 @@ def flat_settings(run: Run) -> dict[str, Any]:
     return flat
 
 
+def settings_table(run: Run, defaults: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """Every hyperparameter of one run as it ran (an automatic batch size as the size it chose), its default, and
+    whether the run was set up with something other than the default."""
+    defaults = defaults or {}
+    configured = (run.config or {}).get("params") or {}
+    ran = run.params or configured
+    return pd.DataFrame({
+        "setting": list(ran),
+        "value": [_display(v) for v in ran.values()],
+        "default": [_display(defaults[k]) if k in defaults else MISSING for k in ran],
+        "changed": [k in configured and (k not in defaults or configured[k] != defaults[k]) for k in ran],
+    })
+
+
 def params_diff(runs: Sequence[Run]) -> pd.DataFrame:
     """Only the settings that differ between the runs: one row per setting, one column per run."""
     names = run_names(runs)
@@ -142,16 +171,65 @@ def hyperparameter_frame(runs: Sequence[Run], metric: str) -> pd.DataFrame:
     return frame
 
 
-def learning_curves(runs: Sequence[Run]) -> pd.DataFrame:
-    """Per-epoch history of every run in long form: run, epoch, series, value."""
+CURVE_COLUMNS = ["run", "epoch", "split", "value", "metric", "unit", "higher_is_better"]
+
+
+def learning_curves(runs: Sequence[Run], dataset_names: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Per-epoch history of every run in long form, in units that runs of one kind share.
+
+    Columns: run, epoch, split ('training' or 'validation'), value, metric, unit, higher_is_better. Rows with the
+    same metric and unit can share an axis. Classification: the log loss (the same nats for the networks'
+    cross-entropy and a classical model's log loss) and the validation metric. Regression: the RMSE in the
+    target's units (unit: the target, and its dataset when two regression targets share a name); a network learns
+    a rescaled target and records its loss as MSE on that scale, a classical model records MSE in the target's
+    units, so raw losses would differ by the square of the scale."""
     names = run_names(runs)
-    series = {"train_loss": "training loss", "val_loss": "validation loss", "val_metric": "validation metric"}
-    rows = [
-        {"run": names[run.id], "epoch": e.epoch, "series": label, "value": getattr(e, attr)}
-        for run in runs for e in run.epochs for attr, label in series.items()
-        if _is_number(getattr(e, attr))
-    ]
-    return pd.DataFrame(rows, columns=["run", "epoch", "series", "value"])
+    units = _target_units(runs, dataset_names or {})
+    rows: list[dict[str, Any]] = []
+    for run in runs:
+        if run.task == Task.REGRESSION:
+            rows += _regression_curve(run, names[run.id], units[run.id])
+            continue
+        metric = run.primary_metric or primary_metric(run.task)
+        for e in run.epochs:
+            for split, value, name in (("training", e.train_loss, "log_loss"), ("validation", e.val_loss, "log_loss"),
+                                       ("validation", e.val_metric, metric)):
+                if _is_number(value):
+                    rows.append({"run": names[run.id], "epoch": e.epoch, "split": split, "value": float(value),
+                                 "metric": name, "unit": "", "higher_is_better": higher_is_better(name)})
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+
+
+def _regression_curve(run: Run, name: str, unit: str) -> list[dict[str, Any]]:
+    """Training and validation RMSE in the target's units. Each epoch records the validation loss (MSE on the
+    scale the model learned) and the validation RMSE in the target's units on the same predictions, so their
+    ratio is the run's target scale, whatever scaling it used (1 for a classical model)."""
+    scales = [e.val_metric / math.sqrt(e.val_loss) for e in run.epochs
+              if _is_number(e.val_metric) and _is_number(e.val_loss) and e.val_loss > 0]
+    scale = statistics.median(scales) if scales else None
+    rows = []
+    for e in run.epochs:
+        values = {"validation": e.val_metric if _is_number(e.val_metric) else None, "training": None}
+        if scale is not None:
+            if values["validation"] is None and _is_number(e.val_loss) and e.val_loss >= 0:
+                values["validation"] = math.sqrt(e.val_loss) * scale
+            if _is_number(e.train_loss) and e.train_loss >= 0:
+                values["training"] = math.sqrt(e.train_loss) * scale
+        rows += [{"run": name, "epoch": e.epoch, "split": split, "value": float(value), "metric": "rmse",
+                  "unit": unit, "higher_is_better": False}
+                 for split, value in values.items() if value is not None]
+    return rows
+
+
+def _target_units(runs: Sequence[Run], dataset_names: Mapping[str, str]) -> dict[str, str]:
+    """The unit of each regression run's RMSE: its target, with the dataset's name when two datasets have a
+    target of that name (their units may differ)."""
+    regression = [r for r in runs if r.task == Task.REGRESSION]
+    datasets_of: dict[str, set[str]] = {}
+    for run in regression:
+        datasets_of.setdefault(run.target, set()).add(run.dataset_id)
+    return {run.id: run.target if len(datasets_of[run.target]) == 1
+            else f"{run.target} ({dataset_names.get(run.dataset_id, run.dataset_id)})" for run in regression}
 
 
 def confusion_matrices(runs: Sequence[Run]) -> list[tuple[str, list[str], list[list[int]]]]:
