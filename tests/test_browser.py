@@ -185,19 +185,19 @@ def test_upload_train_and_compare_in_a_browser(tmp_path, home):
 
 
 def test_a_page_opened_first_after_the_server_starts_runs_inside_the_app(home):
-    """A bookmark or a tab reloading after a restart opens /train before any session has run app.py; Streamlit
-    would run pages/train.py alone (a sidebar of file names). The page must come up inside the app instead."""
+    """A bookmark or a tab reloading after a restart opens /run?run=ID before any session has run app.py; Streamlit
+    would run pages/run.py alone (a sidebar of file names). The page must come up inside the app, with its query."""
     from playwright.sync_api import expect, sync_playwright
 
     with served_app(home) as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{url}/train")
-            expect(page.get_by_role("heading", name="Train")).to_be_visible(timeout=LONG)
+            page.goto(f"{url}/run?run=nosuchrun")  # a shared link to one run: its query must come along
+            expect(page.get_by_role("heading", name="Run")).to_be_visible(timeout=LONG)
             navigation = page.get_by_test_id("stSidebarNav")
             expect(navigation.get_by_text("Runs & Compare", exact=True)).to_be_visible(timeout=LONG)
             expect(navigation.get_by_text("app", exact=True)).to_have_count(0)
-            assert page.url.endswith("/train")
+            assert page.url.endswith("/run?run=nosuchrun")
         finally:
             browser.close()

@@ -812,9 +812,13 @@ def app(monkeypatch, password: str | None = None, env_password: str | None = Non
     return at
 
 
-PAGES = ["pages/home.py", "pages/data.py", "pages/train.py", "pages/runs.py", "pages/predict.py"]
 TITLES = {"pages/home.py": "Workbench", "pages/data.py": "Data", "pages/train.py": "Train",
-          "pages/runs.py": "Runs & Compare", "pages/predict.py": "Predict"}
+          "pages/runs.py": "Runs & Compare", "pages/run.py": "Run", "pages/predict.py": "Predict"}
+PAGES = list(TITLES)
+
+
+def test_every_page_is_guarded_by_the_password_tests():
+    assert sorted(PAGES) == sorted(f"pages/{p.name}" for p in (ROOT / "pages").glob("*.py"))
 
 
 def shows_only_the_password_form(at: AppTest) -> bool:

@@ -24,16 +24,18 @@ def mark_framed() -> None:
 
 def resume_page() -> None:
     """app.py, after st.navigation: go on to the page that was opened before the app had started."""
-    page = st.session_state.pop(_RESUME_KEY, None)
-    if page:
-        st.switch_page(page)
+    resume = st.session_state.pop(_RESUME_KEY, None)
+    if resume:
+        page, query = resume
+        st.switch_page(page, query_params=query)
 
 
 def require_frame(page_file: str) -> None:
     """First line of every page: outside app.py, run app.py and come back to this page."""
     if st.session_state.get(_FRAMED_KEY):
         return
-    st.session_state[_RESUME_KEY] = f"pages/{Path(page_file).name}"
+    # The address's query (a shared /run?run=ID) comes along: switching pages would drop it.
+    st.session_state[_RESUME_KEY] = (f"pages/{Path(page_file).name}", st.query_params.to_dict())
     try:
         st.switch_page("app.py")
     except StreamlitAPIException:  # no app.py beside this page (a page tested on its own): render it as it is
