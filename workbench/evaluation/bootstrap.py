@@ -15,6 +15,7 @@ the gap's noise. Metric names and definitions are those of `workbench.metrics`, 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -217,8 +218,10 @@ def _regression(y: np.ndarray, predictions: list[np.ndarray], n_resamples: int, 
     drawers = [drawer(p) for p in predictions]
     points = [{name: float(v[0]) for name, v in d(np.arange(len(y))[None]).items()} for d in drawers]
     for point, predicted in zip(points, predictions, strict=True):
-        if not np.isfinite(point["r2"]):  # a constant target: scikit-learn's r2_score gives 1 if exact, else 0
-            point["r2"] = 1.0 if np.allclose(y, predicted) else 0.0
+        if len(y) < 2:  # as scikit-learn's r2_score: not defined on one row
+            point["r2"] = math.nan
+        elif not np.isfinite(point["r2"]):  # a constant target: scikit-learn's r2_score gives 1 if exact, else 0
+            point["r2"] = 1.0 if point["rmse"] == 0 else 0.0
     return Resamples(points, _chunked(len(y), n_resamples, rng, drawers))
 
 
