@@ -217,7 +217,7 @@ def _regression(y: np.ndarray, predictions: list[np.ndarray], n_resamples: int, 
 
     drawers = [drawer(p) for p in predictions]
     points = [{name: float(v[0]) for name, v in d(np.arange(len(y))[None]).items()} for d in drawers]
-    for point, predicted in zip(points, predictions, strict=True):
+    for point in points:
         if len(y) < 2:  # as scikit-learn's r2_score: not defined on one row
             point["r2"] = math.nan
         elif not np.isfinite(point["r2"]):  # a constant target: scikit-learn's r2_score gives 1 if exact, else 0
