@@ -28,7 +28,7 @@ from workbench.evaluation import (
     rank,
     score_intervals,
 )
-from workbench.evaluation.folds import TRAINING, FoldAssignments
+from workbench.evaluation.folds import TRAINING, FoldAssignments, assignment_seed
 from workbench.evaluation.ranking import holm
 from workbench.evaluation.verdicts import repeats_to_separate
 
@@ -129,6 +129,8 @@ def test_assignments_are_fixed_by_target_scheme_and_seed_and_survive_json():
     assert FoldAssignments.from_dict(json.loads(json.dumps(first.to_dict()))) == first
     assert fold_assignments(y, 5, 12, "regression").key != first.key
     assert fold_assignments(y + 1, 5, 11, "regression").key != first.key
+    assert assignment_seed("d1", "price") == assignment_seed("d1", "price") != assignment_seed("d1", "prices")
+    assert 0 <= assignment_seed("d1", "price") < 2 ** 32
     # Regression strata are quantile bins: every fold gets low and high targets alike.
     for _, _, test in first.splits():
         assert abs(np.median(y[test]) - np.median(y)) < 0.3

@@ -8,7 +8,7 @@
 """
 
 from workbench.evaluation.bootstrap import Interval, score_intervals
-from workbench.evaluation.folds import FoldAssignments, Scheme, fold_assignments
+from workbench.evaluation.folds import FoldAssignments, Scheme, assignment_seed, fold_assignments
 from workbench.evaluation.paired import (
            Comparison,
            GroupScores,
@@ -22,5 +22,5 @@ from workbench.evaluation.ranking import Entry, LeaderboardRow, Ranking, leaderb
 from workbench.evaluation.verdicts import Verdict
 
 __all__ = ["Comparison", "Entry", "FoldAssignments", "GroupScores", "Interval", "LeaderboardRow", "NotComparable",
-           "Ranking", "RunPredictions", "Scheme", "Verdict", "compare_groups", "compare_runs", "fold_assignments",
-           "group_interval", "leaderboard", "rank", "score_intervals"]
+           "Ranking", "RunPredictions", "Scheme", "Verdict", "assignment_seed", "compare_groups", "compare_runs",
+           "fold_assignments", "group_interval", "leaderboard", "rank", "score_intervals"]

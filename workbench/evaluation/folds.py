@@ -80,6 +80,11 @@ class FoldAssignments:
                    int(data["seed"]), [list(map(int, r)) for r in data["folds"]], str(data["key"]))
 
 
+def assignment_seed(dataset_id: str, target: str) -> int:
+    """The seed of a dataset and target's fold assignments: every group on them gets the same folds."""
+    return int.from_bytes(hashlib.sha256(f"{dataset_id}\x00{target}".encode()).digest()[:4], "big")
+
+
 def resolve_scheme(n_rows: int, scheme: str = Scheme.AUTO) -> Scheme:
     scheme = Scheme(scheme)
     if scheme == Scheme.AUTO:
@@ -90,8 +95,9 @@ def resolve_scheme(n_rows: int, scheme: str = Scheme.AUTO) -> Scheme:
 def fold_assignments(y, n_repeats: int, seed: int, task: Task, scheme: str = Scheme.AUTO) -> FoldAssignments:
     """The test rows of each of `n_repeats` members (k-fold: rounded up to whole rounds of 5 folds).
 
-    y: the target column (class labels or numbers, no missing values); `seed` should come from the dataset and
-    target so the same table and scheme always give the same assignments."""
+    y: the target column (class labels or numbers, no missing values); `seed`: `assignment_seed(dataset, target)`,
+    so the same table and scheme always give the same assignments. A hold-out member's round number is a good
+    offset for its training seed (the issue asks for different split and training seeds above KFOLD_MAX_ROWS)."""
     if n_repeats < 1:
         raise UserError(f"Repeats must be at least 1, not {n_repeats}.")
     y = pd.Series(np.asarray(y)).reset_index(drop=True)
