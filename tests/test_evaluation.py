@@ -310,6 +310,14 @@ def test_rank_names_a_single_winner_only_when_the_rest_are_clearly_worse():
     assert result.tied_with_best == ["a"] and result.sentence.startswith("a is the best")
 
 
+@FAST
+@given(scores=st.lists(st.floats(0, 1), min_size=2, max_size=10), n_items=st.integers(2, 6))
+def test_items_with_the_same_scores_are_all_tied_and_none_is_crowned(scores, n_items):
+    result = rank([group(f"model {i}", scores) for i in range(n_items)], "accuracy")
+    assert len(result.tied_with_best) == n_items and result.sentence.startswith("No single winner")
+    assert all(p.verdict in (Verdict.PRACTICALLY_SAME, Verdict.NO_CLEAR_WINNER) for p in result.pairs)
+
+
 def test_rank_single_runs_by_paired_bootstrap():
     y, proba = probabilities(np.random.default_rng(8), 600, 2)
     blurred = 0.5 + (proba - 0.5) * 0.2  # the same ordering, so the same accuracy and AUC

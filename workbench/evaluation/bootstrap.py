@@ -56,10 +56,6 @@ class Resamples:
     draws: list[dict[str, np.ndarray]]
 
 
-def n_classes_of(task: Task, predictions: np.ndarray) -> int:
-    return 0 if Task(task) == Task.REGRESSION else int(np.asarray(predictions).shape[1])
-
-
 def score_intervals(task: Task, y: np.ndarray, predictions: np.ndarray, *, n_resamples: int = N_RESAMPLES,
                     seed: int = 0, level: float = LEVEL) -> dict[str, Interval]:
     """A (point, low, high) interval for every metric `workbench.metrics` reports for this task.
