@@ -191,7 +191,7 @@ def test_each_verdict_and_its_sentence(gap, spread, verdict):
         assert text.startswith("The MLP is better than The transformer by 5.0 points (likely between")
         assert "very unlikely to be luck" in text
     elif verdict == Verdict.NO_CLEAR_WINNER:
-        assert text.startswith("No clear winner: the 0.4 points gap is smaller than the run-to-run noise of about")
+        assert text.startswith("No clear winner: the 0.4-point gap is smaller than the run-to-run noise of about")
     elif verdict == Verdict.PRACTICALLY_SAME:
         assert "practically the same" in text and "±1.0 points" in text
     else:
@@ -352,4 +352,5 @@ def test_leaderboard_keeps_the_best_of_each_model_with_ties_and_cost():
     assert [r.model for r in rows] == ["mlp", "transformer", "forest", "linear"]
     assert rows[0].id == "g1" and rows[0].cost_seconds == 30 and rows[0].tied_with_best
     assert rows[1].tied_with_best is True and rows[3].tied_with_best is False
-    assert rows[2].tied_with_best is None  # a single run cannot be paired with the groups' folds
+    assert rows[2].tied_with_best is None and "single run" in rows[2].note  # it cannot be paired with the folds
+    assert rows[0].note == rows[1].note == ""

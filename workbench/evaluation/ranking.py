@@ -169,7 +169,8 @@ class LeaderboardRow:
     ci_low: float
     ci_high: float
     cost_seconds: float
-    tied_with_best: bool | None  # None: could not be tested against the best (a single run, or other rows)
+    tied_with_best: bool | None  # None: could not be tested against the best; `note` says why
+    note: str = ""
 
 
 def leaderboard(entries: Sequence[Entry], dataset_id: str, target: str, metric: str) -> list[LeaderboardRow]:
@@ -186,8 +187,17 @@ def leaderboard(entries: Sequence[Entry], dataset_id: str, target: str, metric: 
     ordered = sorted(best_of_model.values(), key=lambda e: (-e.mean if direction else e.mean, e.kind != "group"))
     ties = _group_ties(ordered, metric)
     return [LeaderboardRow(position + 1, e.model, e.id, e.kind, e.name, e.mean, e.ci_low, e.ci_high,
-                           e.cost_seconds, True if position == 0 else ties.get(e.id))
+                           e.cost_seconds, True if position == 0 else ties.get(e.id),
+                           "" if position == 0 or e.id in ties else _untested(e, ordered[0]))
             for position, e in enumerate(ordered)]
+
+
+def _untested(entry: Entry, best: Entry) -> str:
+    if best.kind != "group" or not best.split_scores:
+        return "The best is a single run: repeat it to test the others against it."
+    if entry.kind != "group" or not entry.split_scores:
+        return "A single run: repeat it to test it against the best."
+    return "Tested on other folds than the best, so it cannot be paired with it."
 
 
 def _better(entry: Entry, held: Entry, direction: bool) -> bool:

@@ -65,10 +65,10 @@ def decide(ci_low: float, ci_high: float, prob_a_better: float, band: float, mea
     return Verdict.NO_CLEAR_WINNER
 
 
-def format_gap(metric: str, value: float) -> str:
-    """A size of gap in words: '2.1 points' for 0-1 scores, else the number in the metric's units."""
+def format_gap(metric: str, value: float, before_noun: bool = False) -> str:
+    """A size of gap in words: '2.1 points' for 0-1 scores ('2.1-point' before a noun), else the number itself."""
     if metric in POINT_METRICS:
-        return f"{abs(value) * 100:.1f} points"
+        return f"{abs(value) * 100:.1f}{'-point' if before_noun else ' points'}"
     return f"{abs(value):.3g}"
 
 
@@ -111,6 +111,7 @@ def sentence(verdict: Verdict, w: Wording) -> str:
                 f"that it is really ahead, but luck cannot be ruled out; {advice}")
     noise = f"the run-to-run noise of about {format_gap(w.metric, w.noise)}" if w.repeated else \
         f"the noise of about {format_gap(w.metric, w.noise)} from which rows were tested"
+    gap = format_gap(w.metric, w.gain, before_noun=True)
     if not math.isfinite(w.noise):
         return f"No clear winner: the {gap} gap cannot be judged without repeats; {advice}"
     return f"No clear winner: the {gap} gap is smaller than {noise}; {advice}"
