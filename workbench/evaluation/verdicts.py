@@ -119,7 +119,9 @@ def sentence(verdict: Verdict, w: Wording) -> str:
 
 def _advice(w: Wording) -> str:
     if w.suggested_repeats is None:
-        return "more repeats are unlikely to tell them apart, so any real difference is small."
+        # The corrected noise never falls below spread x sqrt(n_test/n_train), however many repeats there are.
+        return "more repeats alone are unlikely to tell them apart, because the gap is smaller than how much each " \
+               "repeat's gap varies."
     return f"repeat both with {w.suggested_repeats} repeats to tell them apart."
 
 
