@@ -3,7 +3,8 @@ and the bootstrap's time on 100,000 test rows.
 
 `python -m benchmarks.evaluation [--comparisons 200] [--coverage 1000]` prints one JSON document:
 - false_alarms: two identical configurations that differ only in their seed, compared as groups (repeated 5-fold)
-  on a fresh sample each time: the share of comparisons called "clearly_better" (should be <= 5-7%);
+  on a fresh sample each time: the share of comparisons called "clearly_better" (should be <= 5-7%); and the same
+  two seeds as single runs on one test split (paired bootstrap and McNemar: that the two trained models differ);
 - planted_gap: a linear model against a non-linear one on a non-linear target (a gap of about 14 points): the share
   found ("clearly_better" for the non-linear model; should be >= 90%); small_gap: the same for a gap of about 4;
 - coverage: how often the 95% bootstrap interval of a fixed classifier's test accuracy (and AUC) holds the true
@@ -23,7 +24,15 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.tree import DecisionTreeClassifier
 
-from workbench.evaluation import GroupScores, Verdict, compare_groups, fold_assignments, score_intervals
+from workbench.evaluation import (
+    GroupScores,
+    RunPredictions,
+    Verdict,
+    compare_groups,
+    compare_runs,
+    fold_assignments,
+    score_intervals,
+)
 
 N_FEATURES = 5
 
@@ -65,6 +74,23 @@ def false_alarms(comparisons: int, rows: int = 300, repeats: int = 10, seed: int
         verdicts[compare_groups(a, b).verdict] += 1
     return {"comparisons": comparisons, "rows": rows, "repeats": repeats,
             "clearly_better_rate": verdicts[Verdict.CLEARLY_BETTER] / comparisons,
+            "verdicts": {str(v): verdicts[v] for v in Verdict}}
+
+
+def single_run_false_alarms(comparisons: int, rows: int = 2000, seed: int = 4) -> dict:
+    """The same two seeds as single runs on one shared test split (15% of rows): paired bootstrap and McNemar."""
+    rng = np.random.default_rng(seed)
+    verdicts: Counter[str] = Counter()
+    for i in range(comparisons):
+        x, y = linear_population(rows, rng)
+        train, test = fold_assignments(y, 1, seed=i, task="binary", scheme="repeated_holdout").split(0, 0)
+        runs = []
+        for name, model_seed in (("seed A", i), ("seed B", i + 10_000)):
+            model = SGDClassifier(loss="log_loss", max_iter=5, tol=None, random_state=model_seed)
+            proba = model.fit(x[train], y[train]).predict_proba(x[test])
+            runs.append(RunPredictions(name, name, "binary", "test", y[test], proba))
+        verdicts[compare_runs(*runs, "accuracy", seed=i).verdict] += 1
+    return {"comparisons": comparisons, "rows": rows, "clearly_better_rate": verdicts[Verdict.CLEARLY_BETTER] / comparisons,
             "verdicts": {str(v): verdicts[v] for v in Verdict}}
 
 
@@ -134,6 +160,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
     result = {"false_alarms": false_alarms(args.comparisons, repeats=args.repeats),
+              "single_run_false_alarms": single_run_false_alarms(args.comparisons),
               "planted_gap": planted_gap(args.comparisons, repeats=args.repeats),
               # A gap of about 4 points: how often the corrected test finds a small real gap.
               "small_gap": planted_gap(args.comparisons, rows=1000, repeats=args.repeats, bend=1.2),

@@ -246,12 +246,14 @@ def test_paired_bootstrap_sees_a_gap_the_separate_intervals_cannot():
     result = compare_runs(run("A", y, np.stack([1 - proba_a, proba_a], 1)),
                           run("B", y, np.stack([1 - proba_b, proba_b], 1)), "accuracy")
     alone_a = score_intervals("binary", y, np.stack([1 - proba_a, proba_a], 1))["accuracy"]
-    assert result.method == "mcnemar" and result.a == "A" and result.verdict == Verdict.CLEARLY_BETTER
+    assert result.method == "mcnemar" and result.a == "A" and result.verdict == Verdict.PROBABLY_BETTER
     only_a = int(np.sum(right_a & ~right_b))
     assert result.p_value == pytest.approx(stats.binomtest(only_a, only_a, 0.5).pvalue)
     # Unpaired, the gap's interval would be sqrt(2) times as wide as one score's; paired it is narrower than one.
     assert result.ci_high - result.ci_low < 0.7 * (alone_a.high - alone_a.low)
-    assert "single runs" in result.sentence
+    assert result.sentence.startswith("A is probably better than B: ahead by 3.3 points on these test rows (likely")
+    assert "single runs cannot show that another seed would not reverse it; repeat both with 5 repeats" in \
+        result.sentence
 
 
 def test_identical_runs_are_practically_the_same_for_every_metric():
@@ -266,7 +268,8 @@ def test_regression_runs_compare_on_rmse_with_a_relative_band():
     y = rng.normal(100, 10, 2000)
     good, bad = y + rng.normal(0, 1, 2000), y + rng.normal(0, 2, 2000)
     result = compare_runs(run("bad", y, bad, task="regression"), run("good", y, good, task="regression"), "rmse")
-    assert result.a == "good" and result.verdict == Verdict.CLEARLY_BETTER and result.method == "paired_bootstrap"
+    assert result.a == "good" and result.verdict == Verdict.PROBABLY_BETTER and result.method == "paired_bootstrap"
+    assert result.ci_low < result.ci_high < 0 and result.p_value < 0.001
     assert result.band == pytest.approx(0.01 * result.value_a)
 
 

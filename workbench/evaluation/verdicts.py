@@ -4,7 +4,8 @@ A comparison is always told from the side of the item that is ahead (`a`: the be
 when they are exactly level), so four verdicts cover every case and "B is clearly worse" reads as "A is clearly
 better". The rules, on the 95% interval of the difference a - b and the practical-equivalence band (±band):
 - practically_same: the whole interval lies inside the band (a real but negligible gap counts as the same);
-- clearly_better: the interval excludes 0 (p < 0.05, two-sided);
+- clearly_better: the interval excludes 0 (p < 0.05, two-sided); only groups: single runs are at most
+  probably_better, since their interval knows nothing of what another training seed would do;
 - probably_better: the probability that a is really better is at least 80%;
 - no_clear_winner: anything else (including too few repeats to measure the noise).
 """
@@ -91,21 +92,23 @@ class Wording:
     band: float
     repeated: bool  # groups (the noise is run-to-run) or single runs (the noise is which test rows)
     suggested_repeats: int | None
+    clear_on_these_rows: bool = False  # single runs: the gap is more than which rows were tested explains
 
 
 def sentence(verdict: Verdict, w: Wording) -> str:
     gap = format_gap(w.metric, w.gain)
     likely = f"likely between {_format_bound(w.metric, w.gain_low)} and {_format_bound(w.metric, w.gain_high)}"
     if verdict == Verdict.CLEARLY_BETTER:
-        text = (f"{w.a_name} is better than {w.b_name} by {gap} ({likely}). "
+        return (f"{w.a_name} is better than {w.b_name} by {gap} ({likely}). "
                 "A gap this large is very unlikely to be luck.")
-        if not w.repeated:
-            text += " These are single runs on the same test rows: another seed may move the gap; repeat both to be sure."
-        return text
     if verdict == Verdict.PRACTICALLY_SAME:
         return (f"{w.a_name} and {w.b_name} are practically the same: the gap of {gap} ({likely}) is within "
                 f"±{format_gap(w.metric, w.band)}, which counts as no real difference.")
     advice = _advice(w)
+    if verdict == Verdict.PROBABLY_BETTER and w.clear_on_these_rows:
+        return (f"{w.a_name} is probably better than {w.b_name}: ahead by {gap} on these test rows ({likely}), more "
+                f"than which rows were tested explains, but single runs cannot show that another seed would not "
+                f"reverse it; {advice}")
     if verdict == Verdict.PROBABLY_BETTER:
         return (f"{w.a_name} is probably better than {w.b_name}, by {gap} ({likely}): a {w.prob_a_better:.0%} chance "
                 f"that it is really ahead, but luck cannot be ruled out; {advice}")
