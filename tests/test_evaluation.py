@@ -212,6 +212,7 @@ def test_identical_scores_are_practically_the_same_and_one_member_is_no_clear_wi
     assert same.verdict == Verdict.PRACTICALLY_SAME and same.p_value == 1.0
     one = compare_groups(group("A", [0.9]), group("B", [0.7]))
     assert one.verdict == Verdict.NO_CLEAR_WINNER and "repeat" in one.sentence
+    assert json.loads(json.dumps(one.to_dict(), allow_nan=False))["ci_low"] is None
 
 
 def test_groups_on_different_rows_are_refused_with_a_reason():

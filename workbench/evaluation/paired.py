@@ -87,7 +87,8 @@ class Comparison:
     sentence: str
 
     def to_dict(self) -> dict:
-        out = asdict(self)
+        """Plain JSON: an interval that could not be measured (one repeat) has None for its ends."""
+        out = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in asdict(self).items()}
         out["verdict"] = str(self.verdict)
         return out
 
@@ -124,8 +125,8 @@ def compare_groups(first: GroupScores, second: GroupScores, band: float | None =
         low, high = posterior.interval(1 - SIGNIFICANCE)
         p_value = float(2 * stats.t.sf(abs(mean) / scale, j - 1))
         prob = float(posterior.sf(0) if sign > 0 else posterior.cdf(0))
-    verdict = decide(*sorted((sign * low, sign * high)), prob, band_width, measurable=j > 1)
     gains = sorted((sign * low, sign * high))
+    verdict = decide(*gains, prob, band_width, measurable=j > 1)
     wording = Wording(first.name, second.name, metric, sign * mean, gains[0], gains[1],
                       (high - low) / 2, prob, band_width, True, repeats_to_separate(mean, sd, test_share, j))
     return Comparison(first.id, second.id, first.name, second.name, metric, sign > 0, "corrected_t", j,
