@@ -9,8 +9,9 @@ from ui.frame import require_frame
 from ui.resources import get_store, load_table, max_upload_mb
 from ui.tables import columns_frame
 from ui.text import escape_markdown, show_notes
-from workbench import datasets
+from workbench import datasets, jobs
 from workbench.errors import UserError
+from workbench.quickstart import quick_start
 
 require_frame(__file__)
 require_access(logout_button=False)  # also when Streamlit runs this file without app.py
@@ -87,6 +88,29 @@ if profile["warnings"]:
         st.warning(escape_markdown(warning["message"]))
 else:
     st.success("No problems found in this table.")
+
+if target is not None:
+    with st.container(border=True):
+        st.markdown(f"**Quick start**: train a few strong models with their default settings to predict "
+                    f"**{escape_markdown(target)}**: gradient boosting, a linear model, a random forest and a "
+                    "neural network (MLP), all scored on the same test rows. The first results come back in "
+                    "seconds; the rest follow in the background.")
+        if st.button("Quick start", type="primary", key=f"quick_start_{dataset_id}"):
+            try:
+                queued = quick_start(store, dataset_id, target)
+            except UserError as exc:
+                st.error(escape_markdown(exc))
+            else:
+                jobs.LocalExecutor(store).ensure_running()
+                st.session_state["quick_started"] = {"dataset_id": dataset_id, "target": target,
+                                                     "runs": [r.id for r in queued]}
+        started = st.session_state.get("quick_started")
+        if started and started["dataset_id"] == dataset_id and started["target"] == target:
+            runs = store.get_runs(started["runs"])
+            st.success(f"Queued {len(started['runs'])} runs; a worker trains them one after another. Follow each "
+                       "on its page, or all of them side by side on [Runs & Compare](/runs):")
+            st.markdown("\n".join(f"- [{run.model.replace('_', ' ')}](/run?run={run.id}) ({run.status})"
+                                   for run in runs))
 
 profile_tab, chart_tab, preview_tab = st.tabs(["Columns", "Distribution", "Preview"])
 with profile_tab:
