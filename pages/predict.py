@@ -12,7 +12,7 @@ from ui.resources import get_store, load_table, max_upload_mb
 from ui.tables import format_value, metric_label, run_label
 from ui.text import escape_markdown, show_notes
 from workbench.errors import UserError
-from workbench.predict import best_runs, comparable_group, export_run, load_model_for_run, predict_file
+from workbench.predict import best_run_ids, best_runs, comparable_group, export_run, load_model_for_run, predict_file
 from workbench.safe_csv import to_safe_csv
 from workbench.store import RunStatus
 
@@ -44,7 +44,7 @@ dataset_id = remembered_selectbox(
     format_func=lambda i: f"{names.get(i, 'a deleted dataset')} ({n_runs[i]} trained run{'s' if n_runs[i] > 1 else ''})")
 dataset_runs = [r for r in runs if r.dataset_id == dataset_id]
 best = best_runs(dataset_runs)
-best_ids = {r.id for r in best.values()}
+best_ids = best_run_ids(dataset_runs)
 several_targets = len({r.target for r in dataset_runs}) > 1
 if st.session_state.get("predict_run") not in {r.id for r in dataset_runs}:
     # The best run of the newest run's group: the target and test rows the visitor worked on last.
@@ -68,7 +68,7 @@ st.caption(f"{escape_markdown(run.model)} predicting **{escape_markdown(run.targ
            + (f" · test {escape_markdown(metric_label(run.primary_metric))} {run.primary_value:.4f}"
               if run.primary_metric and run.primary_value is not None else ""))
 group_best = best.get(comparable_group(run))
-if group_best is not None and group_best.id != run.id:
+if group_best is not None and run.id not in best_ids:
     st.info(f"Run {escape_markdown(group_best.id)} ({escape_markdown(group_best.model)}) scores better on the same "
             f"test rows: {escape_markdown(metric_label(group_best.primary_metric))} "
             f"{group_best.primary_value:.4f}.")

@@ -23,7 +23,15 @@ from tests.conftest import make_classification_frame
 from workbench import datasets, jobs
 from workbench.errors import UserError
 from workbench.ingest import ingest_bytes
-from workbench.predict import best_runs, comparable_group, export_run, load_model, load_model_for_run, to_safe_csv
+from workbench.predict import (
+    best_run_ids,
+    best_runs,
+    comparable_group,
+    export_run,
+    load_model,
+    load_model_for_run,
+    to_safe_csv,
+)
 from workbench.runconfig import RunConfig
 from workbench.runner import execute
 from workbench.store import Run, RunStatus
@@ -169,6 +177,12 @@ def test_runs_are_ranked_only_against_runs_on_the_same_target_and_test_rows():
             scored_run("f", 2.0, metric="rmse"), scored_run("g", 1.0, dataset_id="other")]
     assert {r.id for r in best_runs(runs).values()} == {"b", "c", "d", "f", "g"}
     assert best_runs(runs)[comparable_group(runs[0])].id == "b"
+
+
+def test_every_run_that_ties_the_best_is_best():
+    runs = [scored_run("new", 0.9), scored_run("old", 0.9), scored_run("worse", 0.8), scored_run("none", None)]
+    assert best_runs(runs)[comparable_group(runs[0])].id == "new"
+    assert best_run_ids(runs) == {"new", "old"}
 
 
 HOSTILE = "[click](http://evil.example) ![i](http://evil.example/i.png) ``tick`` <b>x</b>\u202e\n# heading"

@@ -25,7 +25,7 @@ from workbench.store.entities import Run, RunStatus
 from workbench.tasks import Objective, Task, higher_is_better
 from workbench.training import predict_outputs
 
-__all__ = ["Prediction", "TrainedModel", "best_runs", "comparable_group", "export_run", "load_model",
+__all__ = ["Prediction", "TrainedModel", "best_run_ids", "best_runs", "comparable_group", "export_run", "load_model",
            "load_model_for_run", "predict_file", "to_safe_csv"]
 
 
@@ -245,6 +245,14 @@ def best_runs(runs: Iterable[Run]) -> dict[tuple[str, str, str | None, str | Non
         if current is None or sign * (run.primary_value - current.primary_value) > 0:
             best[group] = run
     return best
+
+
+def best_run_ids(runs: Iterable[Run]) -> set[str]:
+    """The runs whose test score equals the best of their comparable group (ties are all best)."""
+    runs = list(runs)
+    best = best_runs(runs)
+    return {r.id for r in runs if (top := best.get(comparable_group(r))) is not None and r.primary_value is not None
+            and math.isclose(r.primary_value, top.primary_value, rel_tol=1e-12)}
 
 
 def load_model(run_dir: Path) -> TrainedModel:
