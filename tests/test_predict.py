@@ -186,6 +186,7 @@ def test_every_run_that_ties_the_best_is_best():
 
 
 HOSTILE = "[click](http://evil.example) ![i](http://evil.example/i.png) ``tick`` <b>x</b>\u202e\n# heading"
+RARE = "[rare](http://evil.example/r) `x`"  # a class label is data too
 
 
 @pytest.fixture
@@ -196,7 +197,7 @@ def exported(store, tmp_path):
     frame["signup"] = pd.date_range("2023-01-01", periods=len(frame), freq="D").strftime("%Y-%m-%d")
     frame.loc[::4, "x2"] = np.nan
     frame[HOSTILE] = frame["x1"].round(1)
-    frame["label"] = np.where(frame["x1"] > 1.2, "rare", "common")
+    frame["label"] = np.where(frame["x1"] > 1.2, RARE, "common")
     dataset_id = datasets.add_dataset(store, frame.to_csv(index=False).encode(), HOSTILE + ".csv").dataset.id
     run = jobs.submit_run(store, RunConfig(dataset_id, "label", "gradient_boosting"))
     jobs.run_worker(store, once=True)
@@ -227,7 +228,7 @@ def test_the_exported_predict_script_predicts_what_the_workbench_predicts_in_a_f
     assert any("'purple'" in n and "on 1 row" in n for n in expected.notes)
     assert any("'unused'" in n and "ignored" in n for n in expected.notes)
     predicted = pd.read_csv(tmp_path / "out.csv")
-    assert len(predicted) == 30 and set(predicted["prediction"]) <= {"rare", "common"}
+    assert len(predicted) == 30 and set(predicted["prediction"]) <= {RARE, "common"}
     assert predicted["warnings"].notna().sum() == 2  # the unseen category and the typo are flagged
 
 
@@ -246,7 +247,7 @@ def test_the_readme_says_what_the_model_is_and_shows_names_only_as_code(exported
     readme = (folder / "README.md").read_text(encoding="utf-8")
     run = store.get_run(run_id)
     assert readme.startswith("# Workbench model: gradient_boosting predicting `label`")
-    assert "binary classification; classes `common`, `rare`" in readme
+    assert f"binary classification; classes `` {RARE} ``, `common`." in readme
     assert f"| accuracy (the main metric), higher is better | {run.metrics['test']['accuracy']:.4f} |" in readme
     assert "| log_loss, lower is better |" in readme
     for column, kind in [("x1", "a number"), ("colour", "a category"), ("signup", "a date"),
