@@ -98,12 +98,12 @@ else:
 @guarded_fragment
 def quick_start_runs(run_ids: list[str]) -> None:
     """The quick start's runs with their status, as the worker trains them."""
-    lines = []
-    for run in store.get_runs(run_ids):
-        score = (f", test {metric_label(run.primary_metric)} {run.primary_value:.4f}"
-                 if run.primary_metric and run.primary_value is not None else "")
-        lines.append(f"- [{run.model.replace('_', ' ')}](/run?run={run.id}) ({run.status}{score})")
-    st.markdown("\n".join(lines))
+    st.markdown("\n".join(
+        f"- [{escape_markdown(run.model.replace('_', ' '))}](/run?run={escape_markdown(run.id)}) "
+        f"({escape_markdown(run.status)}"
+        + (f", test {escape_markdown(metric_label(run.primary_metric))} {run.primary_value:.4f}"
+           if run.primary_metric and run.primary_value is not None else "") + ")"
+        for run in store.get_runs(run_ids)))
 
 
 if target is not None:
