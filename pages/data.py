@@ -1,4 +1,4 @@
-"""Data: upload or pick a dataset, read its profile, delete it."""
+"""Data: upload or pick a dataset, read its profile, quick-start a few strong models for a target, delete it."""
 
 import streamlit as st
 
@@ -6,11 +6,15 @@ from ui import charts
 from ui.auth import require_access
 from ui.forms import remembered_selectbox, sample_picker
 from ui.frame import require_frame
+from ui.guard import guarded_fragment
 from ui.resources import get_store, load_table, max_upload_mb
-from ui.tables import columns_frame
+from ui.tables import columns_frame, metric_label
 from ui.text import escape_markdown, show_notes
-from workbench import datasets
+from workbench import datasets, jobs
 from workbench.errors import UserError
+from workbench.quickstart import quick_start
+
+QUICK_START_REFRESH_S = 2.0
 
 require_frame(__file__)
 require_access(logout_button=False)  # also when Streamlit runs this file without app.py
@@ -87,6 +91,41 @@ if profile["warnings"]:
         st.warning(escape_markdown(warning["message"]))
 else:
     st.success("No problems found in this table.")
+
+
+
+@st.fragment(run_every=QUICK_START_REFRESH_S)
+@guarded_fragment
+def quick_start_runs(run_ids: list[str]) -> None:
+    """The quick start's runs with their status, as the worker trains them."""
+    st.markdown("\n".join(
+        f"- [{escape_markdown(run.model.replace('_', ' '))}](/run?run={escape_markdown(run.id)}) "
+        f"({escape_markdown(run.status)}"
+        + (f", test {escape_markdown(metric_label(run.primary_metric))} {run.primary_value:.4f}"
+           if run.primary_metric and run.primary_value is not None else "") + ")"
+        for run in store.get_runs(run_ids)))
+
+
+if target is not None:
+    with st.container(border=True):
+        st.markdown(f"**Quick start**: train a few strong models with their default settings to predict "
+                    f"**{escape_markdown(target)}**: gradient boosting, a linear model, a random forest and a "
+                    "neural network (MLP), all scored on the same test rows. The first results come back in "
+                    "seconds; the rest follow in the background.")
+        if st.button("Quick start", type="primary", key=f"quick_start_{dataset_id}"):
+            try:
+                queued = quick_start(store, dataset_id, target)
+            except UserError as exc:
+                st.error(escape_markdown(exc))
+            else:
+                jobs.LocalExecutor(store).ensure_running()
+                st.session_state["quick_started"] = {"dataset_id": dataset_id, "target": target,
+                                                     "runs": [r.id for r in queued]}
+        started = st.session_state.get("quick_started")
+        if started and started["dataset_id"] == dataset_id and started["target"] == target:
+            st.success(f"Queued {len(started['runs'])} runs; a worker trains them one after another. Follow each "
+                       "on its page, or all of them side by side on [Runs & Compare](/runs):")
+            quick_start_runs(started["runs"])
 
 profile_tab, chart_tab, preview_tab = st.tabs(["Columns", "Distribution", "Preview"])
 with profile_tab:

@@ -1,4 +1,5 @@
-"""Predict: pick a trained run, predict a CSV (download the result) or try one row by hand."""
+"""Predict: pick a dataset and one of its trained runs (the best preselected), predict a CSV (download the result)
+or try one row by hand; export the model with instructions."""
 
 import pandas as pd
 import streamlit as st
@@ -11,30 +12,66 @@ from ui.resources import get_store, load_table, max_upload_mb
 from ui.tables import format_value, metric_label, run_label
 from ui.text import escape_markdown, show_notes
 from workbench.errors import UserError
-from workbench.predict import export_run, load_model_for_run, predict_file
+from workbench.predict import best_run_ids, best_runs, comparable_group, export_run, load_model_for_run, predict_file
 from workbench.safe_csv import to_safe_csv
 from workbench.store import RunStatus
 
 PREVIEW_ROWS = 1_000
+SHOWN_RUN_KEY = "predict_run_shown"  # the run this page showed last
 
 require_frame(__file__)
 require_access(logout_button=False)  # also when Streamlit runs this file without app.py
 store = get_store()
 st.title("Predict")
 
-runs = store.list_runs(statuses=(RunStatus.SUCCEEDED,))
+runs = store.list_runs(statuses=(RunStatus.SUCCEEDED,))  # newest first
 if not runs:
     st.info("There is no trained model yet. Train one on **Train**; when it has finished it can predict here.")
     st.stop()
 names = {d.id: d.name for d in store.list_datasets()}
 by_id = {r.id: r for r in runs}
-run_id = remembered_selectbox("Trained run", list(by_id), "predict_run",
-                              format_func=lambda i: run_label(by_id[i], names))
+dataset_ids = list(dict.fromkeys(r.dataset_id for r in runs))  # the dataset with the newest run first
+# "predict_run" preselects a run: this page's own picker keeps it, and the Run page sets it before switching here.
+# A run asked for by another page brings its dataset along; after that the dataset is the visitor's choice.
+requested = st.session_state.get("predict_run")
+if requested in by_id and requested != st.session_state.get(SHOWN_RUN_KEY):
+    st.session_state["predict_dataset"] = by_id[requested].dataset_id
+elif st.session_state.get("predict_dataset") not in dataset_ids and st.session_state.get("dataset_id") in dataset_ids:
+    st.session_state["predict_dataset"] = st.session_state["dataset_id"]  # the one chosen on Data
+n_runs = {i: sum(r.dataset_id == i for r in runs) for i in dataset_ids}
+dataset_id = remembered_selectbox(
+    "Dataset", dataset_ids, "predict_dataset",
+    format_func=lambda i: f"{names.get(i, 'a deleted dataset')} ({n_runs[i]} trained run{'s' if n_runs[i] > 1 else ''})")
+dataset_runs = [r for r in runs if r.dataset_id == dataset_id]
+best = best_runs(dataset_runs)
+best_ids = best_run_ids(dataset_runs)
+several_targets = len({r.target for r in dataset_runs}) > 1
+if st.session_state.get("predict_run") not in {r.id for r in dataset_runs}:
+    # The best run of the newest run's group: the target and test rows the visitor worked on last.
+    newest = dataset_runs[0]
+    st.session_state["predict_run"] = best.get(comparable_group(newest), newest).id
+
+
+def picker_label(run_id: str) -> str:
+    run = by_id[run_id]
+    label = run_label(run) + (f" · predicts {run.target}" if several_targets else "")
+    return label + (" · best" if run_id in best_ids else "")
+
+
+run_id = remembered_selectbox("Trained run", [r.id for r in dataset_runs], "predict_run", format_func=picker_label,
+                              help="Marked best: the highest test score (lowest for errors such as RMSE) among the "
+                                   "runs that predict the same column, scored on the same test rows.")
+st.session_state[SHOWN_RUN_KEY] = run_id
 run = by_id[run_id]
 st.caption(f"{escape_markdown(run.model)} predicting **{escape_markdown(run.target)}** ({escape_markdown(run.task)}) "
            f"from {escape_markdown(names.get(run.dataset_id, 'a deleted dataset'))}"
            + (f" · test {escape_markdown(metric_label(run.primary_metric))} {run.primary_value:.4f}"
               if run.primary_metric and run.primary_value is not None else ""))
+group_best = best.get(comparable_group(run))
+if group_best is not None and run.id not in best_ids:
+    st.info(f"Run {escape_markdown(group_best.id)} ({escape_markdown(group_best.model)}) scores better on the same "
+            f"test rows: {escape_markdown(metric_label(group_best.primary_metric))} "
+            f"{group_best.primary_value:.4f}.")
 
 try:
     training_table = load_table(run.dataset_id)

@@ -127,7 +127,7 @@ def test_train_json_shape_and_run_commands(dataset_id, capsys, tmp_path):
     assert code == 0, err
     import zipfile
     names = {n.rsplit("/", 1)[-1] for n in zipfile.ZipFile(zip_path).namelist()}
-    assert names == {"config.json", "preprocessor.skops", "weights.safetensors"}
+    assert names == {"config.json", "preprocessor.skops", "weights.safetensors", "README.md", "predict.py"}
 
     code, out, _ = run_cli(capsys, "runs", "--json")
     assert [r["run_id"] for r in json.loads(out)] == [run["run_id"]]
@@ -247,3 +247,29 @@ def test_train_on_an_empty_target_exits_2_every_time(home, tmp_path):
                                  "--model", "mlp"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         assert (result.returncode, result.stderr) == (
             2, "error: The target 't' is empty on every row; there is nothing to learn from.\n")
+
+
+def test_quickstart_queues_and_says_what(dataset_id, capsys, monkeypatch):
+    from workbench import jobs
+
+    monkeypatch.setattr(jobs.LocalExecutor, "ensure_running", lambda self: False)  # the real worker: test_quickstart
+    code, out, err = run_cli(capsys, "quickstart", "--dataset", dataset_id, "--target", "label")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert [line.split()[3] for line in lines[:4]] == ["gradient_boosting", "logistic_regression", "random_forest",
+                                                       "mlp"]
+    assert lines[4].startswith("a worker trains them; follow them with: python -m workbench runs --dataset")
+    code, out, _ = run_cli(capsys, "runs", "--json")
+    assert {r["status"] for r in json.loads(out)} == {"queued"} and len(json.loads(out)) == 4
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target", "nope"], "There is no column called 'nope' to predict."),
+    (["--target", "x1", "--dataset", "missing-id"], "no dataset with id 'missing-id'"),
+    ([], "The following arguments are required: --target."),
+])
+def test_quickstart_user_errors_exit_2_and_queue_nothing(dataset_id, capsys, args, message):
+    code, out, err = run_cli(capsys, "quickstart", "--dataset", dataset_id, *args)
+    assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1, err
+    code, out, _ = run_cli(capsys, "runs", "--json")
+    assert json.loads(out) == []

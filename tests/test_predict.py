@@ -1,17 +1,42 @@
-"""Predict refuses or flags what does not fit the training schema: no silent wrong predictions (issue 15 item 7)."""
+"""Predict refuses or flags what does not fit the training schema: no silent wrong predictions (issue 15 item 7);
+the best run of a dataset; the exported zip with its README and predict.py, run in a fresh process."""
 
 from __future__ import annotations
+
+import io
+import math
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.conftest import make_classification_frame
+from workbench import datasets, jobs
 from workbench.errors import UserError
 from workbench.ingest import ingest_bytes
-from workbench.predict import load_model
+from workbench.predict import (
+    best_run_ids,
+    best_runs,
+    comparable_group,
+    export_run,
+    load_model,
+    load_model_for_run,
+    to_safe_csv,
+)
 from workbench.runconfig import RunConfig
 from workbench.runner import execute
+from workbench.store import Run, RunStatus
+
+ROOT = Path(__file__).resolve().parents[1]
 
 N_ROWS = 40  # enough rows that the CSV reader reads a column with one typo as numbers, as it would a real file
 
@@ -115,3 +140,124 @@ def test_a_table_that_is_not_a_csv_is_checked_the_same_way(model):
     assert result.table["warnings"].tolist() == ["'x1': 'lots' is not a number", "'x1': 'inf' is not a number",
                                                  "'signup': '17' is a number, not a date"]
     assert result.table["prediction"].notna().all()
+
+
+# -- the best run, and export with instructions -----------------------------------------------------
+
+
+def scored_run(run_id: str, value: float | None, metric: str = "accuracy", target: str = "label",
+               fingerprint: str = "fp", status: RunStatus = RunStatus.SUCCEEDED, dataset_id: str = "d") -> Run:
+    return Run(id=run_id, dataset_id=dataset_id, status=status, model="mlp", target=target, task="binary", config={},
+               params={}, device=None, created_at=datetime(2024, 1, 1), started_at=None, finished_at=None,
+               heartbeat_at=None, worker_id=None, cancel_requested=False, epochs_planned=None, epochs_done=0,
+               batches_per_epoch=None, batches_done=0, duration_s=None, primary_metric=metric, primary_value=value,
+               split_fingerprint=fingerprint, metrics={}, baseline={}, curves={}, details={}, error=None)
+
+
+@given(scores=st.lists(st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True, width=32)), min_size=1,
+                       max_size=8),
+       metric=st.sampled_from(["accuracy", "rmse"]))
+def test_the_best_run_respects_the_metric_direction_and_skips_runs_without_a_score(scores, metric):
+    runs = [scored_run(f"r{i}", v, metric) for i, v in enumerate(scores)]
+    runs.append(scored_run("failed", 1e9 if metric == "accuracy" else -1e9, metric, status=RunStatus.FAILED))
+    best = best_runs(runs)
+    finite = [(v, r.id) for v, r in zip(scores, runs, strict=False) if v is not None and math.isfinite(v)]
+    if not finite:
+        assert best == {}
+        return
+    [winner] = best.values()
+    target = max(v for v, _ in finite) if metric == "accuracy" else min(v for v, _ in finite)
+    assert winner.primary_value == target
+    assert winner.id == next(i for v, i in finite if v == target)  # of equal scores, the first (newest) wins
+
+
+def test_runs_are_ranked_only_against_runs_on_the_same_target_and_test_rows():
+    runs = [scored_run("a", 0.9), scored_run("b", 0.95), scored_run("c", 0.99, fingerprint="other-rows"),
+            scored_run("d", 0.5, target="churn"), scored_run("e", 10.0, metric="rmse"),
+            scored_run("f", 2.0, metric="rmse"), scored_run("g", 1.0, dataset_id="other")]
+    assert {r.id for r in best_runs(runs).values()} == {"b", "c", "d", "f", "g"}
+    assert best_runs(runs)[comparable_group(runs[0])].id == "b"
+
+
+def test_every_run_that_ties_the_best_is_best():
+    runs = [scored_run("new", 0.9), scored_run("old", 0.9), scored_run("worse", 0.8), scored_run("none", None)]
+    assert best_runs(runs)[comparable_group(runs[0])].id == "new"
+    assert best_run_ids(runs) == {"new", "old"}
+
+
+HOSTILE = "[click](http://evil.example) ![i](http://evil.example/i.png) ``tick`` <b>x</b>\u202e\n# heading"
+RARE = "[rare](http://evil.example/r) `x`"  # a class label is data too
+
+
+@pytest.fixture
+def exported(store, tmp_path):
+    """A run trained on a table with a date, gaps, an imbalanced target and a hostile column name; its export
+    unzipped into a folder of its own (the project's files are nowhere in it)."""
+    frame = make_classification_frame(n=200)
+    frame["signup"] = pd.date_range("2023-01-01", periods=len(frame), freq="D").strftime("%Y-%m-%d")
+    frame.loc[::4, "x2"] = np.nan
+    frame[HOSTILE] = frame["x1"].round(1)
+    frame["label"] = np.where(frame["x1"] > 1.2, RARE, "common")
+    dataset_id = datasets.add_dataset(store, frame.to_csv(index=False).encode(), HOSTILE + ".csv").dataset.id
+    run = jobs.submit_run(store, RunConfig(dataset_id, "label", "gradient_boosting"))
+    jobs.run_worker(store, once=True)
+    assert store.get_run(run.id).status == RunStatus.SUCCEEDED, store.get_run(run.id).error
+    folder = tmp_path / "unzipped"
+    with zipfile.ZipFile(io.BytesIO(export_run(store, run.id))) as archive:
+        archive.extractall(folder)
+    return store, run.id, folder / f"workbench-run-{run.id}"
+
+
+def test_the_exported_predict_script_predicts_what_the_workbench_predicts_in_a_fresh_process(exported, tmp_path):
+    store, run_id, folder = exported
+    rows = make_classification_frame(n=30, seed=3).drop(columns=["label"]).astype({"colour": object, "x1": object})
+    rows["signup"] = "2024-05-01"
+    rows[HOSTILE] = 0.5
+    rows["unused"] = "extra"
+    rows.loc[0, "colour"] = "purple"  # never seen in training
+    rows.loc[1, "x1"] = "39.3x"  # not a number
+    data = rows.to_csv(index=False).encode()
+    (tmp_path / "in.csv").write_bytes(data)
+    done = subprocess.run([sys.executable, "predict.py", str(tmp_path / "in.csv"), str(tmp_path / "out.csv")],
+                          cwd=folder, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    expected = load_model_for_run(store, run_id).predict_csv(data)
+    assert (tmp_path / "out.csv").read_text(encoding="utf-8") == to_safe_csv(expected.table)
+    assert done.stderr.splitlines() == [f"note: {note}" for note in expected.notes]
+    assert any("'purple'" in n and "on 1 row" in n for n in expected.notes)
+    assert any("'unused'" in n and "ignored" in n for n in expected.notes)
+    predicted = pd.read_csv(tmp_path / "out.csv")
+    assert len(predicted) == 30 and set(predicted["prediction"]) <= {RARE, "common"}
+    assert predicted["warnings"].notna().sum() == 2  # the unseen category and the typo are flagged
+
+
+def test_the_exported_predict_script_says_what_is_wrong_in_one_line(exported, tmp_path):
+    _, _, folder = exported
+    (tmp_path / "in.csv").write_text("x1,flag\n1,true\n")
+    done = subprocess.run([sys.executable, str(folder / "predict.py"), "in.csv", "out.csv"], cwd=tmp_path,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: The file is missing the columns 'x2'") and done.stderr.count("\n") == 1
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_the_readme_says_what_the_model_is_and_shows_names_only_as_code(exported):
+    store, run_id, folder = exported
+    readme = (folder / "README.md").read_text(encoding="utf-8")
+    run = store.get_run(run_id)
+    assert readme.startswith("# Workbench model: gradient_boosting predicting `label`")
+    assert f"binary classification; classes `` {RARE} ``, `common`." in readme
+    assert f"| accuracy (the main metric), higher is better | {run.metrics['test']['accuracy']:.4f} |" in readme
+    assert "| log_loss, lower is better |" in readme
+    for column, kind in [("x1", "a number"), ("colour", "a category"), ("signup", "a date"),
+                         ("flag", "true or false (or 1 or 0)")]:
+        assert f"\n{column}: {kind}\n" in readme
+    assert "python predict.py input.csv output.csv" in readme and "PYTHONPATH" in readme
+    assert {"config.json", "preprocessor.skops", "model.skops", "README.md", "predict.py"} == {
+        p.name for p in folder.iterdir()}
+    # Outside code spans and code blocks no data name is left: a markdown viewer shows them as text.
+    prose = re.sub(r"(?ms)^(`{3,}).*?^\1$", "", readme)
+    prose = re.sub(r"(`+)(?!`).*?(?<!`)\1(?!`)", "", prose)
+    assert "evil.example" not in prose and "<b>" not in prose and "\u202e" not in readme
+    assert "\n# heading" not in readme

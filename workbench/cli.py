@@ -190,6 +190,23 @@ def cmd_train(args: argparse.Namespace) -> None:
     _show_run(run, args.json)
 
 
+def cmd_quickstart(args: argparse.Namespace) -> None:
+    from workbench import jobs
+    from workbench.quickstart import quick_start
+
+    store = _store()
+    runs = quick_start(store, args.dataset, args.target)
+    started = jobs.LocalExecutor(store).ensure_running()
+    if args.json:
+        _print_json({"runs": [{"run_id": r.id, "model": r.model, "task": r.task, "status": r.status} for r in runs],
+                     "worker_started": started})
+        return
+    for run in runs:
+        print(f"queued run {run.id}  {run.model}  {run.task}")
+    print("a worker trains them" + (" (started one)" if started else "") + "; follow them with: "
+          "python -m workbench runs --dataset " + terminal_safe(args.dataset))
+
+
 def _run_json(run) -> dict[str, Any]:
     data = {
         "run_id": run.id, "status": run.status, "model": run.model, "task": run.task, "target": run.target,
@@ -357,6 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--background", action="store_true", help="queue it and return; a worker trains it")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("quickstart", help="queue a few strong default models for a target and start a worker")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--target", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_quickstart)
 
     p = sub.add_parser("runs", help="list runs")
     p.add_argument("--dataset")

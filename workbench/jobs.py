@@ -35,14 +35,23 @@ AUTO_WORKER_IDLE_EXIT_S = 900  # a worker the app started goes away after 15 idl
 
 def submit_run(store: Store, config: RunConfig) -> Run:
     """Validate against the dataset, then queue. Returns at once; a worker trains it."""
+    return submit_runs(store, [config])[0]
+
+
+def submit_runs(store: Store, configs: list[RunConfig]) -> list[Run]:
+    """Validate every config against its dataset first, then queue them in order: all or none."""
     from workbench.datasets import load_table  # not at the top: datasets imports jobs, and `runs` stays light
     from workbench.runner import validate_config
 
-    config.validate()
-    dataset = store.get_dataset(config.dataset_id)
-    resolved = validate_config(config, load_table(store, dataset))
-    return store.create_run(config.to_dict(), model=config.model, target=config.target,
-                            task=resolved.task, params=resolved.params)
+    tables = {}
+    resolved = []
+    for config in configs:
+        config.validate()
+        if config.dataset_id not in tables:
+            tables[config.dataset_id] = load_table(store, store.get_dataset(config.dataset_id))
+        resolved.append(validate_config(config, tables[config.dataset_id]))
+    return [store.create_run(config.to_dict(), model=config.model, target=config.target, task=r.task,
+                             params=r.params) for config, r in zip(configs, resolved, strict=True)]
 
 
 class StoreCallback(Callback):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import io
+import math
 import re
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,12 @@ from workbench.errors import UserError
 from workbench.ingest import ingest_bytes
 from workbench.prepare import Preprocessor, as_datetime
 from workbench.safe_csv import to_safe_csv
-from workbench.store.entities import RunStatus
-from workbench.tasks import Objective, Task
+from workbench.store.entities import Run, RunStatus
+from workbench.tasks import Objective, Task, higher_is_better
 from workbench.training import predict_outputs
 
-__all__ = ["Prediction", "TrainedModel", "export_run", "load_model", "load_model_for_run", "predict_file",
-           "to_safe_csv"]
+__all__ = ["Prediction", "TrainedModel", "best_run_ids", "best_runs", "comparable_group", "export_run", "load_model",
+           "load_model_for_run", "predict_file", "to_safe_csv"]
 
 
 @dataclass
@@ -187,6 +188,11 @@ class TrainedModel:
         """The table of `predict_rows`, without the notes."""
         return self.predict_rows(frame).table
 
+    def predict_csv(self, data: bytes) -> Prediction:
+        """Predict a CSV file's rows, read as the workbench reads uploads (cells it could not read are flagged)."""
+        ingested = ingest_bytes(data)
+        return self.predict_rows(ingested.table, ingested.unread)
+
 
 @dataclass
 class SchemaCheck:
@@ -218,6 +224,37 @@ def _what_is_wrong(value: str, expected: str) -> str:
     return f"a date, not {expected}" if _DATE_SHAPE.match(value) else f"not {expected}"
 
 
+def comparable_group(run: Run) -> tuple[str, str, str | None, str | None]:
+    """Runs with the same group predict the same target of the same dataset and are scored by the same metric on
+    the same test rows: their test scores can be ranked."""
+    return run.dataset_id, run.target, run.split_fingerprint, run.primary_metric
+
+
+def best_runs(runs: Iterable[Run]) -> dict[tuple[str, str, str | None, str | None], Run]:
+    """The best succeeded run of each comparable group by its primary test metric, in the metric's direction
+    (accuracy up, RMSE down). Of equal scores the first given wins (newest first, as the store lists runs).
+    A run without a finite test score is never best."""
+    best: dict[tuple[str, str, str | None, str | None], Run] = {}
+    for run in runs:
+        if (run.status != RunStatus.SUCCEEDED or run.primary_metric is None or run.primary_value is None
+                or not math.isfinite(run.primary_value)):
+            continue
+        group = comparable_group(run)
+        current = best.get(group)
+        sign = 1 if higher_is_better(run.primary_metric) else -1
+        if current is None or sign * (run.primary_value - current.primary_value) > 0:
+            best[group] = run
+    return best
+
+
+def best_run_ids(runs: Iterable[Run]) -> set[str]:
+    """The runs whose test score equals the best of their comparable group (ties are all best)."""
+    runs = list(runs)
+    best = best_runs(runs)
+    return {r.id for r in runs if (top := best.get(comparable_group(r))) is not None and r.primary_value is not None
+            and math.isclose(r.primary_value, top.primary_value, rel_tol=1e-12)}
+
+
 def load_model(run_dir: Path) -> TrainedModel:
     return TrainedModel(*load_run(Path(run_dir)))
 
@@ -231,16 +268,186 @@ def load_model_for_run(store, run_id: str) -> TrainedModel:
 
 def predict_file(store, run_id: str, data: bytes) -> Prediction:
     """Predict a CSV file's rows: the table, and the notes on what did not fit the training schema."""
-    ingested = ingest_bytes(data)
-    return load_model_for_run(store, run_id).predict_rows(ingested.table, ingested.unread)
+    return load_model_for_run(store, run_id).predict_csv(data)
 
 
 def export_run(store, run_id: str) -> bytes:
-    """The saved model as a zip (config.json, skops and safetensors files) to keep or share."""
-    load_model_for_run(store, run_id)  # refuses unfinished runs and damaged folders
+    """The saved model as a zip to keep or share: one folder `workbench-run-<id>/` with config.json, the skops and
+    safetensors files, a README.md that says what the model is and how to use it, and predict.py, which predicts
+    a CSV with the project's own code (`python predict.py input.csv output.csv`)."""
+    model = load_model_for_run(store, run_id)  # refuses unfinished runs and damaged folders
+    run = store.get_run(run_id, with_epochs=False)
+    dataset_name = next((d.name for d in store.list_datasets() if d.id == run.dataset_id), None)
+    folder = f"workbench-run-{run_id}"
     buffer = io.BytesIO()
     run_dir = store.settings.runs_dir / run_id
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(run_dir.iterdir()):
-            archive.write(path, f"workbench-run-{run_id}/{path.name}")
+            archive.write(path, f"{folder}/{path.name}")
+        archive.writestr(f"{folder}/README.md", export_readme(run, model, dataset_name, sorted(
+            p.name for p in run_dir.iterdir())))
+        archive.writestr(f"{folder}/predict.py", PREDICT_SCRIPT)
     return buffer.getvalue()
+
+
+# The exported zip's predict.py: the project's own reading, schema check and prediction, so that it predicts
+# exactly what the workbench predicts for the same file.
+PREDICT_SCRIPT = '''"""Predict with this exported Workbench model: python predict.py input.csv output.csv
+
+Needs the Workbench project importable (see README.md): run it with the workbench's Python, or set PYTHONPATH to a
+checkout of the project.
+"""
+
+import sys
+from pathlib import Path
+
+try:
+    from workbench.errors import UserError
+    from workbench.ingest import read_path
+    from workbench.predict import load_model, to_safe_csv
+except ImportError:
+    sys.exit("error: the workbench package is not importable; set PYTHONPATH to a Workbench checkout (README.md).")
+
+
+def main(args: list[str]) -> int:
+    if len(args) != 2:
+        print("usage: python predict.py input.csv output.csv", file=sys.stderr)
+        return 2
+    source, target = args
+    try:
+        model = load_model(Path(__file__).resolve().parent)
+        result = model.predict_csv(read_path(source))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for note in result.notes:  # what did not fit the training schema; those rows are flagged in `warnings`
+        print(f"note: {note}", file=sys.stderr)
+    Path(target).write_text(to_safe_csv(result.table), encoding="utf-8")
+    print(f"wrote {len(result.table):,} predictions to {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
+'''
+
+KIND_WORDS = {"numeric": "a number", "boolean": "true or false (or 1 or 0)", "categorical": "a category",
+              "datetime": "a date"}
+
+
+def export_readme(run: Run, model: TrainedModel, dataset_name: str | None, files: list[str]) -> str:
+    """README.md of an exported model. Names from the data (the target, columns, classes, the dataset) appear only
+    inside code spans and code blocks, so a markdown viewer shows them as text, never as a link or an image."""
+    from workbench.models.registry import MODELS
+    from workbench.tasks import baseline_name
+
+    spec = MODELS[model.config["model"]]
+    task_words = {Task.BINARY: "binary classification", Task.MULTICLASS: "multiclass classification",
+                  Task.REGRESSION: "regression"}[Task(model.task)]
+    details = run.details or {}
+    lines = [
+        f"# Workbench model: {spec.name} predicting {_code(run.target)}",
+        "",
+        f"Exported from Workbench run {_code(run.id)}"
+        + (f", trained on the dataset {_code(dataset_name)}" if dataset_name else "")
+        + (f" ({details['n_train']:,} training, {details['n_val']:,} validation and {details['n_test']:,} test rows)"
+           if {"n_train", "n_val", "n_test"} <= set(details) else "") + ".",
+        "",
+        f"- **Model:** {spec.name} ({spec.family}): {spec.description}",
+        f"- **Target:** {_code(run.target)}, {task_words}"
+        + (f"; classes {', '.join(_code(c) for c in model.classes)}" if model.classes else "") + ".",
+        "- **Settings:** " + ", ".join(f"{k}={_code(v)}" for k, v in run.params.items()) + ".",
+        "",
+        "## Test scores",
+        "",
+        "On test rows the model never saw while training, beside a trivial model that always predicts the "
+        f"{baseline_name(model.task)} of the training rows:",
+        "",
+        f"| metric | this model | {baseline_name(model.task)} |",
+        "| --- | --- | --- |",
+    ]
+    test, base = run.metrics.get("test", {}), run.baseline.get("test", {})
+    for name, value in test.items():
+        if isinstance(value, (int, float)):
+            better = "higher" if higher_is_better(name) else "lower"
+            primary = " (the main metric)" if name == run.primary_metric else ""
+            shown = f"{base[name]:.4f}" if isinstance(base.get(name), (int, float)) else ""
+            lines.append(f"| {name}{primary}, {better} is better | {value:.4f} | {shown} |")
+    features = model.preprocessor.features
+    kinds = {name: kind for kind in KIND_WORDS for name in getattr(features, kind)}
+    listing = [f"{_printable(name)}: {KIND_WORDS[kinds[name]]}" for name in model.input_columns]
+    lines += [
+        "",
+        "## Input columns",
+        "",
+        "A file to predict needs these columns, each holding the kind of value shown (other columns are ignored; "
+        "a missing value is filled in as it was in training):",
+        "",
+        *_code_block(listing),
+        "",
+        "## How to predict",
+        "",
+        "This folder is not a program of its own: `predict.py` loads these files with the Workbench project's own "
+        "code, so the `workbench` package must be importable. Run it with the Python of a Workbench checkout "
+        "(its `.venv`), or set `PYTHONPATH` to the checkout; from this folder:",
+        "",
+        "```",
+        "PYTHONPATH=/path/to/workbench /path/to/workbench/.venv/bin/python predict.py input.csv output.csv",
+        "```",
+        "",
+        "`output.csv` holds the input rows with a `prediction` column"
+        + (", a `proba_<class>` column per class (the predicted probabilities)" if model.classes else "")
+        + " and a `warnings` column that names what was wrong with a row (a value that did not parse, a category "
+        "never seen in training, every feature missing); notes about the whole file are printed.",
+        "",
+        "From Python, in the same environment:",
+        "",
+        "```python",
+        "import pandas as pd",
+        "from workbench.predict import load_model",
+        "",
+        'model = load_model("path/to/this/folder")',
+        'result = model.predict_rows(pd.read_csv("input.csv"))',
+        "print(result.notes)",
+        "result.table  # the rows with prediction, probabilities and warnings",
+        "```",
+        "",
+        "## Files",
+        "",
+        *[f"- `{name}`: {FILE_WORDS.get(name, '')}" for name in files],
+        "- `README.md`: this file.",
+        "- `predict.py`: predicts a CSV file with this model.",
+    ]
+    versions = details.get("versions")
+    if versions:
+        lines += ["", "Trained with " + ", ".join(f"{k} {_code(v)}" for k, v in versions.items())
+                  + "; the same versions load it most surely."]
+    return "\n".join(lines) + "\n"
+
+
+FILE_WORDS = {
+    "config.json": "what the model is: its task, classes, input columns and settings.",
+    "preprocessor.skops": "the fitted preprocessing (skops: loads without unpickling).",
+    "weights.safetensors": "the network's weights (safetensors).",
+    "model.skops": "the fitted scikit-learn model (skops: loads without unpickling).",
+}
+
+
+def _printable(text: object) -> str:
+    """Control and format characters (line breaks, bidi overrides) as visible escapes."""
+    return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+                   for ch in str(text))
+
+
+def _code(text: object) -> str:
+    """An inline code span that holds `text` literally, whatever backticks it contains."""
+    value = _printable(text)
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", value)), default=0) + 1)
+    pad = " " if value.startswith("`") or value.endswith("`") or not value.strip() else ""
+    return f"{fence}{pad}{value}{pad}{fence}"
+
+
+def _code_block(lines: list[str]) -> list[str]:
+    """A fenced code block longer than any run of backticks inside it."""
+    fence = "`" * max([3, *(len(run) + 1 for line in lines for run in re.findall(r"`{3,}", line))])
+    return [fence, *lines, fence]
