@@ -13,9 +13,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import psutil
 import pytest
 
@@ -201,3 +204,100 @@ def test_a_page_opened_first_after_the_server_starts_runs_inside_the_app(home):
             assert page.url.endswith("/run?run=nosuchrun")
         finally:
             browser.close()
+
+
+def messy_customers(n: int = 400, seed: int = 3) -> pd.DataFrame:
+    """What real CSVs look like: missing numbers in several columns, a date column, unicode and spaces in names, an
+    imbalanced target."""
+    frame = make_classification_frame(n=n, seed=seed).rename(columns={"x1": "monthly spend €", "colour": "plan tier"})
+    rng = np.random.default_rng(seed)
+    for column in ("monthly spend €", "x2"):
+        frame.loc[rng.random(n) < 0.2, column] = np.nan
+    frame["signed up"] = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 600, n), unit="D")
+    frame["churned"] = np.where(frame.pop("label") == "yes", np.where(rng.random(n) < 0.3, "yes", "no"), "no")
+    return frame
+
+
+def no_traceback(page) -> None:
+    settle(page)
+    assert page.get_by_test_id("stException").count() == 0, page.get_by_test_id("stException").first.inner_text()
+
+
+def test_the_founders_path_in_a_browser(tmp_path, home):
+    """Upload a messy CSV -> profile with a target -> quick start -> one run's page -> compare -> predict with notes ->
+    export, then run the exported predict.py in a fresh process. Every page on the way shows no traceback."""
+    from playwright.sync_api import expect, sync_playwright
+
+    frame = messy_customers()
+    csv_path = tmp_path / "customers 2024.csv"
+    frame.to_csv(csv_path, index=False)
+    new_rows = frame.drop(columns="churned").head(6).astype(object)
+    new_rows.loc[0, "monthly spend €"] = "39.3x"  # a typo in a number
+    new_rows.loc[1, :] = None  # an empty row
+    new_rows["note"] = "extra column"
+    new_path = tmp_path / "new customers.csv"
+    new_rows.to_csv(new_path, index=False)
+
+    with served_app(home) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+            page.set_default_timeout(30_000)
+            page.goto(url)
+            page.get_by_role("heading", name="Workbench").wait_for()
+
+            open_page(page, "Data")
+            page.locator("input[type=file]").set_input_files(str(csv_path))
+            expect(page.get_by_text("Added customers 2024.csv")).to_be_visible(timeout=LONG)
+            choose(page, "Column you want to predict (optional)", "churned")
+            expect(page.get_by_text("Things to know before training")).to_be_visible(timeout=LONG)
+            no_traceback(page)
+            page.get_by_role("button", name="Quick start").click()
+            expect(page.get_by_text("Queued 4 runs")).to_be_visible(timeout=LONG)
+            wait_for(lambda: len(finished_runs()) == 4, 240, "the quick start's four runs to finish")
+            runs = stored_runs()
+            assert {r.status for r in runs} == {"succeeded"}, [(r.model, r.status, r.error) for r in runs]
+            no_traceback(page)
+
+            first = runs[-1]  # the first queued: gradient boosting
+            page.goto(f"{url}/run?run={first.id}")
+            expect(page.get_by_role("heading", name="Run")).to_be_visible(timeout=LONG)
+            expect(page.get_by_role("tab", name="Scores")).to_be_visible(timeout=LONG)
+            expect(page.get_by_role("button", name="Predict with this run")).to_be_enabled()
+            no_traceback(page)
+
+            open_page(page, "Runs & Compare")
+            choose(page, "Runs to compare", runs[0].id)
+            page.keyboard.press("Escape")
+            choose(page, "Runs to compare", runs[1].id)
+            page.keyboard.press("Escape")
+            expect(page.get_by_role("tab", name="Learning curves")).to_be_visible(timeout=LONG)
+            no_traceback(page)
+
+            open_page(page, "Predict")
+            expect(page.get_by_text("· best").first).to_be_visible(timeout=LONG)
+            page.locator("input[type=file]").first.set_input_files(str(new_path))
+            expect(page.get_by_text("rows are flagged")).to_be_visible(timeout=LONG)
+            expect(page.get_by_text("it was ignored")).to_be_visible()
+            no_traceback(page)
+            with page.expect_download() as download:
+                page.get_by_role("button", name="Export this model (zip)").click()
+            bundle = tmp_path / "bundle.zip"
+            download.value.save_as(bundle)
+
+            for title in ("Home", "Data", "Train", "Runs & Compare", "Run", "Predict"):
+                open_page(page, title)
+                no_traceback(page)
+        finally:
+            browser.close()
+
+    unpacked = tmp_path / "unpacked"
+    with zipfile.ZipFile(bundle) as archive:
+        archive.extractall(unpacked)
+    (folder,) = unpacked.iterdir()
+    assert (folder / "README.md").read_text(encoding="utf-8").strip()
+    done = subprocess.run([sys.executable, "predict.py", str(new_path), str(tmp_path / "out.csv")], cwd=folder,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    predicted = pd.read_csv(tmp_path / "out.csv")
+    assert len(predicted) == len(new_rows) and predicted["prediction"].notna().sum() >= len(new_rows) - 1

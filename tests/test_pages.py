@@ -81,7 +81,7 @@ def train(store, dataset_id: str, model: str = "logistic_regression", target: st
 # -- empty workbench --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["home", "data", "train", "runs", "predict"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "pages").glob("*.py")))
 def test_every_page_has_an_empty_state(home, name):
     at = page(name).run()
     assert not at.exception
@@ -93,6 +93,23 @@ def test_app_entry_point_runs(home):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
     assert not at.exception
     assert at.title[0].value == "Workbench"
+
+
+def test_an_unexpected_error_is_one_sentence_with_a_reference(home, monkeypatch):
+    """A bug in the engine must not put a traceback on the page: one sentence, a reference id, details in the log."""
+    from workbench.store import Store
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("a bug deep inside the engine")
+
+    monkeypatch.setattr(Store, "list_datasets", broken)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception
+    (error,) = at.error
+    reference = re.search(r"reference \*\*([0-9a-f]{8})\*\*", error.value).group(1)
+    assert "a bug deep inside" not in error.value and "Traceback" not in error.value
+    log = (home / "logs" / "errors.log").read_text(encoding="utf-8")
+    assert f"reference {reference}" in log and "RuntimeError: a bug deep inside the engine" in log
 
 
 # -- home -------------------------------------------------------------------------------------------
