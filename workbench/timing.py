@@ -27,9 +27,8 @@ from workbench.tasks import Task
 
 EXPECTED_BEST_EPOCH = 24
 CALIBRATION_SECONDS = 0.3  # neural: time steps for about this long
-MIN_CALIBRATION_STEPS, MAX_CALIBRATION_STEPS = 3, 50
-SMALL_BATCH = 32
-WARM_UP_STEPS = 2
+MIN_CALIBRATION_STEPS, MAX_CALIBRATION_STEPS = 2, 50
+WARM_UP_STEPS, WARM_UP_SECONDS = 8, 1.0
 # Validation after each epoch (a forward pass over about a fifth as many rows as training) and the per-step weight
 # averaging: about this much on top of the training steps.
 EPOCH_OVERHEAD = 1.1
@@ -88,10 +87,12 @@ def _synthetic(n_rows: int, n_features: int, task: str, seed: int = 0) -> tuple[
 
 @functools.lru_cache(maxsize=256)
 def _neural_step_seconds(model: str, params_key: str, n_features: int, task: str, batch_size: int) -> float:
-    """Seconds per optimizer step of the real training step on random rows. After a warm-up step, a few steps of
-    SMALL_BATCH rows are timed; where a full batch would take more than CALIBRATION_SECONDS at that pace, the
-    model's cost grows with its rows and the pace is scaled to the batch (a big model stays cheap to calibrate);
-    otherwise full batches are timed for about CALIBRATION_SECONDS (a small model's per-step overhead counts)."""
+    """Seconds per optimizer step of the real training step, at the run's batch size, on random rows: the median of
+    steps timed for about CALIBRATION_SECONDS (at least MIN_CALIBRATION_STEPS), after a warm-up. The first steps of
+    a model are much slower than the rest (kernels picked, memory allocated: on a 2-core CPU the default MLP's first
+    four steps took 0.2 s each, then 1 ms), so the warm-up runs WARM_UP_STEPS steps or WARM_UP_SECONDS, whichever
+    ends first (a big model's steps are slow anyway). A smaller batch would not do: on a CPU with bf16 autocast a
+    32-row step of the same MLP took 0.19 s, a 256-row one 1 ms."""
     import torch
 
     from workbench.devices import autocast_for, select_device
@@ -108,31 +109,24 @@ def _neural_step_seconds(model: str, params_key: str, n_features: int, task: str
     target = torch.as_tensor(y, device=device)
     target = target.float() if target.is_floating_point() else target.long()
 
-    def pace(rows: int, least: int, most: int, seconds: float) -> float:
-        """The median step time, after WARM_UP_STEPS (the first steps of a batch shape allocate and pick kernels):
-        a step that another process's burst slowed down does not count."""
-        for _ in range(WARM_UP_STEPS):
-            train_step(network, x_num[:rows], x_cat[:rows], target[:rows], objective, optimizer, params, autocast)
+    def steps(least: int, most: int, seconds: float) -> list[float]:
         times: list[float] = []
         started = time.perf_counter()
         while len(times) < most and (len(times) < least or time.perf_counter() - started < seconds):
             step_started = time.perf_counter()
-            train_step(network, x_num[:rows], x_cat[:rows], target[:rows], objective, optimizer, params, autocast)
+            train_step(network, x_num, x_cat, target, objective, optimizer, params, autocast)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - step_started)
-        return float(np.median(times))
+        return times
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         network = spec.build(n_features, [], objective.n_outputs, params).to(device).train()
         optimizer = make_optimizer(network, params)
         autocast = autocast_for(device, params.mixed_precision)
-        small = min(batch_size, SMALL_BATCH)
-        scaled = pace(small, MIN_CALIBRATION_STEPS, MIN_CALIBRATION_STEPS, 0.0) * batch_size / small
-        if scaled > CALIBRATION_SECONDS:
-            return scaled
-        return pace(batch_size, MIN_CALIBRATION_STEPS, MAX_CALIBRATION_STEPS, CALIBRATION_SECONDS)
+        steps(1, WARM_UP_STEPS, WARM_UP_SECONDS)
+        return float(np.median(steps(MIN_CALIBRATION_STEPS, MAX_CALIBRATION_STEPS, CALIBRATION_SECONDS)))
 
 
 @functools.lru_cache(maxsize=256)
