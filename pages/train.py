@@ -94,7 +94,7 @@ def prefill(form: dict) -> None:
               **{f"{name}_pct": round(split[name] * 100) for name in ("train", "val", "test") if name in split}}
     fields.update({key: form[key] for key in FORM_FIELDS if key in form})
     order_by = split.get("order_by", form.get("order_by"))
-    st.session_state[f"order_by.{dataset_id}"] = order_by if order_by in columns else None
+    st.session_state[f"order_by.{dataset_id}"] = order_by if order_by in columns else ""
     for key, value in fields.items():
         if value is None:
             continue
@@ -244,13 +244,14 @@ with data_col:
     with st.expander("Train / validation / test split", expanded=bool(date_columns)):
         order_by = None
         if date_columns:
-            st.session_state.setdefault(f"order_by.{dataset_id}", None)
+            st.session_state.setdefault(f"order_by.{dataset_id}", "")  # "": a random split (None shows no choice)
             order_by = st.selectbox(
-                "Order by time", [None, *date_columns], key=f"order_by.{dataset_id}",
-                format_func=lambda c: "no: rows split at random" if c is None else f"{c}: train on the earliest, "
-                                                                                   "test on the latest",
+                "Order by time", ["", *date_columns], key=f"order_by.{dataset_id}",
+                format_func=lambda c: "no: rows split at random" if not c else f"{c}: train on the earliest, "
+                                                                               "test on the latest",
                 help="With a date column, train on the earliest rows, validate on the next and test on the latest, "
                      "as the model will be used: on rows from after its training. Rows with no date are left out.")
+            order_by = order_by or None
             if order_by is None:
                 st.warning("This table has dates. A random split trains on rows from after the test rows, so the "
                            "test score can look better than the model will do on new rows: choose a date column "
