@@ -45,14 +45,16 @@ def expected_seconds(model: str, params: dict[str, Any], n_rows: int, n_columns:
     resolved = resolve_params(model, params)
     n_train = max(2, int(n_rows * train_share))
     n_features = max(1, n_columns)
-    key = json.dumps(as_dict(resolved), sort_keys=True)
     if spec.family == "neural":
         from workbench.training import batch_and_lr
 
+        # The pace of a step does not depend on how many epochs run: one calibration serves every epoch setting.
+        key = json.dumps(as_dict(replace(resolved, epochs=1, patience=0, seed=0)), sort_keys=True)
         batch_size = batch_and_lr(resolved, n_train)[0]
         step_s = _neural_step_seconds(model, key, n_features, str(task), batch_size)
         epoch_s = EPOCH_OVERHEAD * step_s * math.ceil(n_train / batch_size)
         return epoch_s * expected_epochs(resolved.epochs, resolved.patience)
+    key = json.dumps(as_dict(resolved), sort_keys=True)
     return _classical_seconds_per_row(model, key, n_features, str(task), n_train) * n_train
 
 
