@@ -167,7 +167,7 @@ def test_upload_train_and_compare_in_a_browser(tmp_path, home):
             choose(page, "Architecture", "mlp (neural)")
             expect(page.get_by_text("Multi-layer perceptron")).to_be_visible(timeout=LONG)
             for queued, epochs in enumerate(("3", "4"), start=1):
-                set_number(page, "epochs", epochs)
+                set_number(page, "Most epochs", epochs)
                 page.get_by_role("button", name="Start training").click()
                 # The first submission also starts the background worker: seconds on a loaded machine.
                 expect(page.get_by_text("is queued")).to_be_visible(timeout=LONG)

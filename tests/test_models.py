@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -28,6 +30,33 @@ def test_catalog_entries_have_a_schema_with_defaults_and_help():
             "weight_averaging", "restore_best", "grad_clip", "seed", "device", "mixed_precision", "hidden_sizes", "activation",
             "dropout", "batch_norm", "init"} <= neural
     assert {"cell", "hidden_size", "num_layers", "bidirectional"} <= {p["name"] for p in entries["rnn"]["params"]}
+
+
+COUNT_WORDS = ("this many", "how many", "number of")
+SHARE_WORDS = ("share of", "fraction of", "percentage")
+
+
+@pytest.mark.parametrize("entry", catalog(), ids=lambda e: e["name"])
+def test_every_param_has_a_plain_label_and_a_help_that_fits_its_type_and_default(entry):
+    basic = [p for p in entry["params"] if not p["advanced"]]
+    assert 1 <= len(basic) <= 5, "the form shows about five settings up front"
+    assert entry["when_to_use"]
+    for p in entry["params"]:
+        label, about = p["label"], p["help"].lower()
+        assert label and label[0].isupper() and "_" not in label, p["name"]
+        assert about.endswith(".") and len(about) > 20, p["name"]
+        if any(word in about for word in COUNT_WORDS) and p["type"] == "float":
+            # a float setting may be a horizon in epochs (0.5 epochs), but then the help says what 0.5 means
+            assert f"{p['default']}:" in about, f"{p['name']} is a number described as a count"
+        if any(word in about for word in SHARE_WORDS):
+            assert p["type"] == "float" and p["max"] is not None and p["max"] <= 1, f"{p['name']}: a share"
+        if p["type"] == "int" and p["min"] == 0 and p["name"] != "seed":
+            assert p["zero"], f"{p['name']}: a count where 0 is a switch is shown as a toggle"
+        if p["zero"]:  # the help says what 0 does, and the toggle offers a real value when turned off
+            assert re.search(r"\b0[:)]", about), p["name"]
+            assert p["suggested"] not in (None, 0) and p["min"] == 0, p["name"]
+        labels = [q["label"] for q in entry["params"]]
+        assert len(set(labels)) == len(labels), "two settings with one label"
 
 
 def test_resolve_params_coerces_strings_from_the_cli():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hst
 
 import workbench.prepare as prepare_module
 from workbench.errors import UserError
@@ -202,3 +204,52 @@ def test_dates_are_left_out_when_date_parts_are_off():
     assert off.preprocessor.features.datetime == [] and not any(n.startswith("when") for n in
                                                                off.preprocessor.feature_names_)
     assert "'when' holds dates and was left out (splitting dates into parts is off)." in off.notes
+
+
+# -- time-ordered split -------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=15, deadline=None, derandomize=True)
+@given(n=hst.integers(min_value=40, max_value=300), missing=hst.floats(min_value=0.0, max_value=0.3),
+       as_text=hst.booleans(), ties=hst.booleans(), seed=hst.integers(min_value=0, max_value=2**32 - 1))
+def test_time_split_tests_on_exactly_the_latest_rows(n, missing, as_text, ties, seed):
+    """Messy dates (shuffled, repeated, missing, as text): the test rows are exactly the latest dated rows,
+    validation the ones before them, training the earliest; rows with no date are in no split."""
+    rng = np.random.default_rng(seed)
+    days = rng.integers(0, 40 if ties else 30_000, size=n)
+    when = pd.Series(pd.to_datetime("2000-01-01") + pd.to_timedelta(days, unit="D"))
+    frame = pd.DataFrame({"x": rng.normal(size=n), "label": np.where(np.arange(n) % 3 == 0, "a", "b")})
+    frame["when"] = when.dt.strftime("%Y-%m-%d").astype(object) if as_text else when
+    undated = list(np.flatnonzero(rng.random(n) < missing))
+    frame.loc[undated, "when"] = None
+    p = run_prepare(frame, split=SplitConfig(order_by="when"))
+    dated = frame.index.difference(undated)
+    assert sorted(np.concatenate(list(p.row_ids.values()))) == sorted(dated)
+    order = pd.to_datetime(frame["when"])
+    train, val, test = (order.loc[p.row_ids[s]] for s in ("train", "val", "test"))
+    assert train.max() <= val.min() and val.max() <= test.min()
+    latest = frame.loc[dated].assign(when=order).sort_values(["when"], kind="stable")
+    assert len(p.row_ids["test"]) == int(np.ceil(0.15 * len(dated)))
+    assert set(p.row_ids["test"]) >= set(latest.index[latest["when"] > test.min()])
+    if undated:
+        assert any("no value in 'when'" in note for note in p.notes)
+    again = run_prepare(frame.sample(frac=1, random_state=1).sort_index(), split=SplitConfig(order_by="when", seed=9))
+    assert again.fingerprint == p.fingerprint  # the split seed plays no part in a time split
+
+
+def test_time_split_refuses_a_column_that_holds_no_dates(binary_frame):
+    with pytest.raises(UserError, match="no such column"):
+        run_prepare(binary_frame, split=SplitConfig(order_by="nope"))
+    frame = binary_frame.assign(word=["w"] * len(binary_frame))
+    with pytest.raises(UserError, match="not dates"):
+        run_prepare(frame, split=SplitConfig(order_by="word"))
+
+
+def test_a_random_split_keeps_its_fingerprint_and_old_configs_load():
+    from workbench.runconfig import RunConfig
+
+    old = {"dataset_id": "d", "target": "t", "model": "mlp", "split": {"train": 0.7, "val": 0.15, "test": 0.15,
+                                                                       "seed": 3}}
+    config = RunConfig.from_dict(old)
+    assert config.split.order_by is None and config.split.seed == 3
+    assert RunConfig.from_dict(config.to_dict()) == config

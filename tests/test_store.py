@@ -3,6 +3,7 @@ datasets, runs, the queue and its claim race, recovery of stale runs, and waitin
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
@@ -19,7 +20,7 @@ from sqlalchemy import event, inspect, text
 from tests.conftest import writes_held
 from workbench import datasets, jobs
 from workbench.errors import UserError
-from workbench.store import EpochMetrics, RunResult, RunStatus, Store, schema
+from workbench.store import EpochMetrics, Run, RunResult, RunStatus, Store, schema
 
 pytestmark = pytest.mark.usefixtures("database")
 ROOT = Path(__file__).resolve().parents[1]
@@ -216,6 +217,61 @@ def test_epochs_and_progress(store):
     progress = got.progress()
     assert progress["epoch"] == 1 and progress["batch"] == 2 and progress["epochs_planned"] == 10
     assert 0 < progress["fraction"] < 1
+
+
+def _training_run(store, task: str, metrics: list[float], seconds: float = 2.0, planned: int = 200,
+                  patience: int = 16, batches_done: int = 0):
+    """A running run with one stored row per epoch: validation metric as given, loss falling, `seconds` each."""
+    d = add_dataset(store)
+    run = store.create_run({"dataset_id": d.id, "target": "label", "model": "mlp"}, model="mlp", target="label",
+                           task=task, params={"epochs": planned, "patience": patience})
+    store.start_run(run.id, "w1")
+    store.record_plan(run.id, epochs_planned=planned, batches_per_epoch=10)
+    for epoch, metric in enumerate(metrics, start=1):
+        store.record_epoch(run.id, EpochMetrics(epoch, 1.0, 1.0 / epoch, metric, 1e-3, seconds))
+    store.heartbeat_run(run.id, batches_done=batches_done)
+    return store.get_run(run.id)
+
+
+def test_eta_counts_on_early_stopping_from_the_best_epoch_and_bounds_it_by_every_planned_epoch(store):
+    # Accuracy best at epoch 20 of 30 done: patience 16 runs out at epoch 36, six epochs of 2 s from now.
+    accuracy = [0.5 + 0.01 * e for e in range(1, 21)] + [0.6] * 10
+    progress = _training_run(store, "binary", accuracy).progress()
+    assert progress["epoch"] == 30
+    assert progress["eta_likely_s"] == pytest.approx(12.0)
+    assert progress["eta_s"] == pytest.approx(340.0)  # all 200 planned epochs
+    # RMSE: lower is better; best at epoch 25, and half of epoch 31 done.
+    rmse = [10.0 - 0.1 * e for e in range(1, 26)] + [9.0] * 5
+    progress = _training_run(store, "regression", rmse, batches_done=5).progress()
+    assert progress["eta_likely_s"] == pytest.approx((41 - 30 - 0.5) * 2.0)
+    assert progress["eta_s"] == pytest.approx((200 - 30.5) * 2.0)
+
+
+def test_eta_never_promises_hours_for_a_run_that_stops_in_seconds(store):
+    """Issue 20: '3 h 58 min left' for a run that ended in 28 s. A run improving nothing since its 3rd epoch, 0.1 s
+    an epoch, of 100,000 planned: the likely time left is about a second, the longest hours."""
+    progress = _training_run(store, "multiclass", [0.7, 0.8, 0.9] + [0.85] * 5, seconds=0.1,
+                             planned=100_000).progress()
+    assert progress["eta_likely_s"] == pytest.approx((19 - 8) * 0.1)
+    assert progress["eta_s"] > 3600
+
+
+def test_eta_ties_go_to_the_lower_validation_loss_and_no_patience_means_every_epoch(store):
+    # Epochs 2 and 5 tie on accuracy; epoch 5 has the lower loss (1 / epoch), so patience counts from epoch 5.
+    progress = _training_run(store, "binary", [0.5, 0.9, 0.6, 0.6, 0.9, 0.6], patience=4).progress()
+    assert progress["eta_likely_s"] == pytest.approx((9 - 6) * 2.0)
+    progress = _training_run(store, "binary", [0.5, 0.9], patience=0).progress()
+    assert progress["eta_likely_s"] == progress["eta_s"] == pytest.approx(198 * 2.0)
+
+
+def test_eta_metric_direction_matches_the_tasks_primary_metric():
+    from workbench.tasks import Task, higher_is_better, primary_metric
+
+    for task in Task:
+        run = Run(**{f.name: None for f in dataclasses.fields(Run) if f.name != "epochs"})
+        run.task = task
+        rows = [EpochMetrics(1, 1.0, 1.0, 1.0, 0.0, 1.0), EpochMetrics(2, 1.0, 1.0, 2.0, 0.0, 1.0)]
+        assert (run._best_epoch(rows) == 2) == higher_is_better(primary_metric(task)), task
 
 
 def test_finish_run_writes_the_result_and_keeps_what_it_leaves_out(store):

@@ -15,41 +15,83 @@ COLUMNS_PER_ROW = 3
 
 
 def param_widgets(params: Sequence[Mapping[str, Any]], key_prefix: str) -> dict[str, Any]:
-    """One widget per hyperparameter, laid out in a grid; returns {name: value} as the engine expects.
+    """One widget per hyperparameter: the basic ones in a grid, the rest in an "Advanced settings" expander; returns
+    {name: value} as the engine expects. A widget's value lives in session state under f"{key_prefix}.{name}" (its
+    toggle, where 0 is a switch, under that key + ".zero"), so a page can prefill it with `seed_param_state`.
 
-    Schema entries: {name, type, default, help, min?, max?, choices?}; type is int, float, bool, choice,
-    or a list type (ints shown as '256,256').
+    Schema entries: {name, label, type, default, help, advanced, zero, suggested, min?, max?, choices?}; type is int,
+    float, bool, str or int_list (shown as '256,256').
     """
     values: dict[str, Any] = {}
+    basic = [spec for spec in params if not spec.get("advanced")]
+    advanced = [spec for spec in params if spec.get("advanced")]
+    _param_grid(basic, key_prefix, values)
+    if advanced:
+        with st.expander("Advanced settings"):
+            _param_grid(advanced, key_prefix, values)
+    return values
+
+
+def _param_grid(params: Sequence[Mapping[str, Any]], key_prefix: str, values: dict[str, Any]) -> None:
     grid = st.columns(COLUMNS_PER_ROW)
     for i, spec in enumerate(params):
         with grid[i % COLUMNS_PER_ROW]:
             values[spec["name"]] = _param_widget(spec, f"{key_prefix}.{spec['name']}")
-    return values
+
+
+def seed_param_state(params: Sequence[Mapping[str, Any]], key_prefix: str, values: Mapping[str, Any]) -> None:
+    """Put `values` ({name: value}, e.g. a stored run's settings) into the widgets' session state, so the next render
+    of `param_widgets` shows them; names the schema does not know are ignored."""
+    for spec in params:
+        if spec["name"] not in values:
+            continue
+        value, key = values[spec["name"]], f"{key_prefix}.{spec['name']}"
+        if spec.get("zero"):
+            st.session_state[f"{key}.zero"] = value == 0
+            value = spec["suggested"] if value == 0 else value
+        if spec.get("type") == "int_list":
+            value = ",".join(str(v) for v in value)
+        elif spec.get("type") == "float":
+            value = float(value)
+        st.session_state[key] = value
 
 
 def _param_widget(spec: Mapping[str, Any], key: str) -> Any:
+    """One setting. Its value is seeded into session state (never passed as `value`), so prefilled state and the
+    default cannot disagree."""
     label = escape_markdown(spec.get("label") or spec["name"].replace("_", " "))
     default, kind, about = spec.get("default"), spec.get("type"), spec.get("help")
-    help_text = escape_markdown(about) if about else None
+    # The code name too, for the CLI's --set and the saved config.
+    help_text = escape_markdown(f"{about or ''} (Setting: {spec['name']})".strip())
+    if spec.get("zero"):
+        zero_key = f"{key}.zero"
+        st.session_state.setdefault(zero_key, default == 0)
+        if st.checkbox(f"{label}: {escape_markdown(spec['zero'])}", key=zero_key, help=help_text):
+            return 0
+        default = spec["suggested"] if default == 0 else default
     if spec.get("choices"):
         choices = list(spec["choices"])
-        index = choices.index(default) if default in choices else (None if default is None else 0)
-        return st.selectbox(label, choices, index=index, key=key, help=help_text, format_func=_choice_label)
+        st.session_state.setdefault(key, default if default in choices else choices[0])
+        return st.selectbox(label, choices, key=key, help=help_text, format_func=_choice_label)
     if kind == "bool":
-        return st.checkbox(label, value=bool(default), key=key, help=help_text)
+        st.session_state.setdefault(key, bool(default))
+        return st.checkbox(label, key=key, help=help_text)
     if kind == "int":
-        return st.number_input(label, value=None if default is None else int(default), min_value=_int(spec.get("min")),
+        st.session_state.setdefault(key, int(default))
+        low = _int(spec.get("min"))
+        return st.number_input(label, value=None, min_value=1 if spec.get("zero") and low == 0 else low,
                                max_value=_int(spec.get("max")), step=1, key=key, help=help_text)
     if kind == "float":
-        return st.number_input(label, value=None if default is None else float(default),
-                               min_value=_float(spec.get("min")), max_value=_float(spec.get("max")),
+        st.session_state.setdefault(key, float(default))
+        return st.number_input(label, value=None, min_value=_float(spec.get("min")), max_value=_float(spec.get("max")),
                                format=_float_format(default), key=key, help=help_text)
     if kind and "list" in kind:
-        text = st.text_input(label, value=",".join(str(v) for v in default or []), key=key,
-                             help=escape_markdown(f"{about or ''} Comma-separated, e.g. 256,256.".strip()))
+        st.session_state.setdefault(key, ",".join(str(v) for v in default or []))
+        text = st.text_input(label, key=key, help=escape_markdown(f"{about or ''} Comma-separated, e.g. 256,256. "
+                                                                  f"(Setting: {spec['name']})".strip()))
         return parse_list(text)
-    return st.text_input(label, value="" if default is None else str(default), key=key, help=help_text)
+    st.session_state.setdefault(key, "" if default is None else str(default))
+    return st.text_input(label, key=key, help=help_text)
 
 
 def parse_list(text: str) -> list[int | float | str]:

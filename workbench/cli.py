@@ -150,8 +150,10 @@ def cmd_models(args: argparse.Namespace) -> None:
         return
     for entry in entries:
         print(f"{entry['name']:<20} {entry['family']:<9} {entry['description']}")
+        print(f"    when to use it: {entry['when_to_use']}")
         for p in entry["params"]:
-            print(f"    {p['name']:<18} default {p['default']!s:<12} {p['help']}")
+            tier = " (advanced)" if p["advanced"] else ""
+            print(f"    {p['name']:<18} {p['label']}{tier}; default {p['default']!s}. {p['help']}")
 
 
 def _parse_sets(pairs: list[str]) -> dict[str, str]:
@@ -177,7 +179,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         params["seed"] = args.seed
     config = RunConfig(dataset_id=dataset_id, target=args.target, model=args.model, task=args.task,
                        exclude=args.exclude, params=params,
-                       split=SplitConfig(seed=args.split_seed) if args.split_seed is not None else SplitConfig())
+                       split=SplitConfig(seed=args.split_seed if args.split_seed is not None else SplitConfig.seed,
+                                         order_by=args.split_by_time))
     run = jobs.submit_run(store, config)
     if args.background:
         started = jobs.LocalExecutor(store).ensure_running()
@@ -227,7 +230,7 @@ def _show_run(run, as_json: bool) -> None:
     print(f"run {run.id}  {run.status}  {run.model}  {run.task}  target={run.target}  device={run.device}")
     if not run.is_final:
         p = run.progress()
-        eta = f", ETA {p['eta_s']:.0f}s" if p["eta_s"] is not None else ""
+        eta = f", ETA {p['eta_likely_s']:.0f}s (up to {p['eta_s']:.0f}s)" if p["eta_s"] is not None else ""
         print(f"  epoch {p['epoch']} of {p['epochs_planned']}{eta}")
     if run.duration_s is not None:
         print(f"  {run.epochs_done} epochs in {run.duration_s:.1f}s")
@@ -371,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude", action="append", default=[])
     p.add_argument("--seed", type=int)
     p.add_argument("--split-seed", type=int)
+    p.add_argument("--split-by-time", metavar="COLUMN",
+                   help="train on the earliest rows by this date column, test on the latest (no future leaks in)")
     p.add_argument("--background", action="store_true", help="queue it and return; a worker trains it")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_train)

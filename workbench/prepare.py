@@ -7,6 +7,7 @@ on the rows, the target and the split settings, so runs with the same settings s
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -171,8 +172,11 @@ class Split:
     stratified: bool
 
 
-def split_rows(index: pd.Index, labels: pd.Series | None, config: SplitConfig) -> Split:
-    """Seeded train/validation/test split of row ids, stratified by class when possible."""
+def split_rows(index: pd.Index, labels: pd.Series | None, config: SplitConfig, order: pd.Series | None = None) -> Split:
+    """Seeded train/validation/test split of row ids, stratified by class when possible; or, given `order` (the
+    values of config.order_by for these rows, none missing), by time: the earliest rows train, the latest test."""
+    if order is not None:
+        return _split_in_order(index, order, config)
     ids = np.asarray(index)
     stratify = labels.to_numpy() if labels is not None else None
     if stratify is not None and (pd.Series(stratify).value_counts().min() < 3
@@ -187,6 +191,37 @@ def split_rows(index: pd.Index, labels: pd.Series | None, config: SplitConfig) -
     digest.update(repr((len(ids), config.train, config.val, config.test, config.seed)).encode())
     digest.update(np.sort(test).astype("int64").tobytes())
     return Split(np.sort(train), np.sort(val), np.sort(test), digest.hexdigest()[:16], stratify is not None)
+
+
+def _split_in_order(index: pd.Index, order: pd.Series, config: SplitConfig) -> Split:
+    """Rows sorted by `order` (ties by row id, so the split is the same every time); as many test and validation rows
+    as the random split would take (rounded up), from the end."""
+    ids = np.asarray(index)
+    sorted_ids = ids[np.lexsort((ids, order.to_numpy()))]
+    n_test = math.ceil(config.test * len(ids))
+    n_val = math.ceil(config.val / (config.train + config.val) * (len(ids) - n_test))
+    n_train = len(ids) - n_test - n_val
+    train, val, test = sorted_ids[:n_train], sorted_ids[n_train:n_train + n_val], sorted_ids[n_train + n_val:]
+    digest = hashlib.sha256()
+    digest.update(repr((len(ids), config.train, config.val, config.test, "order_by", config.order_by)).encode())
+    digest.update(np.sort(test).astype("int64").tobytes())
+    return Split(np.sort(train), np.sort(val), np.sort(test), digest.hexdigest()[:16], False)
+
+
+def time_order(frame: pd.DataFrame, column: str) -> pd.Series:
+    """The values that order the rows in time: `column` read as dates (numbers, such as a year, as they are); NaT or
+    NaN where a row has none. Refuses a column that is missing or holds neither."""
+    if column not in frame.columns:
+        raise UserError(f"Cannot order the split by '{column}': there is no such column.")
+    values = frame[column]
+    if ptypes.is_bool_dtype(values):
+        raise UserError(f"Cannot order the split by '{column}': it holds true/false values, not dates.")
+    if ptypes.is_numeric_dtype(values):
+        return values.astype("float64")
+    dates = as_datetime(values)
+    if dates.notna().sum() < max(1, 0.5 * values.notna().sum()):
+        raise UserError(f"Cannot order the split by '{column}': most of its values are not dates.")
+    return dates
 
 
 class Preprocessor(BaseEstimator):
@@ -367,13 +402,24 @@ def prepare(frame: pd.DataFrame, target: str, task: str, exclude: list[str], spl
     if len(data) < MIN_TRAIN_ROWS:
         raise UserError(f"Only {len(data)} rows have a value for '{target}'; at least {MIN_TRAIN_ROWS} are needed "
                         "to train.")
+    order = None
+    if split.order_by is not None:
+        order = time_order(data, split.order_by)
+        if order.isna().any():
+            undated = int(order.isna().sum())
+            notes.append(f"{undated:,} rows with no value in '{split.order_by}' were left out: the split follows "
+                         "time, and their time is unknown.")
+            data, order = data[order.notna()], order[order.notna()]
+            if len(data) < MIN_TRAIN_ROWS:
+                raise UserError(f"Only {len(data)} rows have both a value for '{target}' and a date in "
+                                f"'{split.order_by}'; at least {MIN_TRAIN_ROWS} are needed to train.")
     task = detect_task(data[target], task)
     y_raw = data[target]
     labels = class_labels(y_raw) if task != Task.REGRESSION else None
     features = choose_features(data, target, exclude, prep.datetime_parts)
     notes += features.notes
-    rows = split_rows(data.index, labels, split)
-    if not rows.stratified and task != Task.REGRESSION:
+    rows = split_rows(data.index, labels, split, order)
+    if order is None and not rows.stratified and task != Task.REGRESSION:
         notes.append("A class is too rare to appear in every split, so the split is not stratified.")
 
     categorical_mode = resolve_categorical(prep, model_categorical, notes)

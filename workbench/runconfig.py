@@ -15,14 +15,19 @@ CATEGORICAL_ENCODINGS = ("auto", "onehot", "embedding")
 
 @dataclass
 class SplitConfig:
-    """Train/validation/test fractions and the seed that fixes which rows go where."""
+    """Train/validation/test fractions and the seed that fixes which rows go where. With `order_by` (a date column)
+    the split follows time instead: training on the earliest rows, validation on the next, test on the latest; rows
+    with no date there are left out (nothing of unknown time is trained or tested on)."""
 
     train: float = 0.70
     val: float = 0.15
     test: float = 0.15
     seed: int = 0
+    order_by: str | None = None
 
     def validate(self) -> None:
+        if self.order_by is not None and (not isinstance(self.order_by, str) or not self.order_by):
+            raise UserError("The column to order the split by must be a column name.")
         for name in ("train", "val", "test"):
             value = getattr(self, name)
             if not 0 < value < 1:

@@ -13,12 +13,16 @@ from workbench.models.params import NeuralParams, param
 
 @dataclass(frozen=True)
 class CNNParams(NeuralParams):
-    d_token: int = param(16, "Size of each feature's embedding.", min=2, max=512)
-    channels: int = param(64, "Filters per convolution layer.", min=1, max=1024)
-    kernel_size: int = param(3, "How many neighbouring features each filter looks at.", min=1, max=15)
-    depth: int = param(2, "Number of convolution layers.", min=1, max=8)
-    pooling: str = param("max", "How the feature axis is summarised at the end.", choices=("max", "avg"))
-    dropout: float = param(0.1, "Share of values switched off at random while training.", min=0.0, max=0.9)
+    d_token: int = param(16, "Size of each feature's embedding.", label="Embedding size", advanced=True,
+                          min=2, max=512)
+    channels: int = param(64, "Filters per convolution layer.", label="Filters per layer", min=1, max=1024)
+    kernel_size: int = param(3, "How many neighbouring features each filter looks at.",
+                              label="Kernel size", advanced=True, min=1, max=15)
+    depth: int = param(2, "Number of convolution layers.", label="Convolution layers", min=1, max=8)
+    pooling: str = param("max", "How the feature axis is summarised at the end.", label="Pooling",
+                         advanced=True, choices=("max", "avg"))
+    dropout: float = param(0.1, "Share of values switched off at random while training.", label="Dropout",
+                           advanced=True, min=0.0, max=0.9)
 
 
 class CNN(nn.Module):

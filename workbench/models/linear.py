@@ -8,13 +8,12 @@ import torch
 from torch import nn
 
 from workbench.models.layers import ActivationSize
-from workbench.models.params import NeuralParams, param
+from workbench.models.params import LEARNING_RATE_HELP, NeuralParams, param
 
 
 @dataclass(frozen=True)
 class LinearParams(NeuralParams):
-    lr: float = param(1e-2, "Learning rate: step size of each update. Too high diverges, too low is slow.",
-                      min=1e-6, max=1.0)
+    lr: float = param(1e-2, LEARNING_RATE_HELP, label="Learning rate", min=1e-6, max=1.0)
 
 
 class LinearModel(nn.Module):

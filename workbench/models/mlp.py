@@ -15,23 +15,24 @@ from workbench.models.layers import (
     init_weights,
     numbered_sequential,
 )
-from workbench.models.params import NeuralParams, param
+from workbench.models.params import LEARNING_RATE_HELP, NeuralParams, param
 
 
 @dataclass(frozen=True)
 class MLPParams(NeuralParams):
     # 2e-3 rather than the shared 1e-3: on the benchmark's 200k-row task it reaches the same validation accuracy in
     # 6 epochs instead of 10, and it scores the same on the bundled samples (make bench, "quality").
-    lr: float = param(2e-3, "Learning rate: step size of each update. Too high diverges, too low is slow.",
-                      min=1e-6, max=1.0)
+    lr: float = param(2e-3, LEARNING_RATE_HELP, label="Learning rate", min=1e-6, max=1.0)
     hidden_sizes: list[int] = param([256, 256], "Neurons in each hidden layer, e.g. 256,256 for two layers.",
-                                    min=1, max=8192, kind="int_list")
-    activation: str = param("relu", "The non-linearity between layers.", choices=tuple(ACTIVATIONS))
+                                    label="Hidden layer sizes", min=1, max=8192, kind="int_list")
+    activation: str = param("relu", "The non-linearity between layers.", label="Activation",
+                           advanced=True, choices=tuple(ACTIVATIONS))
     dropout: float = param(0.1, "Share of neurons switched off at random while training, against overfitting.",
-                           min=0.0, max=0.9)
-    batch_norm: bool = param(False, "Normalise each layer's outputs per batch; can speed up training.")
+                           label="Dropout", min=0.0, max=0.9)
+    batch_norm: bool = param(False, "Normalise each layer's outputs per batch; can speed up training.",
+                            label="Batch normalisation", advanced=True)
     init: str = param("he", "How weights start: He suits ReLU, Xavier suits tanh/sigmoid.",
-                      choices=("he", "xavier", "default"))
+                      label="Weight initialisation", advanced=True, choices=("he", "xavier", "default"))
 
 
 class MLP(nn.Module):

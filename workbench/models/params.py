@@ -11,10 +11,14 @@ from workbench.errors import UserError
 P = TypeVar("P")
 
 
-def param(default: Any, help: str, *, min: float | None = None, max: float | None = None,
-          choices: tuple | None = None, kind: str | None = None) -> Any:
-    """A hyperparameter field: its default, a one-line help for non-experts, and its range or choices."""
-    meta = {"help": help, "min": min, "max": max, "choices": choices, "kind": kind}
+def param(default: Any, help: str, *, label: str, advanced: bool = False, zero: str | None = None,
+          suggested: Any = None, min: float | None = None, max: float | None = None, choices: tuple | None = None,
+          kind: str | None = None) -> Any:
+    """A hyperparameter field: its default, a plain `label` and a one-line `help` for non-experts, its range or
+    choices, and whether the form tucks it under "Advanced". `zero` names what 0 means where 0 is a switch ("automatic",
+    "off"): the form shows it as a toggle, with `suggested` as the value it offers when the toggle is turned off."""
+    meta = {"help": help, "label": label, "advanced": advanced, "zero": zero, "suggested": suggested, "min": min,
+            "max": max, "choices": choices, "kind": kind}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -35,8 +39,9 @@ def schema(params_cls: type) -> list[dict[str, Any]]:
     for f in fields(params_cls):
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default
         out.append({
-            "name": f.name, "type": _kind(f), "default": default, "help": f.metadata.get("help", ""),
-            "min": f.metadata.get("min"), "max": f.metadata.get("max"),
+            "name": f.name, "label": f.metadata["label"], "type": _kind(f), "default": default,
+            "help": f.metadata.get("help", ""), "advanced": f.metadata["advanced"], "zero": f.metadata["zero"],
+            "suggested": f.metadata["suggested"], "min": f.metadata.get("min"), "max": f.metadata.get("max"),
             "choices": list(f.metadata["choices"]) if f.metadata.get("choices") else None,
         })
     return out
@@ -116,31 +121,41 @@ SCHEDULES = ("none", "cosine", "plateau")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
+LEARNING_RATE_HELP = "Step size of each update: too high and training diverges, too low and it crawls."
+
+
 @dataclass(frozen=True)
 class NeuralParams:
     optimizer: str = param("adamw", "How weights are updated: AdamW is a safe default; SGD uses momentum 0.9.",
-                           choices=OPTIMIZERS)
-    lr: float = param(1e-3, "Learning rate: step size of each update. Too high diverges, too low is slow.",
-                      min=1e-6, max=1.0)
-    batch_size: int = param(0, "Rows per update. 0 picks it: 256 (fewer on tables under 4,096 rows, for 16 updates "
-                            "per epoch), 512 from 100,000 and 1024 from 200,000 training rows with the learning rate "
-                            "raised to match. Larger is faster per epoch.",
-                            min=0, max=65536)
-    epochs: int = param(200, "The most passes over the training rows (early stopping usually ends sooner).",
-                        min=1, max=100_000)
-    weight_decay: float = param(1e-4, "L2 penalty that keeps weights small, against overfitting.", min=0.0, max=1.0)
-    l1: float = param(0.0, "L1 penalty that pushes unhelpful weights to zero.", min=0.0, max=1.0)
+                           label="Optimizer", advanced=True, choices=OPTIMIZERS)
+    lr: float = param(1e-3, LEARNING_RATE_HELP, label="Learning rate", min=1e-6, max=1.0)
+    batch_size: int = param(0, "Rows per update; larger is faster per epoch. Automatic (0) picks 256 (fewer on "
+                            "tables under 4,096 rows, for 16 updates per epoch), 512 from 100,000 and 1024 from "
+                            "200,000 training rows, with the learning rate raised to match.",
+                            label="Batch size", advanced=True, zero="automatic", suggested=256, min=0, max=65536)
+    epochs: int = param(200, "The most passes over the training rows; early stopping usually ends sooner.",
+                        label="Most epochs", min=1, max=100_000)
+    weight_decay: float = param(1e-4, "L2 penalty that keeps weights small, against overfitting.",
+                                label="Weight decay (L2)", advanced=True, min=0.0, max=1.0)
+    l1: float = param(0.0, "L1 penalty that pushes unhelpful weights to zero (0: off).", label="L1 penalty",
+                      advanced=True, min=0.0, max=1.0)
     lr_schedule: str = param("none", "How the learning rate changes: cosine decays it, plateau cuts it when "
-                             "validation stops improving.", choices=SCHEDULES)
-    patience: int = param(16, "Stop after this many epochs without a better validation score (0: never stop early).",
-                          min=0, max=100_000)
-    weight_averaging: float = param(0.5, "Judge and keep a running average of the weights over about this many "
-                                    "recent epochs (0: off): steadier scores, usually reached sooner.", min=0.0, max=100.0)
-    restore_best: bool = param(True, "Keep the weights of the best validation epoch, not the last one.")
+                             "validation stops improving.", label="Learning-rate schedule", advanced=True,
+                             choices=SCHEDULES)
+    patience: int = param(16, "Training stops after this many epochs in a row without a better validation score "
+                          "(0: never stop early).", label="Stop after N epochs without improvement", zero="never",
+                          suggested=16, min=0, max=100_000)
+    weight_averaging: float = param(0.5, "Validate and keep a running average of the weights, which forgets updates "
+                                    "older than about this many epochs (0.5: the last half epoch; 0: off): steadier "
+                                    "scores, usually reached sooner.", label="Weight averaging horizon (epochs)",
+                                    advanced=True, zero="off", suggested=0.5, min=0.0, max=100.0)
+    restore_best: bool = param(True, "Keep the weights of the best validation epoch, not the last one.",
+                               label="Keep the best epoch's weights", advanced=True)
     grad_clip: float = param(1.0, "Largest allowed gradient norm, to keep training stable (0: no clipping).",
-                             min=0.0, max=1000.0)
-    seed: int = param(0, "Random seed: the same seed gives the same run on a CPU.", min=0, max=2**31 - 1)
-    device: str = param("auto", "Where to train: auto picks a GPU when there is one.", choices=DEVICES)
+                             label="Gradient clipping", advanced=True, zero="off", suggested=1.0, min=0.0, max=1000.0)
+    seed: int = param(0, "Random seed: the same seed gives the same run on a CPU.", label="Random seed",
+                      advanced=True, min=0, max=2**31 - 1)
+    device: str = param("auto", "Where to train: auto picks a GPU when there is one.", label="Device", advanced=True,
+                        choices=DEVICES)
     mixed_precision: str = param("auto", "Faster bf16 arithmetic (auto: on for a CUDA GPU and for CPUs that do bf16 "
-                                 "in hardware).",
-                                 choices=("auto", "on", "off"))
+                                 "in hardware).", label="Mixed precision", advanced=True, choices=("auto", "on", "off"))

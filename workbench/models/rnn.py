@@ -13,12 +13,16 @@ from workbench.models.params import NeuralParams, param
 
 @dataclass(frozen=True)
 class RNNParams(NeuralParams):
-    cell: str = param("gru", "The recurrent cell: GRU is lighter, LSTM has more memory gates.", choices=("gru", "lstm"))
-    d_token: int = param(16, "Size of each feature's embedding.", min=2, max=512)
-    hidden_size: int = param(64, "Size of the recurrent state.", min=2, max=2048)
-    num_layers: int = param(1, "Stacked recurrent layers.", min=1, max=6)
-    bidirectional: bool = param(True, "Read the features in both directions.")
-    dropout: float = param(0.1, "Share of values switched off at random while training.", min=0.0, max=0.9)
+    cell: str = param("gru", "The recurrent cell: GRU is lighter, LSTM has more memory gates.",
+                     label="Cell", advanced=True, choices=("gru", "lstm"))
+    d_token: int = param(16, "Size of each feature's embedding.", label="Embedding size", advanced=True,
+                          min=2, max=512)
+    hidden_size: int = param(64, "Size of the recurrent state.", label="State size", min=2, max=2048)
+    num_layers: int = param(1, "Stacked recurrent layers.", label="Recurrent layers", min=1, max=6)
+    bidirectional: bool = param(True, "Read the features in both directions.", label="Both directions",
+                                advanced=True)
+    dropout: float = param(0.1, "Share of values switched off at random while training.", label="Dropout",
+                           advanced=True, min=0.0, max=0.9)
 
 
 class RNN(nn.Module):

@@ -9,21 +9,25 @@ from torch import nn
 
 from workbench.errors import UserError
 from workbench.models.layers import ActivationSize, FeatureTokenizer
-from workbench.models.params import NeuralParams, param
+from workbench.models.params import LEARNING_RATE_HELP, NeuralParams, param
 
 
 @dataclass(frozen=True)
 class TransformerParams(NeuralParams):
-    d_model: int = param(64, "Size of each feature's token.", min=8, max=1024)
-    n_heads: int = param(8, "Attention heads; must divide the token size.", min=1, max=64)
-    n_layers: int = param(3, "Encoder layers.", min=1, max=12)
+    d_model: int = param(64, "Size of each feature's token.", label="Token size", min=8, max=1024)
+    n_heads: int = param(8, "Attention heads; must divide the token size.", label="Attention heads",
+                          advanced=True, min=1, max=64)
+    n_layers: int = param(3, "Number of attention layers, one after another.", label="Encoder layers", min=1, max=12)
     ffn_factor: float = param(4 / 3, "Width of each layer's feed-forward part, relative to the token size.",
-                              min=0.5, max=8.0)
-    attention_dropout: float = param(0.2, "Dropout on attention weights.", min=0.0, max=0.9)
-    dropout: float = param(0.1, "Dropout in the feed-forward parts.", min=0.0, max=0.9)
-    lr: float = param(1e-4 * 3, "Learning rate: step size of each update. Too high diverges, too low is slow.",
-                      min=1e-6, max=1.0)
-    weight_decay: float = param(1e-5, "L2 penalty that keeps weights small, against overfitting.", min=0.0, max=1.0)
+                              label="Feed-forward width factor", advanced=True, min=0.5, max=8.0)
+    attention_dropout: float = param(0.2, "Share of attention weights switched off at random while training.",
+                                       label="Attention dropout", advanced=True, min=0.0, max=0.9)
+    dropout: float = param(0.1, "Share of values in the feed-forward parts switched off at random while "
+                         "training.", label="Dropout", advanced=True,
+                         min=0.0, max=0.9)
+    lr: float = param(1e-4 * 3, LEARNING_RATE_HELP, label="Learning rate", min=1e-6, max=1.0)
+    weight_decay: float = param(1e-5, "L2 penalty that keeps weights small, against overfitting.",
+                                label="Weight decay (L2)", advanced=True, min=0.0, max=1.0)
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -27,6 +28,7 @@ class RunStatus(StrEnum):
 FINAL_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.DIVERGED, RunStatus.CANCELLED,
                             RunStatus.INTERRUPTED})
 ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+RECENT_EPOCHS = 5  # the ETA's seconds per epoch: the median of this many latest epochs
 
 
 def utcnow() -> datetime:
@@ -94,17 +96,30 @@ class Run:
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
 
-    def progress(self) -> dict[str, Any]:
-        """Epoch of N, batches done, ETA and last heartbeat, for a live panel or `show --json`."""
+    def progress(self, epochs: list[EpochMetrics] | None = None) -> dict[str, Any]:
+        """Epoch of N, batches done, time left and last heartbeat, for a live panel or `show --json`.
+
+        `eta_s` is the time left if every planned epoch runs (the upper bound); `eta_likely_s` the time left if early
+        stopping ends the run once its patience runs out after the best epoch so far (the lower bound while it keeps
+        improving). Both come from the measured seconds per epoch (`epochs`, default the run's own `epochs`; before
+        the first epoch ends, from the pace of its batches)."""
+        epochs = self.epochs if epochs is None else epochs
         planned = self.epochs_planned or 0
         per_epoch = self.batches_per_epoch or 0
         total_batches = planned * per_epoch
         done_batches = self.epochs_done * per_epoch + self.batches_done
         fraction = min(done_batches / total_batches, 1.0) if total_batches else 0.0
-        eta_s = None
-        if self.started_at and 0 < fraction < 1:
-            elapsed = ((self.heartbeat_at or utcnow()) - self.started_at).total_seconds()
-            eta_s = elapsed * (1 - fraction) / fraction
+        eta_s = eta_likely_s = None
+        epoch_s = self._epoch_seconds(epochs)
+        if self.started_at and 0 < fraction < 1 and epoch_s is not None:
+            in_epoch = self.batches_done / per_epoch if per_epoch else 0.0
+            eta_s = max(0.0, (planned - self.epochs_done - in_epoch) * epoch_s)
+            last = planned
+            patience = int(self.params.get("patience") or 0)
+            if patience:
+                best = self._best_epoch(epochs) or self.epochs_done
+                last = min(planned, max(best, 1) + patience)
+            eta_likely_s = min(eta_s, max(0.0, (last - self.epochs_done - in_epoch) * epoch_s))
         return {
             "epoch": self.epochs_done,
             "epochs_planned": planned,
@@ -112,8 +127,33 @@ class Run:
             "batches_per_epoch": per_epoch,
             "fraction": round(fraction, 4),
             "eta_s": None if eta_s is None else round(eta_s, 1),
+            "eta_likely_s": None if eta_likely_s is None else round(eta_likely_s, 1),
             "heartbeat_at": self.heartbeat_at.isoformat() if self.heartbeat_at else None,
         }
+
+    def _epoch_seconds(self, epochs: list[EpochMetrics]) -> float | None:
+        """Seconds per epoch: the median of the last few measured epochs, or the pace of the first epoch's batches."""
+        measured = sorted(e.seconds for e in epochs[-RECENT_EPOCHS:] if e.seconds is not None and e.seconds >= 0)
+        if measured:
+            return measured[len(measured) // 2]
+        if self.started_at and self.batches_done and self.batches_per_epoch:
+            elapsed = ((self.heartbeat_at or utcnow()) - self.started_at).total_seconds()
+            return max(0.0, elapsed) * self.batches_per_epoch / self.batches_done
+        return None
+
+    def _best_epoch(self, epochs: list[EpochMetrics]) -> int | None:
+        """The epoch early stopping counts from: the best validation metric (ties to the lower validation loss), as
+        the trainer judges it (workbench.training._fit; the metric's direction is tasks.primary_metric's)."""
+        higher = self.task != "regression"  # accuracy up, rmse down: tests/test_store.py checks this against tasks
+        scored = [e for e in epochs if e.val_metric is not None and math.isfinite(e.val_metric)]
+        if not scored:
+            return None
+
+        def score(e: EpochMetrics) -> tuple[float, float]:
+            loss = e.val_loss if e.val_loss is not None and math.isfinite(e.val_loss) else math.inf
+            return (e.val_metric if higher else -e.val_metric, -loss)
+
+        return max(scored, key=lambda e: (score(e), -e.epoch)).epoch
 
 
 @dataclass
