@@ -1,7 +1,8 @@
 """`python -m benchmarks [--quick] [--only NAME ...] [--out PATH] [--compile]`: one JSON document, then a table.
 
 Results are also written to bench-results/latest.json (git-ignored). Parts: throughput, time_to_quality,
-sklearn_mlp, utilisation, ingest, train_memory, quality, runs_page. On a machine with CUDA, throughput,
+sklearn_mlp, utilisation, ingest, train_memory, quality, runs_page, estimates (the Train form's expected time
+against the real run), evaluation (the comparison statistics' simulations: false alarms, planted gaps, coverage). On a machine with CUDA, throughput,
 time_to_quality, sklearn_mlp and utilisation also run our trainer on the GPU (bf16 autocast, its default there).
 """
 
@@ -21,7 +22,7 @@ from workbench.devices import tune_cpu_allocator
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("throughput", "time_to_quality", "sklearn_mlp", "utilisation", "ingest", "train_memory", "quality",
-         "runs_page")
+         "runs_page", "estimates", "evaluation")
 
 
 def run_part(name: str, quick: bool, device: str, compile_model: bool) -> dict:
@@ -54,6 +55,14 @@ def run_part(name: str, quick: bool, device: str, compile_model: bool) -> dict:
     if name == "runs_page":
         from benchmarks import runs_page
         return runs_page.measure(100 if quick else 500)
+    if name == "estimates":
+        from benchmarks import estimates
+        return estimates.measure(2000 if quick else 6000)
+    if name == "evaluation":
+        from benchmarks import evaluation
+        comparisons = 40 if quick else 200
+        return {"false_alarms": evaluation.false_alarms(comparisons), "planted_gap": evaluation.planted_gap(comparisons),
+                "coverage": evaluation.coverage(200 if quick else 1000), "bootstrap_seconds": evaluation.bootstrap_seconds()}
     raise ValueError(name)
 
 

@@ -10,7 +10,7 @@ from ui.auth import require_access
 from ui.frame import require_frame
 from ui.guard import guarded_fragment
 from ui.resources import get_store, model_defaults
-from ui.tables import SPLIT_NAMES, STATUS_ICONS, format_duration, format_value, metric_label, run_label
+from ui.tables import SPLIT_NAMES, STATUS_ICONS, format_duration, format_value, metric_label, progress_text, run_label
 from ui.text import escape_markdown, show_notes
 from workbench import compare, jobs
 from workbench.errors import UserError
@@ -99,14 +99,9 @@ def live_progress(run_id: str) -> None:
     if run.status == RunStatus.QUEUED:
         st.caption("Waiting for the worker; it trains queued runs one after another.")
         return
-    progress = run.progress()
-    text = f"Epoch {progress['epoch']} of {progress['epochs_planned'] or '?'}"
-    if progress["eta_s"] is not None:
-        text += f" · about {format_duration(progress['eta_s'])} left"
-    if run.cancel_requested:
-        text += " · stopping…"
-    st.progress(progress["fraction"], text=escape_markdown(text))
     epochs = store.epochs(run.id)
+    progress = run.progress(epochs)
+    st.progress(progress["fraction"], text=escape_markdown(progress_text(run, progress)))
     if epochs:
         st.plotly_chart(charts.live_curves(epochs, metric_label(run.primary_metric or "metric")), width="stretch",
                         key=f"run.live.{run.id}")

@@ -12,7 +12,7 @@ from ui.forms import param_widgets, remembered_selectbox, seed_param_state
 from ui.frame import require_frame
 from ui.guard import guarded_fragment
 from ui.resources import get_store, model_catalog, model_defaults
-from ui.tables import STATUS_ICONS, likely_target, metric_label, runs_frame
+from ui.tables import STATUS_ICONS, likely_target, metric_label, progress_text, runs_column_config, runs_frame
 from ui.text import escape_markdown
 from workbench import jobs, timing
 from workbench.errors import UserError
@@ -184,15 +184,7 @@ def live_panel() -> None:
                 continue
             epochs = store.epochs(run.id)
             progress = run.progress(epochs)
-            text = f"Epoch {progress['epoch']} of {progress['epochs_planned'] or '?'}"
-            if progress["eta_s"] is not None:
-                likely, longest = progress["eta_likely_s"], progress["eta_s"]
-                text += f" · {timing.about(likely)} left"
-                if timing.about(longest) != timing.about(likely):
-                    text += f", up to {timing.about(longest).removeprefix('about ')} if it keeps improving"
-            if run.cancel_requested:
-                text += " · stopping…"
-            st.progress(progress["fraction"], text=escape_markdown(text))
+            st.progress(progress["fraction"], text=escape_markdown(progress_text(run, progress)))
             if epochs:
                 st.plotly_chart(charts.live_curves(epochs, metric_label(run.primary_metric or "metric")),
                                 key=f"live.{run.id}", width="stretch")
@@ -200,7 +192,8 @@ def live_panel() -> None:
     finished = [r for r in store.list_runs(limit=5) if r.is_final]
     if finished:
         st.subheader("Latest finished")
-        st.dataframe(runs_frame(finished, names, defaults), hide_index=True, width="stretch")
+        st.dataframe(runs_frame(finished, names, defaults), hide_index=True, width="stretch",
+                     column_config=runs_column_config())
         for run in finished:
             if run.error:
                 st.caption(f"{STATUS_ICONS[run.status]} {escape_markdown(run.id)}: {escape_markdown(run.error)}")

@@ -89,9 +89,6 @@ def test_a_run_asked_for_by_another_page_brings_its_dataset(store, customers_id)
     assert selectbox(at, "Trained run").value == best
 
 
-@pytest.mark.xfail(strict=True, reason="ui/forms.py remembered_selectbox: an unkeyed selectbox whose index follows "
-                   "the memory changes identity after each change, so the next change is dropped (fix: a keyed "
-                   "widget with on_change; see the predict helper's report)")
 def test_every_change_of_the_dataset_is_kept(store, customers_id):
     best = train(store, customers_id)
     other_dataset = add(store, customers(n=100, seed=5), "other.csv")

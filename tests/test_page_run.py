@@ -93,7 +93,8 @@ def test_predict_with_this_run_opens_predict_with_it_chosen(store, dataset_id):
     next(b for b in at.button if b.label == "Predict with this run").click().run()
     assert not at.exception, at.exception
     assert at.title[0].value == "Predict"
-    assert chosen in at.selectbox[0].value and newer != at.selectbox[0].value
+    picked = at.selectbox(key="predict_run.widget").value
+    assert picked == chosen and picked != newer
 
 
 def test_delete_needs_confirmation_then_says_so_and_forgets_the_address(store, dataset_id):

@@ -18,6 +18,9 @@ from workbench.runner import execute, validate_config
     (RunConfig("d", "label", "mlp", params={"lr": "2"}), "'lr' must be at most"),
     (RunConfig("d", "label", "mlp", split=SplitConfig(train=0.9, val=0.2, test=0.1)), "add up to 1"),
     (RunConfig("d", "label", "mlp", task="ordinal"), "Task must be one of"),
+    (RunConfig("d", "label", "mlp", split=SplitConfig(order_by="when")), "Cannot order the split by 'when'"),
+    (RunConfig("d", "label", "mlp", split=SplitConfig(order_by="colour")), "most of its values are not dates"),
+    (RunConfig("d", "label", "mlp", split=SplitConfig(order_by="label")), "it is the column to predict"),
 ])
 def test_validate_config_refuses_before_training(binary_frame, config, message):
     with pytest.raises(UserError, match=message):

@@ -168,9 +168,16 @@ def what_if_inputs(table: pd.DataFrame, columns: Sequence[str], key_prefix: str)
 
 def remembered_selectbox(label: str, options: Sequence[Any], memory_key: str, **kwargs: Any) -> Any:
     """A selectbox whose choice survives page switches (widget state does not; plain session state does)."""
+    # A keyed widget that follows the memory: without a key, an index that follows the memory gives the widget a new
+    # identity after each change, and the change after it is dropped.
+    widget_key = f"{memory_key}.widget"
+
+    def remember() -> None:
+        st.session_state[memory_key] = st.session_state[widget_key]
+
     current = st.session_state.get(memory_key)
-    choice = st.selectbox(escape_markdown(label), options, index=options.index(current) if current in options else 0,
-                          **kwargs)
+    st.session_state[widget_key] = current if current in options else options[0]
+    choice = st.selectbox(escape_markdown(label), options, key=widget_key, on_change=remember, **kwargs)
     st.session_state[memory_key] = choice
     return choice
 

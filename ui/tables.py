@@ -137,3 +137,19 @@ def likely_target(dataset: Dataset) -> str:
         if dataset.name == f"{sample.name} (sample)" and sample.target in columns:
             return sample.target
     return columns[-1]
+
+
+def progress_text(run: Run, progress: Mapping[str, Any]) -> str:
+    """'Epoch 3 of 200 · about 12 s left, up to 6 min if it keeps improving': the likely end from early stopping,
+    the longest from every planned epoch."""
+    from workbench.timing import about
+
+    text = f"Epoch {progress['epoch']} of {progress['epochs_planned'] or '?'}"
+    if progress["eta_s"] is not None:
+        likely, longest = progress.get("eta_likely_s") or progress["eta_s"], progress["eta_s"]
+        text += f" · {about(likely)} left"
+        if about(longest) != about(likely):
+            text += f", up to {about(longest).removeprefix('about ')} if it keeps improving"
+    if run.cancel_requested:
+        text += " · stopping…"
+    return text

@@ -20,7 +20,7 @@ from workbench.devices import select_device
 from workbench.errors import UserError
 from workbench.models.params import NeuralParams, as_dict
 from workbench.models.registry import ModelSpec, get_model, resolve_params
-from workbench.prepare import MIN_TRAIN_ROWS, Prepared, detect_task, prepare
+from workbench.prepare import MIN_TRAIN_ROWS, Prepared, detect_task, prepare, time_order
 from workbench.runconfig import RunConfig
 from workbench.store.entities import RunStatus
 from workbench.tasks import Objective, Task
@@ -100,6 +100,10 @@ def validate_config(config: RunConfig, table: pd.DataFrame) -> Resolved:
     for name in config.exclude:
         if name not in table.columns:
             raise UserError(f"Cannot exclude '{name}': there is no such column.")
+    if config.split.order_by is not None:  # a time-ordered split on a column that holds no dates: refused before queueing
+        if config.split.order_by == config.target:
+            raise UserError(f"Cannot order the split by '{config.target}': it is the column to predict.")
+        time_order(table, config.split.order_by)
     if isinstance(hyperparameters, NeuralParams):
         device = select_device(hyperparameters.device)
         memory.check(memory.estimate(spec, hyperparameters, memory.table_shapes(table, config, spec, task)), device)
