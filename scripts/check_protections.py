@@ -157,6 +157,12 @@ MUTATIONS = [
   "with guarded():  # an unexpected error on any page: one sentence and a reference id, never a traceback\n    navigation.run()",
   "if True:\n    navigation.run()",
   ["tests/test_pages.py::test_an_unexpected_error_is_one_sentence_with_a_reference"]),
+ ("time split trains on later rows", "workbench/prepare.py",
+  "    if order is not None:\n        return _split_in_order(index, order, config)\n", "",
+  ["tests/test_prepare.py::test_time_split_tests_on_exactly_the_latest_rows"]),
+ ("rows with no date kept in a time split", "workbench/prepare.py",
+  "            data, order = data[order.notna()], order[order.notna()]\n", "            pass\n",
+  ["tests/test_prepare.py::test_time_split_tests_on_exactly_the_latest_rows"]),
 ]
 
 

@@ -197,7 +197,7 @@ def test_a_page_opened_first_after_the_server_starts_runs_inside_the_app(home):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{url}/run?run=nosuchrun")  # a shared link to one run: its query must come along
-            expect(page.get_by_role("heading", name="Run")).to_be_visible(timeout=LONG)
+            expect(page.get_by_role("heading", name="Run", exact=True)).to_be_visible(timeout=LONG)
             navigation = page.get_by_test_id("stSidebarNav")
             expect(navigation.get_by_text("Runs & Compare", exact=True)).to_be_visible(timeout=LONG)
             expect(navigation.get_by_text("app", exact=True)).to_have_count(0)
@@ -262,7 +262,7 @@ def test_the_founders_path_in_a_browser(tmp_path, home):
 
             first = runs[-1]  # the first queued: gradient boosting
             page.goto(f"{url}/run?run={first.id}")
-            expect(page.get_by_role("heading", name="Run")).to_be_visible(timeout=LONG)
+            expect(page.get_by_role("heading", name="Run", exact=True)).to_be_visible(timeout=LONG)
             expect(page.get_by_role("tab", name="Scores")).to_be_visible(timeout=LONG)
             expect(page.get_by_role("button", name="Predict with this run")).to_be_enabled()
             no_traceback(page)
@@ -280,8 +280,8 @@ def test_the_founders_path_in_a_browser(tmp_path, home):
             expect(page.get_by_role("option", selected=True)).to_contain_text("· best", timeout=LONG)
             page.keyboard.press("Escape")
             page.locator("input[type=file]").first.set_input_files(str(new_path))
-            expect(page.get_by_text("rows are flagged")).to_be_visible(timeout=LONG)
-            expect(page.get_by_text("it was ignored")).to_be_visible()
+            expect(page.get_by_text("rows are flagged").first).to_be_visible(timeout=LONG)
+            expect(page.get_by_text("it was ignored").first).to_be_visible()
             no_traceback(page)
             with page.expect_download() as download:
                 page.get_by_role("button", name="Export this model (zip)").click()
@@ -289,7 +289,8 @@ def test_the_founders_path_in_a_browser(tmp_path, home):
             download.value.save_as(bundle)
 
             for title in ("Home", "Data", "Train", "Runs & Compare", "Run", "Predict"):
-                open_page(page, title)
+                page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
+                page.get_by_role("heading", name="Workbench" if title == "Home" else title, exact=True).wait_for()
                 no_traceback(page)
         finally:
             browser.close()
