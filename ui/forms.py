@@ -11,7 +11,7 @@ from pandas.api import types as ptypes
 
 from ui.text import escape_markdown
 
-COLUMNS_PER_ROW = 3
+COLUMNS_PER_ROW = 2  # three made number inputs too narrow to show a learning rate
 
 
 def param_widgets(params: Sequence[Mapping[str, Any]], key_prefix: str) -> dict[str, Any]:

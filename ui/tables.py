@@ -96,7 +96,8 @@ def runs_frame(runs: Sequence[Run], dataset_names: Mapping[str, str],
             "Test metric": [metric_label(r.primary_metric) if r.primary_metric else "" for r in runs],
             "Test score": [r.primary_value for r in runs],
             "Message": [r.error or "" for r in runs],  # why a run failed, diverged or stopped, in plain words
-            "Settings": [settings_summary(r.params, defaults.get(r.model)) for r in runs],
+            # What the user asked for: the params as they ran also hold what was chosen automatically (batch size...).
+            "Settings": [settings_summary((r.config or {}).get("params", r.params), defaults.get(r.model)) for r in runs],
             "Duration (s)": [None if r.duration_s is None else round(r.duration_s, 1) for r in runs],
             "Created": [r.created_at for r in runs],
         }
