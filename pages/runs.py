@@ -41,6 +41,9 @@ st.dataframe(
     column_config={
         **runs_column_config(),
         "Test score": st.column_config.NumberColumn(format="%.4f", help="The main test metric of the run's task"),
+        "95% interval": st.column_config.TextColumn(help="Where the test score would likely fall on other test rows "
+                                                    "like these (bootstrap); empty for runs from before intervals"),
+        "Group": st.column_config.TextColumn(help="The run group of a repeated run; each repeat is a run"),
         "Created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
         "Settings": st.column_config.TextColumn(help="Hyperparameters changed from the model's defaults"),
         "Message": st.column_config.TextColumn(help="Why a run failed, diverged, was cancelled or was interrupted"),
@@ -102,7 +105,10 @@ def show_scores(scores: compare.MetricsComparison) -> None:
                f"the most common class (or the mean) — a useful model beats it clearly. {escape_markdown(directions)}")
     metrics = list(scores.table.columns)
     metric = st.selectbox("Metric for the bar chart", metrics, format_func=metric_label, key="compare.metric")
-    st.plotly_chart(charts.metric_bars(scores.table, metric, scores.baseline_rows), width="stretch")
+    st.plotly_chart(charts.metric_bars(scores.table, metric, scores.baseline_rows, scores.intervals), width="stretch")
+    if any(scores.intervals.values()):
+        st.caption("Whiskers: the 95% interval of each run's score over its test rows (runs trained before "
+                   "intervals were kept show their score only).")
 
 
 def show_learning_curves(chosen: list) -> None:

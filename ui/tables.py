@@ -3,6 +3,7 @@ that Streamlit needs to show a table's run ids as links to their pages."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -50,6 +51,24 @@ def settings_summary(params: Mapping[str, Any], defaults: Mapping[str, Any] | No
     return ", ".join(f"{k}={format_value(v)}" for k, v in changed.items())
 
 
+def format_interval(value: float | None, low: float | None = None, high: float | None = None,
+                    digits: int = 4) -> str:
+    """'0.8420 (0.81-0.87)': a score and its 95% interval; the score alone when it has none (older runs)."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} ({low:.2f}-{high:.2f})" if abs(value) < 10 else f"{value:.{digits}g} ({low:.3g}-{high:.3g})"
+
+
+def run_interval_text(run: Run) -> str:
+    """The main test score's 95% interval as 'low-high'; empty for a run trained before intervals were kept."""
+    bounds = (run.intervals or {}).get("test", {}).get(run.primary_metric or "")
+    if not bounds or run.primary_value is None:
+        return ""
+    return f"{bounds[0]:.2f}-{bounds[1]:.2f}" if abs(run.primary_value) < 10 else f"{bounds[0]:.3g}-{bounds[1]:.3g}"
+
+
 def run_label(run: Run, dataset_names: Mapping[str, str] | None = None) -> str:
     """How a run is named in pickers: id, model, dataset and its main test score."""
     parts = [run.id, run.model]
@@ -95,6 +114,8 @@ def runs_frame(runs: Sequence[Run], dataset_names: Mapping[str, str],
             # The score and any message come before the long settings text, so they show without scrolling.
             "Test metric": [metric_label(r.primary_metric) if r.primary_metric else "" for r in runs],
             "Test score": [r.primary_value for r in runs],
+            "95% interval": [run_interval_text(r) for r in runs],
+            "Group": [r.group_id or "" for r in runs],
             "Message": [r.error or "" for r in runs],  # why a run failed, diverged or stopped, in plain words
             "Settings": [settings_summary(r.params, defaults.get(r.model)) for r in runs],
             "Duration (s)": [None if r.duration_s is None else round(r.duration_s, 1) for r in runs],
