@@ -65,8 +65,8 @@ def test_tables_and_bars_show_intervals_and_older_runs_their_point_only(store):
     new = store.get_run(new.id)
     shown = charts.highlight_best(compare.compare_metrics([old, new])).data
     names = compare.run_names([old, new])
-    assert shown.loc[names[new.id], "accuracy"] == "0.8420 (0.81-0.87)"
-    assert shown.loc[names[old.id], "accuracy"] == "0.8000"
+    assert shown.loc[names[new.id], "accuracy"] == "0.842 (0.81-0.87)"
+    assert shown.loc[names[old.id], "accuracy"] == "0.800"
     scores = compare.compare_metrics([old, new])
     bars = charts.metric_bars(scores.table, "accuracy", scores.baseline_rows, scores.intervals).data[0]
     labels = list(scores.table["accuracy"].dropna().index)

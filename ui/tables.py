@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 from streamlit import column_config
 
+from workbench.groups import format_interval
 from workbench.samples import SAMPLES
 from workbench.store import Dataset, Run, RunStatus
 
@@ -51,22 +52,12 @@ def settings_summary(params: Mapping[str, Any], defaults: Mapping[str, Any] | No
     return ", ".join(f"{k}={format_value(v)}" for k, v in changed.items())
 
 
-def format_interval(value: float | None, low: float | None = None, high: float | None = None,
-                    digits: int = 4) -> str:
-    """'0.8420 (0.81-0.87)': a score and its 95% interval; the score alone when it has none (older runs)."""
-    if value is None or not math.isfinite(value):
-        return "—"
-    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
-        return f"{value:.{digits}f}"
-    return f"{value:.{digits}f} ({low:.2f}-{high:.2f})" if abs(value) < 10 else f"{value:.{digits}g} ({low:.3g}-{high:.3g})"
-
-
 def run_interval_text(run: Run) -> str:
     """The main test score's 95% interval as 'low-high'; empty for a run trained before intervals were kept."""
     bounds = (run.intervals or {}).get("test", {}).get(run.primary_metric or "")
     if not bounds or run.primary_value is None:
         return ""
-    return f"{bounds[0]:.2f}-{bounds[1]:.2f}" if abs(run.primary_value) < 10 else f"{bounds[0]:.3g}-{bounds[1]:.3g}"
+    return format_interval(run.primary_value, *bounds).partition("(")[2].rstrip(")")
 
 
 def run_label(run: Run, dataset_names: Mapping[str, str] | None = None) -> str:
@@ -122,6 +113,39 @@ def runs_frame(runs: Sequence[Run], dataset_names: Mapping[str, str],
             "Created": [r.created_at for r in runs],
         }
     )
+
+
+def groups_frame(summaries: Sequence[Any], dataset_names: Mapping[str, str]) -> pd.DataFrame:
+    """One row per run group (workbench.groups.GroupSummary): its main test score over the finished repeats."""
+    rows = []
+    for summary in summaries:
+        group, figure = summary.group, summary.metrics.get(summary.primary_metric)
+        rows.append({
+            "Group": group.id,
+            "Dataset": dataset_names.get(group.dataset_id, group.dataset_id),
+            "Target": group.target,
+            "Model": group.model,
+            "Repeats": f"{len(summary.finished)} of {group.n_members}",
+            "Test metric": metric_label(summary.primary_metric),
+            "Score (95% interval)": format_interval(figure.mean, figure.ci_low, figure.ci_high) if figure else "",
+            "Spread": None if figure is None or not math.isfinite(figure.sd) else round(figure.sd, 4),
+            "Cost": format_duration(summary.cost_seconds),
+            "Created": group.created_at,
+        })
+    return pd.DataFrame(rows)
+
+
+def leaderboard_frame(rows: Sequence[Any], metric: str) -> pd.DataFrame:
+    """The leaderboard (workbench.evaluation.LeaderboardRow) as a display table."""
+    return pd.DataFrame({
+        "Rank": [r.rank for r in rows],
+        "Model": [r.model for r in rows],
+        "Best of it": [f"{r.kind} {r.id}" for r in rows],
+        f"Test {metric_label(metric)} (95% interval)": [format_interval(r.mean, r.ci_low, r.ci_high) for r in rows],
+        "Tied with best": ["yes" if r.tied_with_best else "no" if r.tied_with_best is False else r.note
+                           for r in rows],
+        "Cost": [format_duration(r.cost_seconds) for r in rows],
+    })
 
 
 def columns_frame(profile: Mapping[str, Any]) -> pd.DataFrame:

@@ -152,14 +152,15 @@ def settings_table(run: Run, defaults: Mapping[str, Any] | None = None) -> pd.Da
     })
 
 
-def params_diff(runs: Sequence[Run]) -> pd.DataFrame:
-    """Only the settings that differ between the runs: one row per setting, one column per run."""
+def params_diff(runs: Sequence[Run], only_differing: bool = True) -> pd.DataFrame:
+    """The settings that differ between the runs (every setting when `only_differing` is False): one row per
+    setting, one column per run."""
     names = run_names(runs)
     settings = [flat_settings(r) for r in runs]
     keys: list[str] = []
     for flat in settings:
         keys += [k for k in flat if k not in keys]
-    differing = [k for k in keys if len({_display(flat.get(k, MISSING)) for flat in settings}) > 1]
+    differing = [k for k in keys if not only_differing or len({_display(flat.get(k, MISSING)) for flat in settings}) > 1]
     return pd.DataFrame(
         {names[r.id]: [_display(flat.get(k, MISSING)) for k in differing] for r, flat in zip(runs, settings, strict=True)},
         index=pd.Index(differing, name="setting"),

@@ -73,12 +73,15 @@ class GroupSummary:
 
 
 def format_interval(value: float | None, low: float | None = None, high: float | None = None) -> str:
-    """'0.842 (0.81-0.87)'; the point alone when there is no interval (a run from before intervals were kept)."""
+    """'0.842 (0.81-0.87)'; the point alone when there is no interval (a run from before intervals were kept);
+    '—' for no value. Scores of 10 and above (an RMSE in the target's units) keep their significant digits."""
     if value is None or not math.isfinite(value):
-        return ""
+        return "—"
+    small = abs(value) < 10
+    point = f"{value:.3f}" if small else f"{value:.4g}"
     if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
-        return f"{value:.3f}"
-    return f"{value:.3f} ({low:.2f}-{high:.2f})"
+        return point
+    return f"{point} ({low:.2f}-{high:.2f})" if small else f"{point} ({low:.3g}-{high:.3g})"
 
 
 def run_interval(run: Run, metric: str) -> tuple[float, float] | None:
@@ -200,6 +203,10 @@ def compare_items(items: Items, metric: str | None = None, band: float | None = 
     """Two items: is A better than B (NotComparable, with the reason, when they were tested on different rows).
     More: a ranking where every item not clearly worse than the best is tied with it."""
     metric = metric or items.default_metric()
+    if len(items.ids) == 2 and len(items.groups) == 1:
+        group, run = next(iter(items.groups)), next(iter(items.runs))
+        raise NotComparable(f"group {group} is repeated and run {run} is a single run: repeat the run too (with the "
+                            "same number of repeats) to compare them.")
     comparable, left_out = as_comparable(items, metric)
     if len(comparable) < 2:
         reasons = " ".join(left_out.values())
@@ -213,9 +220,6 @@ def compare_items(items: Items, metric: str | None = None, band: float | None = 
 
 
 def _pair(a: GroupScores | RunPredictions, b: GroupScores | RunPredictions, metric: str, band: float | None) -> None:
-    if isinstance(a, GroupScores) != isinstance(b, GroupScores):
-        raise NotComparable(f"{a.name} is a group and {b.name} a single run: repeat the run too (with the same "
-                            "number of repeats) to compare them.")
     # Each raises NotComparable with its own reason; called only then, so nothing is computed twice.
     if isinstance(a, GroupScores) and isinstance(b, GroupScores) and a.scheme_key != b.scheme_key:
         compare_groups(a, b, band)
