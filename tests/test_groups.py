@@ -52,6 +52,8 @@ def test_every_test_score_gets_an_interval_around_it_and_the_predictions_are_kep
     assert intervals[outcome.primary_metric][0] < intervals[outcome.primary_metric][1]  # 45 rows: a real width
     y, predictions = load_test_predictions(tmp_path / "run")
     assert len(y) == len(predictions) == outcome.n_test
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.json", "model.skops",
+                                                                   "preprocessor.skops"]  # not in an export
     again = execute(RunConfig("d", target, model), frame, tmp_path / "again")
     assert again.intervals == outcome.intervals  # seeded: the same predictions give the same interval
 
@@ -158,6 +160,9 @@ def test_a_three_repeat_group_trains_on_the_real_worker_with_every_member_on_its
     assert json.loads(runs.stdout)["pairs"][0]["verdict"] != "clearly_better"  # single runs: at most "probably"
     mixed = cli(home, "compare", group.id, members[1].id)
     assert mixed.returncode == 2 and "repeat the run too" in mixed.stderr
+    jobs.delete_run(store, members[1].id)  # its kept test predictions go with it
+    assert load_test_predictions(store.settings.runs_dir / members[1].id) is None
+    assert not list(store.settings.runs_dir.glob(f"{members[1].id}*"))
     board = cli(home, "leaderboard", dataset_id, "--target", "label", "--json")
     assert board.returncode == 0, board.stderr
     rows = json.loads(board.stdout)["rows"]

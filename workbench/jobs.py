@@ -216,10 +216,15 @@ def sweep_run_temp_folders(store: Store) -> list[Path]:
 
 
 def remove_run_files(store: Store, run_id: str) -> None:
-    """A deleted run's saved model and any half-written copy of it."""
+    """A deleted run's saved model, any half-written copy of it, and its kept test predictions."""
+    from workbench.runner import test_predictions_path
+
     runs_dir = store.settings.runs_dir
     for path in [runs_dir / run_id, *runs_dir.glob(f".{run_id}-*")]:
         shutil.rmtree(path, ignore_errors=True)
+    predictions = test_predictions_path(runs_dir / run_id)
+    for path in (predictions, predictions.with_name(predictions.name + ".tmp")):
+        path.unlink(missing_ok=True)
 
 
 def run_worker(store: Store, once: bool = False, idle_exit_s: float | None = None) -> int:

@@ -31,7 +31,9 @@ from workbench.training import FitResult, Tensors, fit, predict_outputs
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
-TEST_PREDICTIONS = "test_predictions.npz"  # beside the saved model: what a paired comparison of two runs reads
+# Beside the saved model folder, not in it (an export of the model must not carry the test rows' targets): what a
+# paired comparison of two runs reads.
+TEST_PREDICTIONS_SUFFIX = ".test-predictions.npz"
 INTERVAL_SEED = 0  # the bootstrap of every run's scores is seeded: the same predictions give the same interval
 
 
@@ -185,17 +187,22 @@ def _train_score_save(outcome: RunOutcome, config: RunConfig, spec: ModelSpec, p
         save_test_predictions(run_dir, y["test"], predictions["test"])
 
 
+def test_predictions_path(run_dir: Path) -> Path:
+    return Path(run_dir).with_name(Path(run_dir).name + TEST_PREDICTIONS_SUFFIX)
+
+
 def save_test_predictions(run_dir: Path, y: np.ndarray, predictions: np.ndarray) -> None:
     """The test rows' targets and predictions, written whole or not at all (a temporary file, then a rename)."""
-    tmp = run_dir / f".{TEST_PREDICTIONS}.tmp"
+    path = test_predictions_path(run_dir)
+    tmp = path.with_name(f"{path.name}.tmp")
     with open(tmp, "wb") as f:
         np.savez_compressed(f, y=y, predictions=predictions)
-    tmp.replace(run_dir / TEST_PREDICTIONS)
+    tmp.replace(path)
 
 
 def load_test_predictions(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
     """(y, predictions) of a run's test rows; None for a run saved before they were kept (or never saved)."""
-    path = Path(run_dir) / TEST_PREDICTIONS
+    path = test_predictions_path(run_dir)
     if not path.is_file():
         return None
     with np.load(path, allow_pickle=False) as data:
