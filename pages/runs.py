@@ -144,8 +144,9 @@ def default_band_text(metric: str) -> str:
     return f"{width * 100:g} point" if metric in POINT_METRICS else f"{width:g}"
 
 
-def show_comparison(chosen: list) -> None:
-    if not compare.same_test_rows(chosen):
+def show_comparison(chosen: list, with_groups: bool = False) -> None:
+    # A group's repeats are tested on different rows by design; the verdict above pairs them properly.
+    if not with_groups and not compare.same_test_rows(chosen):
         st.warning("These runs were tested on different rows (another dataset, other split settings, or other "
                    "repeats of a group), so their test scores side by side do not compare fairly.")
     if len({r.task for r in chosen}) > 1:
@@ -230,7 +231,7 @@ def show_leaderboard() -> None:
     st.subheader("Leaderboard")
     pair = st.selectbox("Dataset and target", pairs, key="leaderboard.pair",
                         format_func=lambda p: f"{names.get(p[0], p[0])} → {p[1]}")
-    metric, rows = groups.dataset_leaderboard(store, *pair)
+    metric, rows = groups.dataset_leaderboard(runs, summaries, *pair)
     st.dataframe(leaderboard_frame(rows, metric), hide_index=True, width="stretch")
     st.caption(f"The best run or group of each model by test {escape_markdown(metric_label(metric))}, with its 95% "
                "interval. Tied with best: not clearly worse than the top one (repeated runs on the same folds, "
@@ -258,7 +259,7 @@ if selected:
         show_group(summaries[selected[0]])
     # A group is compared through its repeats: history and curves only for the chosen runs and members.
     run_ids = [m.id for i in selected for m in (summaries[i].finished if i in summaries else [])]
-    show_comparison(store.get_runs(run_ids + [i for i in selected if i not in summaries]))
+    show_comparison(store.get_runs(run_ids + [i for i in selected if i not in summaries]), bool(run_ids))
 elif label_of:
     st.info("Choose a run to see its scores, learning curves and settings, or several runs or groups to see "
             "which is really better.")

@@ -245,7 +245,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
 def cmd_leaderboard(args: argparse.Namespace) -> None:
     from workbench import groups
 
-    metric, rows = groups.dataset_leaderboard(_store(), args.dataset_id, args.target, args.metric)
+    metric, rows = groups.read_leaderboard(_store(), args.dataset_id, args.target, args.metric)
     if args.json:
         _print_json(groups.leaderboard_json(metric, rows))
         return

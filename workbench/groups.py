@@ -269,16 +269,23 @@ def leaderboard_entries(groups: Mapping[str, GroupSummary], runs: Sequence[Run],
     return entries
 
 
-def dataset_leaderboard(store: Store, dataset_id: str, target: str,
+def dataset_leaderboard(runs: Sequence[Run], summaries: Mapping[str, GroupSummary], dataset_id: str, target: str,
                         metric: str | None = None) -> tuple[str, list[LeaderboardRow]]:
-    """The best group or run of each model on one dataset and target, with its interval, tie mark and cost."""
-    store.get_dataset(dataset_id)  # one plain sentence for an unknown dataset
-    runs = [r for r in store.list_runs(dataset_id=dataset_id) if r.target == target]
-    groups = summarize_all([g for g in store.list_groups(dataset_id) if g.target == target], runs)
+    """The best group or run of each model on one dataset and target, with its interval, tie mark and cost, from
+    runs and group summaries already read (the Runs page has them)."""
+    runs = [r for r in runs if r.dataset_id == dataset_id and r.target == target]
     if not runs:
         raise UserError(f"No run of dataset {dataset_id} predicts '{target}' yet.")
     metric = metric or primary_metric(runs[0].task)
-    return metric, leaderboard(leaderboard_entries(groups, runs, metric), dataset_id, target, metric)
+    chosen = {k: g for k, g in summaries.items() if g.group.dataset_id == dataset_id and g.group.target == target}
+    return metric, leaderboard(leaderboard_entries(chosen, runs, metric), dataset_id, target, metric)
+
+
+def read_leaderboard(store: Store, dataset_id: str, target: str,
+                     metric: str | None = None) -> tuple[str, list[LeaderboardRow]]:
+    store.get_dataset(dataset_id)  # one plain sentence for an unknown dataset
+    runs = store.list_runs(dataset_id=dataset_id)
+    return dataset_leaderboard(runs, summarize_all(store.list_groups(dataset_id), runs), dataset_id, target, metric)
 
 
 def leaderboard_json(metric: str, rows: Sequence[LeaderboardRow]) -> dict[str, Any]:
