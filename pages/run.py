@@ -83,11 +83,13 @@ def show_summary(run: Run) -> None:
     status, score, duration, epochs = st.columns(4)
     status.metric("Status", escape_markdown(STATUS_WORDS[run.status]))
     if run.primary_metric and run.primary_value is not None:
-        bounds = (run.intervals or {}).get("test", {}).get(run.primary_metric) or (None, None)
-        score.metric(f"Test {escape_markdown(metric_label(run.primary_metric))}",
-                     format_interval(run.primary_value, *bounds),
-                     help="In brackets: the 95% bootstrap interval over the test rows" if bounds[0] is not None
-                     else None)
+        interval = format_interval(run.primary_value, *(run.intervals or {}).get("test", {}).get(
+            run.primary_metric, (None, None))).partition(" (")[2].rstrip(")")
+        # The interval under the score, uncoloured and without an arrow: a range, not a change.
+        score.metric(f"Test {escape_markdown(metric_label(run.primary_metric))}", f"{run.primary_value:.4f}",
+                     delta=escape_markdown(f"95%: {interval}") if interval else None, delta_color="off",
+                     delta_arrow="off",
+                     help="The 95% bootstrap interval over the test rows" if interval else None)
     duration.metric("Duration", escape_markdown(format_duration(run.duration_s) or "—"))
     epochs.metric("Epochs", f"{run.epochs_done:,}" + (f" of {run.epochs_planned:,}" if run.epochs_planned else ""))
     st.caption(f"Created {escape_markdown(run.created_at.strftime('%Y-%m-%d %H:%M'))} UTC" + (f" · trained on {escape_markdown(run.device)}" if run.device else ""))

@@ -115,7 +115,8 @@ def show_verdict(chosen_ids: list[str]) -> None:
         st.dataframe(pd.DataFrame({
             "Rank": [i.rank for i in ranking.items],
             "Run or group": [label_of.get(i.id, i.name) for i in ranking.items],
-            "Score (95% interval)": [format_interval(i.mean, i.ci_low, i.ci_high) for i in ranking.items],
+            "Score (95% interval)": [format_interval(i.mean, *groups.clip_interval(metric, i.ci_low, i.ci_high))
+                                     for i in ranking.items],
             "Tied with best": [i.tied_with_best for i in ranking.items],
             "p against the best": [i.p_value for i in ranking.items],
         }), hide_index=True, width="stretch", column_config={
@@ -126,8 +127,9 @@ def show_verdict(chosen_ids: list[str]) -> None:
 
 
 def show_group(summary: groups.GroupSummary) -> None:
+    finished = f"{len(summary.finished)} of {summary.group.n_members}"
     st.markdown(f"**Group {escape_markdown(summary.group.id)}**: {escape_markdown(summary.group.model)}, "
-                f"{len(summary.finished)} of {summary.group.n_members} repeats finished.")
+                f"{escape_markdown(finished)} repeats finished.")
     st.dataframe(pd.DataFrame({
         "Metric": [metric_label(m) for m in summary.metrics],
         "Mean (95% interval)": [format_interval(f.mean, f.ci_low, f.ci_high) for f in summary.metrics.values()],

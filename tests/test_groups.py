@@ -193,3 +193,62 @@ def test_the_app_keeps_workbench_workers_workers_and_members_train_on_all_of_the
     deadline = time.monotonic() + 30
     while store.live_workers() and time.monotonic() < deadline:
         time.sleep(0.2)
+
+
+# -- in a browser ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_two_groups_trained_by_the_worker_get_a_verdict_in_a_browser(store, home):
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, LONG, open_page, served_app, settle
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("needs Debian's Chromium at /usr/bin/chromium")
+    frame = make_classification_frame(200)
+    dataset_id = datasets.add_dataset(store, frame.to_csv(index=False).encode(), "customers.csv").dataset.id
+    ids = [jobs.submit_group(store, RunConfig(dataset_id, "label", model, repeats=5))[0].id
+           for model in ("logistic_regression", "random_forest")]
+    jobs.run_worker(store, once=True)
+    with served_app(home) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(30_000)
+            page.goto(url)
+            page.get_by_role("heading", name="Workbench").wait_for()
+            open_page(page, "Runs & Compare")
+            for group_id in ids:  # typed, then Enter: the long option list re-renders under the mouse
+                page.get_by_label("Runs or groups to compare", exact=True).first.click()
+                page.keyboard.type(f"group {group_id}")
+                page.keyboard.press("Enter")
+                page.keyboard.press("Escape")
+                settle(page)
+            verdict = page.get_by_text(re_verdict())
+            expect(verdict.first).to_be_visible(timeout=LONG)
+            expect(page.get_by_text("Leaderboard", exact=True)).to_be_visible()
+            assert page.get_by_test_id("stException").count() == 0
+        finally:
+            browser.close()
+
+
+def re_verdict():
+    import re
+
+    return re.compile(r"^(Clearly better|Probably better|No clear winner|Practically the same)\.")
+
+
+def test_a_groups_interval_never_leaves_the_range_its_metric_can_take():
+    from workbench.store import Run, RunGroup
+    from workbench.store.entities import utcnow
+
+    group = RunGroup("g", "d", "label", "mlp", "binary", {}, "key", 0.25, 5, utcnow())
+    members = [Run(f"r{i}", "d", RunStatus.SUCCEEDED, "mlp", "label", "binary", {}, {}, None, utcnow(), None, None,
+                   None, None, False, 1, 1, None, 0, 1.0, "accuracy", a, "fp",
+                   {"test": {"accuracy": a, "log_loss": loss}}, {}, {}, {}, None, member=f"r0f{i}")
+               for i, (a, loss) in enumerate([(1.0, 0.01), (0.95, 0.2), (1.0, 0.02), (0.97, 0.01), (1.0, 0.3)])]
+    summary = groups.summarize(group, members)
+    accuracy, loss = summary.metrics["accuracy"], summary.metrics["log_loss"]
+    assert accuracy.ci_high == 1.0 and accuracy.ci_low < accuracy.mean < 1.0
+    assert loss.ci_low == 0.0 < loss.mean < loss.ci_high

@@ -31,6 +31,12 @@ from workbench.evaluation import (
 from workbench.store import Run, RunGroup, RunStatus, Store
 from workbench.tasks import Task, higher_is_better, primary_metric
 
+# The values a metric can take: a group's t interval (symmetric around the mean) is cut to them, so an accuracy of
+# 0.98 over five repeats does not read as "up to 1.02".
+METRIC_RANGES = {"accuracy": (0.0, 1.0), "balanced_accuracy": (0.0, 1.0), "precision": (0.0, 1.0),
+                 "recall": (0.0, 1.0), "f1": (0.0, 1.0), "roc_auc": (0.0, 1.0), "r2": (-math.inf, 1.0),
+                 "log_loss": (0.0, math.inf), "rmse": (0.0, math.inf), "mae": (0.0, math.inf)}
+
 
 @dataclass(frozen=True)
 class MetricSummary:
@@ -108,10 +114,11 @@ def summarize(group: RunGroup, members: Sequence[Run]) -> GroupSummary:
             continue
         interval = group_interval(scores)
         values = list(scores.scores.values())
+        low, high = clip_interval(name, interval.low, interval.high)
         metrics[name] = MetricSummary(name, len(values), interval.point,
                                       float(np.std(values, ddof=1)) if len(values) > 1 else math.nan,
-                                      interval.low if len(values) > 1 else math.nan,
-                                      interval.high if len(values) > 1 else math.nan)
+                                      low if len(values) > 1 else math.nan,
+                                      high if len(values) > 1 else math.nan)
     return GroupSummary(group, list(members), metrics, float(sum(r.duration_s or 0 for r in finished)))
 
 
@@ -122,6 +129,12 @@ def summarize_all(groups: Sequence[RunGroup], runs: Sequence[Run]) -> dict[str, 
         if run.group_id:
             members.setdefault(run.group_id, []).append(run)
     return {g.id: summarize(g, members.get(g.id, [])) for g in groups}
+
+
+def clip_interval(metric: str, low: float, high: float) -> tuple[float, float]:
+    """An interval cut to the values the metric can take (NaN stays NaN)."""
+    floor, ceiling = METRIC_RANGES.get(metric, (-math.inf, math.inf))
+    return float(np.clip(low, floor, ceiling)), float(np.clip(high, floor, ceiling))
 
 
 def group_json(summary: GroupSummary) -> dict[str, Any]:
@@ -231,8 +244,9 @@ def comparison_json(ranking: Ranking) -> dict[str, Any]:
     """The CLI's `compare --json` shape; every pair is told from its `a` side (the item ahead)."""
     out: dict[str, Any] = {
         "metric": ranking.metric, "higher_is_better": ranking.higher_is_better,
-        "items": [{"id": i.id, "kind": i.kind, "n": i.n, "mean": _json(i.mean), "ci_low": _json(i.ci_low),
-                   "ci_high": _json(i.ci_high)} for i in ranking.items],
+        "items": [{"id": i.id, "kind": i.kind, "n": i.n, "mean": _json(i.mean),
+                   **dict(zip(("ci_low", "ci_high"), map(_json, clip_interval(ranking.metric, i.ci_low, i.ci_high)),
+                              strict=True))} for i in ranking.items],
         "pairs": [{"a": p.a, "b": p.b, "difference": _json(p.difference), "ci_low": _json(p.ci_low),
                    "ci_high": _json(p.ci_high), "p_value": _json(p.p_value), "prob_a_better": _json(p.prob_a_better),
                    "verdict": str(p.verdict)} for p in ranking.pairs],
