@@ -21,6 +21,7 @@ from tests.conftest import make_classification_frame, make_regression_frame
 from tests.test_compare import finished_run
 from ui import charts
 from workbench import compare, datasets, groups, jobs
+from workbench.errors import UserError
 from workbench.evaluation import FoldAssignments, fold_assignments
 from workbench.runconfig import RunConfig
 from workbench.runner import Member, execute, load_test_predictions, member_split
@@ -252,3 +253,11 @@ def test_a_groups_interval_never_leaves_the_range_its_metric_can_take():
     accuracy, loss = summary.metrics["accuracy"], summary.metrics["log_loss"]
     assert accuracy.ci_high == 1.0 and accuracy.ci_low < accuracy.mean < 1.0
     assert loss.ci_low == 0.0 < loss.mean < loss.ci_high
+
+
+def test_a_member_refuses_a_table_that_is_not_the_one_its_folds_were_made_for():
+    frame = make_classification_frame(60)
+    assignment = fold_assignments(frame["label"], 5, seed=1, task=Task.BINARY)
+    with pytest.raises(UserError, match="no longer has the 60 rows with a target"):
+        member_split(frame.assign(label=frame["label"].where(frame.index > 0)), RunConfig("d", "label", "mlp"),
+                     Task.BINARY, Member(assignment, "r0f0"))

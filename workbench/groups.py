@@ -65,10 +65,6 @@ class GroupSummary:
     def primary_metric(self) -> str:
         return primary_metric(self.group.task)
 
-    @property
-    def is_final(self) -> bool:
-        return all(r.is_final for r in self.members)
-
     def label(self) -> str:
         """How a group is named in pickers: 'group 3f2a1b · mlp · 5 repeats · accuracy 0.842 (0.81-0.87)'."""
         text = f"group {self.group.id} · {self.group.model} · {len(self.finished)} of {self.group.n_members} repeats"
