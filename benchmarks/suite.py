@@ -1,8 +1,9 @@
 """`python -m benchmarks [--quick] [--only NAME ...] [--out PATH] [--compile]`: one JSON document, then a table.
 
 Results are also written to bench-results/latest.json (git-ignored). Parts: throughput, time_to_quality,
-sklearn_mlp, utilisation, ingest, train_memory, quality, runs_page, estimates (the Train form's expected time
-against the real run), evaluation (the comparison statistics' simulations: false alarms, planted gaps, coverage). On a machine with CUDA, throughput,
+sklearn_mlp, utilisation, ingest, train_memory, quality, runs_page, repeats (5 repeats against one run),
+estimates (the Train form's expected time against the real run), evaluation (the comparison statistics'
+simulations: false alarms, planted gaps, coverage). On a machine with CUDA, throughput,
 time_to_quality, sklearn_mlp and utilisation also run our trainer on the GPU (bf16 autocast, its default there).
 """
 
@@ -22,7 +23,7 @@ from workbench.devices import tune_cpu_allocator
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("throughput", "time_to_quality", "sklearn_mlp", "utilisation", "ingest", "train_memory", "quality",
-         "runs_page", "estimates", "evaluation")
+         "runs_page", "repeats", "estimates", "evaluation")
 
 
 def run_part(name: str, quick: bool, device: str, compile_model: bool) -> dict:
@@ -55,6 +56,9 @@ def run_part(name: str, quick: bool, device: str, compile_model: bool) -> dict:
     if name == "runs_page":
         from benchmarks import runs_page
         return runs_page.measure(100 if quick else 500)
+    if name == "repeats":
+        from benchmarks import repeats
+        return repeats.measure(2_000 if quick else 10_000)
     if name == "estimates":
         from benchmarks import estimates
         return estimates.measure(2000 if quick else 6000)
@@ -106,6 +110,10 @@ def targets(results: dict) -> list[dict]:
     page = results.get("runs_page")
     if page and "first_render_s" in page:
         add(f"runs page, {page['runs']} runs", "< 2 s", page["first_render_s"], page["met"])
+    repeated = results.get("repeats")
+    if repeated and "ratio" in repeated:
+        add(f"{repeated['repeats']} repeats vs one run, {repeated['rows']:,} rows, 1 worker",
+            f"<= {repeated['target_ratio']}x", repeated["ratio"], repeated["met"])
     return out
 
 
@@ -151,6 +159,10 @@ def table(results: dict) -> str:
     if "runs_page" in results:
         p = results["runs_page"]
         lines.append(f"runs page with {p['runs']} runs: first render {p['first_render_s']} s, warm {p['warm_render_s']} s")
+    if "repeats" in results:
+        r = results["repeats"]
+        lines.append(f"repeats: {r['repeats']} repeats of the default MLP on {r['rows']:,} rows {r['group_s']} s, one run "
+                     f"{r['single_s']} s -> {r['ratio']}x (1 worker)")
     for name, error in results.get("errors", {}).items():
         lines.append(f"ERROR {name}: {error}")
     lines.append("targets (quick sizes: a smoke check, not the targets' settings):" if results["quick"] else "targets:")

@@ -10,7 +10,16 @@ from ui.auth import require_access
 from ui.frame import require_frame
 from ui.guard import guarded_fragment
 from ui.resources import get_store, model_defaults
-from ui.tables import SPLIT_NAMES, STATUS_ICONS, format_duration, format_value, metric_label, progress_text, run_label
+from ui.tables import (
+    SPLIT_NAMES,
+    STATUS_ICONS,
+    format_duration,
+    format_interval,
+    format_value,
+    metric_label,
+    progress_text,
+    run_label,
+)
 from ui.text import escape_markdown, show_notes
 from workbench import compare, jobs
 from workbench.errors import UserError
@@ -75,10 +84,19 @@ def show_summary(run: Run) -> None:
     status, score, duration, epochs = st.columns(4)
     status.metric("Status", escape_markdown(STATUS_WORDS[run.status]))
     if run.primary_metric and run.primary_value is not None:
-        score.metric(f"Test {escape_markdown(metric_label(run.primary_metric))}", f"{run.primary_value:.4f}")
+        interval = format_interval(run.primary_value, *(run.intervals or {}).get("test", {}).get(
+            run.primary_metric, (None, None))).partition(" (")[2].rstrip(")")
+        # The interval under the score, uncoloured and without an arrow: a range, not a change.
+        score.metric(f"Test {escape_markdown(metric_label(run.primary_metric))}", f"{run.primary_value:.4f}",
+                     delta=escape_markdown(f"95%: {interval}") if interval else None, delta_color="off",
+                     delta_arrow="off",
+                     help="The 95% bootstrap interval over the test rows" if interval else None)
     duration.metric("Duration", escape_markdown(format_duration(run.duration_s) or "—"))
     epochs.metric("Epochs", f"{run.epochs_done:,}" + (f" of {run.epochs_planned:,}" if run.epochs_planned else ""))
     st.caption(f"Created {escape_markdown(run.created_at.strftime('%Y-%m-%d %H:%M'))} UTC" + (f" · trained on {escape_markdown(run.device)}" if run.device else ""))
+    if run.group_id:
+        st.caption(f"One repeat ({escape_markdown(run.member or '')}) of run group {escape_markdown(run.group_id)}: "
+                   "compare the whole group on Runs & Compare.")
     if run.error:
         (st.error if run.status == RunStatus.FAILED else st.warning)(escape_markdown(run.error))
 
@@ -127,11 +145,16 @@ def show_scores(run: Run) -> None:
     if scores.empty:
         st.info(f"This run has no scores: it {escape_markdown(STATUS_WORDS[run.status])} before it was tested.")
         return
-    table = scores.drop(columns="higher_is_better").rename(
-        columns={"test": "Test", "validation": "Validation", "baseline": f"Baseline ({baseline_name(run.task)})"})
-    table.index = [f"{metric_label(m)} {'↑' if up else '↓'}" for m, up in scores["higher_is_better"].items()]
-    st.dataframe(table.style.format("{:.4f}", na_rep="—"), width="stretch")
-    st.caption("↑: higher is better; ↓: lower is better. The baseline always predicts the "
+    table = pd.DataFrame({
+        "Test": [format_interval(*row) for row in scores[["test", "test_low", "test_high"]].itertuples(
+            index=False, name=None)],
+        "Validation": [format_interval(v) for v in scores["validation"]],
+        f"Baseline ({baseline_name(run.task)})": [format_interval(v) for v in scores["baseline"]],
+    }, index=[f"{metric_label(m)} {'↑' if up else '↓'}" for m, up in scores["higher_is_better"].items()])
+    st.dataframe(table, width="stretch")
+    interval_note = ("In brackets: the range the test score would likely fall in on other test rows like these "
+                     "(a 95% bootstrap interval). " if scores["test_low"].notna().any() else "")
+    st.caption(f"{interval_note}↑: higher is better; ↓: lower is better. The baseline always predicts the "
                f"{escape_markdown(baseline_name(run.task))} of the training rows; a useful model beats it "
                "clearly on the test rows.")
 

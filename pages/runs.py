@@ -3,16 +3,28 @@ by side; delete."""
 
 import hashlib
 
+import pandas as pd
 import streamlit as st
 
 from ui import charts
 from ui.auth import require_access
 from ui.frame import require_frame
 from ui.resources import get_store, model_defaults
-from ui.tables import metric_label, run_label, runs_column_config, runs_frame
+from ui.tables import (
+    format_interval,
+    groups_frame,
+    leaderboard_frame,
+    metric_label,
+    run_label,
+    runs_column_config,
+    runs_frame,
+)
 from ui.text import escape_markdown
-from workbench import compare, jobs
+from workbench import compare, groups, jobs
 from workbench.errors import UserError
+from workbench.evaluation import NotComparable, Verdict
+from workbench.evaluation.verdicts import EQUIVALENCE_BANDS, POINT_METRICS
+from workbench.store import RunStatus
 
 require_frame(__file__)
 require_access(logout_button=False)  # also when Streamlit runs this file without app.py
@@ -41,6 +53,9 @@ st.dataframe(
     column_config={
         **runs_column_config(),
         "Test score": st.column_config.NumberColumn(format="%.4f", help="The main test metric of the run's task"),
+        "95% interval": st.column_config.TextColumn(help="Where the test score would likely fall on other test rows "
+                                                    "like these (bootstrap); empty for runs from before intervals"),
+        "Group": st.column_config.TextColumn(help="The run group of a repeated run; each repeat is a run"),
         "Created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
         "Settings": st.column_config.TextColumn(help="Hyperparameters changed from the model's defaults"),
         "Message": st.column_config.TextColumn(help="Why a run failed, diverged, was cancelled or was interrupted"),
@@ -48,18 +63,94 @@ st.dataframe(
 )
 st.caption(f"{len(shown):,} of {len(runs):,} runs. Click a column header to sort.")
 
-st.subheader("Compare runs")
+run_groups = store.list_groups()
+summaries = groups.summarize_all(run_groups, runs)
+shown_groups = [g for g in run_groups if (not models or g.model in models)
+                and (not dataset_ids or g.dataset_id in dataset_ids)]
+if shown_groups:
+    st.subheader("Run groups")
+    st.dataframe(groups_frame([summaries[g.id] for g in shown_groups], names), hide_index=True, width="stretch",
+                 height=min(38 + 35 * len(shown_groups), 320))
+    st.caption("A run group is one setup trained several times on fixed folds of its table; each repeat is a run "
+               "above. Score: the mean over the finished repeats, with its 95% interval; spread: how much one "
+               "repeat's score varies.")
+
+st.subheader("Compare runs and groups")
 comparable = [r for r in shown if r.is_final]
-label_of = {r.id: run_label(r, names) for r in comparable}
+label_of = {g.id: summaries[g.id].label() for g in shown_groups if summaries[g.id].finished}
+label_of |= {r.id: run_label(r, names) for r in comparable}
 # Options come from the store on every run: Streamlit drops a chosen run that was deleted meanwhile.
-selected = st.multiselect("Runs to compare", list(label_of), format_func=label_of.get, key="compare",
-                          placeholder="Choose one run to look at, or several to compare")
+selected = st.multiselect("Runs or groups to compare", list(label_of), format_func=label_of.get, key="compare",
+                          placeholder="Choose one run to look at, or several runs or groups to compare")
 
 
-def show_comparison(chosen: list) -> None:
-    if not compare.same_test_rows(chosen):
-        st.warning("These runs were tested on different rows (another dataset or other split settings), "
-                   "so their test scores do not compare fairly.")
+def show_verdict(chosen_ids: list[str]) -> None:
+    """Is A better than B (two items), or who is tied with the best (more), on top of the comparison."""
+    items = groups.load_items(store, chosen_ids)
+    task = items.task()
+    if not task:
+        st.warning("These solve different tasks, so none can be called better than another.")
+        return
+    scored = [m for m in compare.compare_metrics([r for r in items.runs.values()]
+                                                 + [m for g in items.groups.values() for m in g.finished]).table]
+    metric_col, band_col = st.columns(2)
+    metric = metric_col.selectbox("Judge by", scored or [items.default_metric()], format_func=metric_label,
+                                  key="verdict.metric")
+    band = band_col.number_input(
+        "Counts as the same within ±", min_value=0.0, value=None, step=0.001, format="%.4f", key="verdict.band",
+        placeholder=f"default: {default_band_text(metric)}",
+        help="The practical-equivalence band, in the metric's own units: a gap surely inside it is no real "
+             "difference. Empty: the default.")
+    try:
+        ranking = groups.compare_items(items, metric, band)
+    except NotComparable as exc:
+        st.warning(f"Not compared: {escape_markdown(exc)}")
+        return
+    if len(ranking.items) == 2:
+        [pair] = ranking.pairs
+        show = st.success if pair.verdict == Verdict.CLEARLY_BETTER else st.info
+        show(f"**{VERDICT_WORDS[pair.verdict]}.** {escape_markdown(pair.sentence)}")
+    else:
+        st.info(f"**Ranking by {escape_markdown(metric_label(metric))}.** {escape_markdown(ranking.sentence)}")
+        st.dataframe(pd.DataFrame({
+            "Rank": [i.rank for i in ranking.items],
+            "Run or group": [label_of.get(i.id, i.name) for i in ranking.items],
+            "Score (95% interval)": [format_interval(i.mean, *groups.clip_interval(metric, i.ci_low, i.ci_high))
+                                     for i in ranking.items],
+            "Tied with best": [i.tied_with_best for i in ranking.items],
+            "p against the best": [i.p_value for i in ranking.items],
+        }), hide_index=True, width="stretch", column_config={
+            "p against the best": st.column_config.NumberColumn(format="%.3f", help="Holm-corrected"),
+            "Tied with best": st.column_config.CheckboxColumn(help="Not clearly worse than the best")})
+    for reason in ranking.refused.values():
+        st.caption(f"Not compared: {escape_markdown(reason)}")
+
+
+def show_group(summary: groups.GroupSummary) -> None:
+    finished = f"{len(summary.finished)} of {summary.group.n_members}"
+    st.markdown(f"**Group {escape_markdown(summary.group.id)}**: {escape_markdown(summary.group.model)}, "
+                f"{escape_markdown(finished)} repeats finished.")
+    st.dataframe(pd.DataFrame({
+        "Metric": [metric_label(m) for m in summary.metrics],
+        "Mean (95% interval)": [format_interval(f.mean, f.ci_low, f.ci_high) for f in summary.metrics.values()],
+        "Spread": [f.sd for f in summary.metrics.values()],
+        "Repeats": [f.n for f in summary.metrics.values()],
+    }), hide_index=True, width="stretch", column_config={
+        "Spread": st.column_config.NumberColumn(format="%.4f", help="Standard deviation over the repeats")})
+
+
+def default_band_text(metric: str) -> str:
+    kind, width = EQUIVALENCE_BANDS.get(metric, ("relative", 0.01))
+    if kind == "relative":
+        return f"{width:.0%} of the better score"
+    return f"{width * 100:g} point" if metric in POINT_METRICS else f"{width:g}"
+
+
+def show_comparison(chosen: list, with_groups: bool = False) -> None:
+    # A group's repeats are tested on different rows by design; the verdict above pairs them properly.
+    if not with_groups and not compare.same_test_rows(chosen):
+        st.warning("These runs were tested on different rows (another dataset, other split settings, or other "
+                   "repeats of a group), so their test scores side by side do not compare fairly.")
     if len({r.task for r in chosen}) > 1:
         st.warning("These runs solve different tasks; only the metrics they share are comparable.")
     scores = compare.compare_metrics(chosen)
@@ -70,24 +161,31 @@ def show_comparison(chosen: list) -> None:
     with curves_tab:
         show_learning_curves(chosen)
     with settings_tab:
-        diff = compare.params_diff(chosen)
         if len(chosen) == 1:
             st.dataframe(compare.settings_table(chosen[0], model_defaults().get(chosen[0].model)), hide_index=True,
                          width="stretch")
-        elif diff.empty:
-            st.info("These runs have exactly the same settings.")
         else:
-            st.markdown("**Settings that differ** (everything else is the same)")
-            st.dataframe(diff, width="stretch")
-            metric = chosen[0].primary_metric
-            if metric:
-                frame = compare.hyperparameter_frame(chosen, metric)
-                st.plotly_chart(charts.parallel_coordinates(frame, metric, compare.higher_is_better(metric)),
-                                width="stretch")
-                st.caption(f"Each line is a run; the last axis and the colour are its test "
-                           f"{escape_markdown(metric_label(metric))}.")
+            show_settings(chosen)
     with diagnostics_tab:
         show_diagnostics(chosen)
+
+
+def show_settings(chosen: list) -> None:
+    show_all = st.toggle("Show all settings", key="compare.all_settings",
+                         help="Off: only the settings that differ between these runs")
+    table = compare.params_diff(chosen, only_differing=not show_all)
+    if table.empty:
+        st.info("These runs have exactly the same settings.")
+        return
+    st.markdown("**Every setting**" if show_all else "**Settings that differ** (everything else is the same)")
+    st.dataframe(table, width="stretch")
+    metric = chosen[0].primary_metric
+    if metric and not compare.params_diff(chosen).empty:
+        frame = compare.hyperparameter_frame(chosen, metric)
+        st.plotly_chart(charts.parallel_coordinates(frame, metric, compare.higher_is_better(metric)),
+                        width="stretch")
+        st.caption(f"Each line is a run; the last axis and the colour are its test "
+                   f"{escape_markdown(metric_label(metric))}.")
 
 
 def show_scores(scores: compare.MetricsComparison) -> None:
@@ -102,7 +200,10 @@ def show_scores(scores: compare.MetricsComparison) -> None:
                f"the most common class (or the mean) — a useful model beats it clearly. {escape_markdown(directions)}")
     metrics = list(scores.table.columns)
     metric = st.selectbox("Metric for the bar chart", metrics, format_func=metric_label, key="compare.metric")
-    st.plotly_chart(charts.metric_bars(scores.table, metric, scores.baseline_rows), width="stretch")
+    st.plotly_chart(charts.metric_bars(scores.table, metric, scores.baseline_rows, scores.intervals), width="stretch")
+    if any(scores.intervals.values()):
+        st.caption("Whiskers: the 95% interval of each run's score over its test rows (runs trained before "
+                   "intervals were kept show their score only).")
 
 
 def show_learning_curves(chosen: list) -> None:
@@ -119,6 +220,27 @@ def show_learning_curves(chosen: list) -> None:
                "the model is memorising the training rows (overfitting).")
 
 
+VERDICT_WORDS = {Verdict.CLEARLY_BETTER: "Clearly better", Verdict.PROBABLY_BETTER: "Probably better",
+                 Verdict.NO_CLEAR_WINNER: "No clear winner", Verdict.PRACTICALLY_SAME: "Practically the same"}
+
+
+def show_leaderboard() -> None:
+    """The best group or run of each model per dataset and target: which model should I use?"""
+    pairs = sorted({(r.dataset_id, r.target) for r in shown if r.status == RunStatus.SUCCEEDED},
+                   key=lambda p: (names.get(p[0], p[0]), p[1]))
+    if not pairs:
+        return
+    st.subheader("Leaderboard")
+    pair = st.selectbox("Dataset and target", pairs, key="leaderboard.pair",
+                        format_func=lambda p: f"{names.get(p[0], p[0])} → {p[1]}")
+    metric, rows = groups.dataset_leaderboard(runs, summaries, *pair)
+    st.dataframe(leaderboard_frame(rows, metric), hide_index=True, width="stretch")
+    st.caption(f"The best run or group of each model by test {escape_markdown(metric_label(metric))}, with its 95% "
+               "interval. Tied with best: not clearly worse than the top one (repeated runs on the same folds, "
+               "Holm-corrected); a single run cannot be tested, so repeat it. Cost: training time, all repeats "
+               "together.")
+
+
 def show_diagnostics(chosen: list) -> None:
     """Confusion matrices and ROC/PR curves for classifiers; predicted-vs-actual and residuals for regressors."""
     figures = charts.diagnostics(chosen)
@@ -129,13 +251,22 @@ def show_diagnostics(chosen: list) -> None:
 
 
 if selected:
-    if len(selected) == 1:
+    if len(selected) == 1 and selected[0] not in summaries:
         if st.button(f"Open the page of run {escape_markdown(selected[0])}", icon=":material/open_in_new:",
                      help="Its settings, the data it used, notes, and actions: predict, export, retrain, delete"):
             st.switch_page("pages/run.py", query_params={"run": selected[0]})
-    show_comparison(store.get_runs(selected))  # history and curves only for the chosen runs
-elif comparable:
-    st.info("Choose a run to see its scores, learning curves and settings, or several to compare them side by side.")
+    if len(selected) > 1:
+        show_verdict(selected)
+    elif selected[0] in summaries:
+        show_group(summaries[selected[0]])
+    # A group is compared through its repeats: history and curves only for the chosen runs and members.
+    run_ids = [m.id for i in selected for m in (summaries[i].finished if i in summaries else [])]
+    show_comparison(store.get_runs(run_ids + [i for i in selected if i not in summaries]), bool(run_ids))
+elif label_of:
+    st.info("Choose a run to see its scores, learning curves and settings, or several runs or groups to see "
+            "which is really better.")
+
+show_leaderboard()
 
 deleted = st.session_state.pop("delete.done", None)
 if deleted:

@@ -37,6 +37,7 @@ def home(tmp_path, monkeypatch):
     path = tmp_path / "wb-home"
     monkeypatch.setenv("WORKBENCH_HOME", str(path))
     monkeypatch.delenv("WORKBENCH_DATABASE_URL", raising=False)
+    monkeypatch.setenv("WORKBENCH_WORKERS", "1")  # the default follows the machine's cores; tests ask for more
     return path
 
 

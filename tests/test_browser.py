@@ -177,7 +177,7 @@ def test_upload_train_and_compare_in_a_browser(tmp_path, home):
 
             open_page(page, "Runs & Compare")
             for _ in range(2):
-                choose(page, "Runs to compare", "mlp")
+                choose(page, "Runs or groups to compare", "mlp")
                 page.keyboard.press("Escape")
             page.get_by_role("tab", name="Learning curves").click(timeout=60_000)
             expect(page.locator(".js-plotly-plot").filter(visible=True).first).to_be_visible()

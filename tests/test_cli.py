@@ -154,6 +154,8 @@ def test_train_from_a_csv_path(home, capsys, regression_frame, tmp_path):
     (["--model", "mlp", "--set", "lr"], "--set takes KEY=VALUE"),
     (["--model", "mlp", "--target", "missing"], "no column called 'missing'"),
     (["--model", "mlp", "--target", "constant"], "only one value"),
+    (["--model", "mlp", "--repeats", "0"], "Repeats must be a whole number from 1 to 50, not 0"),
+    (["--model", "mlp", "--repeats", "51"], "Repeats must be a whole number from 1 to 50"),
 ])
 def test_train_user_errors_exit_2(dataset_id, capsys, extra, message, home, tmp_path, binary_frame):
     if "constant" in extra:
@@ -199,7 +201,28 @@ def test_predict_notes_go_to_stderr_and_the_csv_to_stdout(dataset_id, capsys, tm
     assert "note: The model does not use the column 'extra'; it was ignored." in notes
 
 
-@pytest.mark.parametrize("variable", ["WORKBENCH_MAX_UPLOAD_MB", "WORKBENCH_MAX_ROWS", "WORKBENCH_HEARTBEAT_TIMEOUT_S"])
+@pytest.mark.parametrize("args,message", [
+    (["compare", "nope1", "nope2"], "There is no run with id 'nope1'."),
+    (["compare", "nope1"], "There is no run with id 'nope1'."),
+    (["leaderboard", "nope", "--target", "label"], "There is no dataset with id 'nope'."),
+])
+def test_compare_and_leaderboard_of_unknown_ids_are_one_plain_error(home, capsys, args, message):
+    code, out, err = run_cli(capsys, *args)
+    assert (code, out, err) == (2, "", f"error: {message}\n")
+
+
+def test_compare_of_one_run_or_a_run_without_kept_predictions_says_why(dataset_id, capsys):
+    code, out, _ = run_cli(capsys, "train", "--dataset", dataset_id, "--target", "label", "--model",
+                           "logistic_regression", "--json")
+    run_id = json.loads(out)["run_id"]
+    code, out, err = run_cli(capsys, "compare", run_id)
+    assert code == 2 and err.startswith("error: At least two finished runs or groups are needed to compare.")
+    code, out, err = run_cli(capsys, "compare", run_id, run_id, "--json")
+    assert code == 2 and "At least two" in err  # the same run twice is one item
+
+
+@pytest.mark.parametrize("variable", ["WORKBENCH_MAX_UPLOAD_MB", "WORKBENCH_MAX_ROWS", "WORKBENCH_HEARTBEAT_TIMEOUT_S",
+                                      "WORKBENCH_WORKERS"])
 @pytest.mark.parametrize("value", ["abc", "0", "-5", "nan"])
 def test_a_bad_limit_in_the_environment_is_one_plain_error(home, capsys, monkeypatch, variable, value):
     monkeypatch.setenv(variable, value)

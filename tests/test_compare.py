@@ -172,7 +172,9 @@ def test_one_runs_scores_and_settings(store, dataset_id):
                        test={"accuracy": 0.8, "log_loss": 0.4, "f1": float("nan")})
     scores = compare.run_scores(run)
     assert list(scores.index) == ["accuracy", "log_loss"]  # not a number: not a score
-    assert scores.loc["log_loss"].tolist() == [0.4, 0.4, 0.67, False]
+    assert scores.loc["log_loss", ["test", "validation", "baseline", "higher_is_better"]].tolist() == [
+        0.4, 0.4, 0.67, False]
+    assert scores[["test_low", "test_high"]].isna().all().all()  # written without intervals: the points only
     settings = compare.settings_table(run, {"lr": 0.001, "epochs": 5, "seed": 0}).set_index("setting")
     assert settings["changed"].to_dict() == {"lr": True, "epochs": False}
     assert settings.loc["lr", "default"] == "0.001"

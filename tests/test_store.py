@@ -44,10 +44,20 @@ def queue_run(store, dataset_id, model="mlp"):
 # -- schema migrations --------------------------------------------------------------------------------
 
 
-def table_rows(db: Path) -> dict[str, list[tuple]]:
+BASELINE_TABLES = ("datasets", "runs", "epochs", "workers")
+
+
+def table_columns(db: Path) -> dict[str, list[str]]:
     with sqlite3.connect(db) as connection:
-        return {table: sorted(connection.execute(f"SELECT * FROM {table}"))  # noqa: S608 (fixed names)
-                for table in ("datasets", "runs", "epochs", "workers")}
+        return {table: [row[1] for row in connection.execute(f"PRAGMA table_info({table})")]
+                for table in BASELINE_TABLES}
+
+
+def table_rows(db: Path, columns: dict[str, list[str]]) -> dict[str, list[tuple]]:
+    """The rows of the baseline tables, in the given columns (later revisions add columns; these must not change)."""
+    with sqlite3.connect(db) as connection:
+        return {table: sorted(connection.execute(  # noqa: S608 (fixed names)
+                    f"SELECT {', '.join(columns[table])} FROM {table}")) for table in BASELINE_TABLES}
 
 
 @pytest.mark.backend("sqlite")
@@ -60,17 +70,19 @@ def test_a_database_made_before_migrations_is_upgraded_with_everything_intact(ho
     db = home / "workbench.db"
     with sqlite3.connect(db) as connection:
         connection.executescript(PRE_MIGRATIONS_DUMP.read_text(encoding="utf-8"))
-    before = table_rows(db)
+    columns_before = table_columns(db)
+    before = table_rows(db, columns_before)
     assert len(before["runs"]) == 6 and before["epochs"] and before["workers"]
 
     store = Store.from_settings()
     assert store.schema_revision() == schema.head_revision()
-    assert table_rows(db) == before, "the upgrade changed or lost rows"
-    assert table_rows(home / "workbench.db.bak-unversioned") == before, "the backup is the database as it was"
+    assert table_rows(db, columns_before) == before, "the upgrade changed or lost rows"
+    assert table_rows(home / "workbench.db.bak-unversioned", columns_before) == before, \
+        "the backup is the database as it was"
 
     runs = store.get_runs([r.id for r in store.list_runs()])
     assert sorted(r.status for r in runs) == sorted(RunStatus(row[2]) for row in before["runs"])
-    columns = [c["name"] for c in inspect(store.engine).get_columns("runs")]
+    columns = columns_before["runs"]
     for row in before["runs"]:
         stored = dict(zip(columns, row, strict=True))
         run = next(r for r in runs if r.id == stored["id"])
@@ -123,6 +135,71 @@ def test_processes_opening_a_fresh_database_at_once_all_get_it(home, database):
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(6)]
     results = [(p.wait(timeout=120), *p.communicate()) for p in processes]
     assert [(code, out.strip()) for code, out, _ in results] == [(0, schema.head_revision())] * 6, results
+
+
+def test_a_database_at_revision_0001_with_data_is_upgraded_to_groups_and_intervals(home, database):
+    """A store at 0001 (before run groups) holding a dataset, a finished run with its epochs and a queued run:
+    the upgrade keeps every row, older runs read without intervals or a group, and groups can then be made."""
+    from alembic import command
+
+    engine = Store.from_settings(migrate=False).engine
+    with engine.begin() as connection:
+        config = schema._config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+        now = "2025-01-02 03:04:05"
+        connection.execute(text(
+            "INSERT INTO datasets VALUES ('d1', 'Leads ünï', 'h1', 4, 3, 10, 'd1.parquet', '[]', '{}', '[]', :now)"),
+            {"now": now})
+        for run_id, status in (("r1", "succeeded"), ("r2", "queued")):
+            connection.execute(text(
+                "INSERT INTO runs (id, dataset_id, status, model, target, task, config, params, created_at, "
+                "cancel_requested, epochs_done, batches_done, primary_metric, primary_value, metrics, baseline, "
+                "curves, details) VALUES (:id, 'd1', :status, 'mlp', 'label', 'binary', '{\"dataset_id\": \"d1\"}', "
+                "'{\"lr\": 0.01}', :now, false, 2, 0, 'accuracy', 0.75, '{\"test\": {\"accuracy\": 0.75}}', "
+                "'{}', '{}', '{}')"), {"id": run_id, "status": status, "now": now})
+        connection.execute(text("INSERT INTO epochs VALUES ('r1', 1, 0.7, 0.6, 0.5, 0.001, 1.5)"))
+    engine.dispose()
+    assert Store.from_settings(migrate=False).schema_revision() == "0001"
+
+    store = Store.from_settings()
+    assert store.schema_revision() == schema.head_revision() == "0002"
+    old, queued = store.get_runs(["r1", "r2"])
+    assert (old.status, old.primary_value, old.metrics, old.params) == (
+        RunStatus.SUCCEEDED, 0.75, {"test": {"accuracy": 0.75}}, {"lr": 0.01})
+    assert [(e.epoch, e.train_loss, e.seconds) for e in old.epochs] == [(1, 0.7, 1.5)]
+    assert (old.intervals, old.group_id, old.member) == ({}, None, None) and queued.status == RunStatus.QUEUED
+    assert store.claim_next_run("w1").id == "r2"  # the queue still works on the upgraded table
+    group, members = store.create_group({"dataset_id": "d1", "repeats": 2}, "mlp", "label", "binary",
+                                        [("r0f0", {"dataset_id": "d1"}, {"seed": 0})], {"key": "k1", "folds": [[0]]},
+                                        0.25)
+    assert store.group_runs(group.id)[0].id == members[0].id
+    store.close()
+
+
+def test_a_group_and_its_members_are_stored_together_and_go_with_their_dataset(store):
+    d = add_dataset(store)
+    scheme = {"scheme": "repeated_kfold", "key": "abc123", "folds": [[0, 1, 0, 1]]}
+    members = [(f"r0f{f}", {"dataset_id": d.id, "target": "label", "model": "mlp", "repeats": 1},
+                {"seed": f, "epochs": 2}) for f in range(3)]
+    group, runs = store.create_group({"dataset_id": d.id, "target": "label", "model": "mlp", "repeats": 3}, "mlp",
+                                     "label", "binary", members, scheme, 0.25)
+    assert (group.n_members, group.scheme_key, group.test_share, group.scheme) == (3, "abc123", 0.25, None)
+    assert store.get_group(group.id, with_scheme=True).scheme == scheme
+    assert [g.id for g in store.list_groups(d.id)] == [group.id] and store.list_groups("other") == []
+    assert [(r.member, r.group_id, r.params["seed"]) for r in store.group_runs(group.id)] == [
+        ("r0f0", group.id, 0), ("r0f1", group.id, 1), ("r0f2", group.id, 2)]
+    # Members queue in member order, after a run queued before the group.
+    claimed = [store.claim_next_run("w").id for _ in range(3)]
+    assert claimed == [r.id for r in runs]
+    store.finish_run(runs[0].id, RunResult(RunStatus.SUCCEEDED, intervals={"test": {"accuracy": [0.5, 0.9]}}))
+    assert store.get_run(runs[0].id).intervals == {"test": {"accuracy": [0.5, 0.9]}}
+    with pytest.raises(UserError, match="no run group with id 'nope'"):
+        store.get_group("nope")
+    for run in runs:
+        store.finish_run(run.id, RunResult(RunStatus.SUCCEEDED))
+    store.delete_dataset(d.id)
+    assert store.list_groups() == [] and store.list_runs() == []
 
 
 # -- datasets, runs and the queue ---------------------------------------------------------------------

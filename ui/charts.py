@@ -14,7 +14,7 @@ from pandas.io.formats.style import Styler
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from ui.tables import metric_label
+from ui.tables import format_interval, metric_label
 from ui.text import chart_text
 from workbench import compare
 from workbench.compare import MetricsComparison
@@ -88,13 +88,21 @@ def learning_curves(curves: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def metric_bars(table: pd.DataFrame, metric: str, baseline_rows: list[str]) -> go.Figure:
-    """One bar per run for a test metric; baselines in grey."""
+def metric_bars(table: pd.DataFrame, metric: str, baseline_rows: list[str],
+                intervals: Mapping[str, Mapping[str, tuple[float, float]]] | None = None) -> go.Figure:
+    """One bar per run for a test metric, with its 95% interval as an error bar where it has one; baselines in grey."""
     values = table[metric].dropna()
     colours = ["#9ca3af" if label in baseline_rows else PALETTE[i % len(PALETTE)]
                for i, label in enumerate(values.index)]
+    bounds = [(intervals or {}).get(label, {}).get(metric) for label in values.index]
+    error_y = None
+    if any(bounds):
+        # A bar without an interval (a baseline, an older run) gets no whisker: zero on both sides.
+        error_y = {"type": "data", "symmetric": False, "color": "#374151", "thickness": 1.5, "width": 6,
+                   "array": [b[1] - v if b else 0 for v, b in zip(values, bounds, strict=True)],
+                   "arrayminus": [v - b[0] if b else 0 for v, b in zip(values, bounds, strict=True)]}
     fig = go.Figure(go.Bar(x=[chart_text(label) for label in values.index], y=values.to_numpy(), marker_color=colours,
-                           text=[f"{v:.4f}" for v in values], textposition="outside"))
+                           text=[f"{v:.4f}" for v in values], textposition="outside", error_y=error_y))
     fig.update_layout(**LAYOUT, title=f"Test {metric_label(metric)}", yaxis_title=metric_label(metric), height=380)
     return fig
 
@@ -137,13 +145,17 @@ def live_curves(epochs: Sequence[EpochMetrics], metric_name: str = "metric") -> 
 
 
 def highlight_best(scores: MetricsComparison) -> Styler:
-    """The metrics table with the best run per metric in green and baseline rows in grey."""
+    """The metrics table, each score with its 95% interval ('0.8420 (0.81-0.87)', the point alone where a run has
+    none), the best run per metric in green and baseline rows in grey."""
     def style_column(column: pd.Series) -> list[str]:
         best = set(scores.best.get(column.name, []))
         return [BEST_STYLE if label in best else BASELINE_STYLE if label in scores.baseline_rows else ""
                 for label in column.index]
 
-    return (scores.table.style.apply(style_column).format("{:.4f}", na_rep="—")
+    shown = pd.DataFrame({metric: [format_interval(value, *scores.intervals.get(label, {}).get(metric, (None, None)))
+                                   for label, value in scores.table[metric].items()]
+                          for metric in scores.table.columns}, index=scores.table.index)
+    return (shown.style.apply(style_column)
             .relabel_index([metric_label(m) for m in scores.table.columns], axis="columns"))
 
 

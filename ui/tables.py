@@ -3,12 +3,14 @@ that Streamlit needs to show a table's run ids as links to their pages."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 from streamlit import column_config
 
+from workbench.groups import format_interval
 from workbench.samples import SAMPLES
 from workbench.store import Dataset, Run, RunStatus
 
@@ -48,6 +50,14 @@ def settings_summary(params: Mapping[str, Any], defaults: Mapping[str, Any] | No
     if defaults and not changed:
         return "defaults"
     return ", ".join(f"{k}={format_value(v)}" for k, v in changed.items())
+
+
+def run_interval_text(run: Run) -> str:
+    """The main test score's 95% interval as 'low-high'; empty for a run trained before intervals were kept."""
+    bounds = (run.intervals or {}).get("test", {}).get(run.primary_metric or "")
+    if not bounds or run.primary_value is None:
+        return ""
+    return format_interval(run.primary_value, *bounds).partition("(")[2].rstrip(")")
 
 
 def run_label(run: Run, dataset_names: Mapping[str, str] | None = None) -> str:
@@ -95,6 +105,8 @@ def runs_frame(runs: Sequence[Run], dataset_names: Mapping[str, str],
             # The score and any message come before the long settings text, so they show without scrolling.
             "Test metric": [metric_label(r.primary_metric) if r.primary_metric else "" for r in runs],
             "Test score": [r.primary_value for r in runs],
+            "95% interval": [run_interval_text(r) for r in runs],
+            "Group": [r.group_id or "" for r in runs],
             "Message": [r.error or "" for r in runs],  # why a run failed, diverged or stopped, in plain words
             # What the user asked for: the params as they ran also hold what was chosen automatically (batch size...).
             "Settings": [settings_summary((r.config or {}).get("params", r.params), defaults.get(r.model)) for r in runs],
@@ -102,6 +114,39 @@ def runs_frame(runs: Sequence[Run], dataset_names: Mapping[str, str],
             "Created": [r.created_at for r in runs],
         }
     )
+
+
+def groups_frame(summaries: Sequence[Any], dataset_names: Mapping[str, str]) -> pd.DataFrame:
+    """One row per run group (workbench.groups.GroupSummary): its main test score over the finished repeats."""
+    rows = []
+    for summary in summaries:
+        group, figure = summary.group, summary.metrics.get(summary.primary_metric)
+        rows.append({
+            "Group": group.id,
+            "Dataset": dataset_names.get(group.dataset_id, group.dataset_id),
+            "Target": group.target,
+            "Model": group.model,
+            "Repeats": f"{len(summary.finished)} of {group.n_members}",
+            "Test metric": metric_label(summary.primary_metric),
+            "Score (95% interval)": format_interval(figure.mean, figure.ci_low, figure.ci_high) if figure else "",
+            "Spread": None if figure is None or not math.isfinite(figure.sd) else round(figure.sd, 4),
+            "Cost": format_duration(summary.cost_seconds),
+            "Created": group.created_at,
+        })
+    return pd.DataFrame(rows)
+
+
+def leaderboard_frame(rows: Sequence[Any], metric: str) -> pd.DataFrame:
+    """The leaderboard (workbench.evaluation.LeaderboardRow) as a display table."""
+    return pd.DataFrame({
+        "Rank": [r.rank for r in rows],
+        "Model": [r.model for r in rows],
+        "Best of it": [f"{r.kind} {r.id}" for r in rows],
+        f"Test {metric_label(metric)} (95% interval)": [format_interval(r.mean, r.ci_low, r.ci_high) for r in rows],
+        "Tied with best": ["yes" if r.tied_with_best else "no" if r.tied_with_best is False else r.note
+                           for r in rows],
+        "Cost": [format_duration(r.cost_seconds) for r in rows],
+    })
 
 
 def columns_frame(profile: Mapping[str, Any]) -> pd.DataFrame:

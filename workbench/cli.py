@@ -180,7 +180,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     config = RunConfig(dataset_id=dataset_id, target=args.target, model=args.model, task=args.task,
                        exclude=args.exclude, params=params,
                        split=SplitConfig(seed=args.split_seed if args.split_seed is not None else SplitConfig.seed,
-                                         order_by=args.split_by_time))
+                                         order_by=args.split_by_time),
+                       repeats=args.repeats)
+    if config.repeats > 1:
+        _train_group(store, config, args)
+        return
     run = jobs.submit_run(store, config)
     if args.background:
         started = jobs.LocalExecutor(store).ensure_running()
@@ -208,6 +212,68 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
         print(f"queued run {run.id}  {run.model}  {run.task}")
     print("a worker trains them" + (" (started one)" if started else "") + "; follow them with: "
           "python -m workbench runs --dataset " + terminal_safe(args.dataset))
+
+
+def _train_group(store, config, args: argparse.Namespace) -> None:
+    """A repeated run: queued for the workers (--background), or its members trained here one after another."""
+    from workbench import groups, jobs
+
+    group, members = jobs.submit_group(store, config)
+    if args.background:
+        started = jobs.LocalExecutor(store).ensure_running()
+        if args.json:
+            _print_json({"group_id": group.id, "run_ids": [r.id for r in members], "status": RunStatus.QUEUED,
+                         "worker_started": started})
+        else:
+            print(f"queued run group {group.id}: {len(members)} repeats" + (" (started workers)" if started else ""))
+        return
+    for member in members:
+        jobs.run_in_foreground(store, member)
+    summary = groups.summarize(store.get_group(group.id), store.group_runs(group.id))
+    if args.json:
+        _print_json(groups.group_json(summary))
+        return
+    print(f"run group {group.id}  {group.model}  target={terminal_safe(group.target)}  "
+          f"{len(summary.finished)} of {group.n_members} repeats finished in {summary.cost_seconds:.1f}s")
+    for metric, figure in summary.metrics.items():
+        print(f"  {metric:<18} {groups.format_interval(figure.mean, figure.ci_low, figure.ci_high)}  "
+              f"spread {figure.sd:.4f}")
+    for run in summary.members:
+        if run.error:
+            print(f"  {run.member} {run.id} {run.status}: {terminal_safe(run.error)}")
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from workbench import groups
+
+    store = _store()
+    ranking = groups.compare_items(groups.load_items(store, args.ids), args.metric, args.band)
+    if args.json:
+        _print_json(groups.comparison_json(ranking))
+        return
+    print(terminal_safe(ranking.sentence))
+    for item in ranking.items:
+        tie = "  tied with best" if item.tied_with_best else ""
+        print(f"  {item.rank}. {item.kind:<5} {item.id}  {ranking.metric} "
+              f"{groups.format_interval(item.mean, item.ci_low, item.ci_high)}{tie}")
+    for pair in ranking.pairs:
+        print(f"  {terminal_safe(pair.sentence)}")
+    for item_id, reason in ranking.refused.items():
+        print(f"  not compared: {item_id}: {terminal_safe(reason)}")
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> None:
+    from workbench import groups
+
+    metric, rows = groups.read_leaderboard(_store(), args.dataset_id, args.target, args.metric)
+    if args.json:
+        _print_json(groups.leaderboard_json(metric, rows))
+        return
+    print(f"leaderboard of {args.dataset_id} predicting {terminal_safe(args.target)} by {metric}")
+    for row in rows:
+        tie = {True: "tied with best", False: "", None: terminal_safe(row.note)}[row.tied_with_best]
+        print(f"  {row.rank}. {row.model:<20} {row.kind:<5} {row.id}  "
+              f"{groups.format_interval(row.mean, row.ci_low, row.ci_high):<24} {row.cost_seconds:8.1f}s  {tie}")
 
 
 def _run_json(run) -> dict[str, Any]:
@@ -377,6 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-by-time", metavar="COLUMN",
                    help="train on the earliest rows by this date column, test on the latest (no future leaks in)")
     p.add_argument("--background", action="store_true", help="queue it and return; a worker trains it")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="train it N times on fixed folds (a run group with a mean and an interval per metric)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_train)
 
@@ -414,6 +482,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id")
     p.add_argument("--out")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("compare", help="is A better than B: compare runs and run groups on the same test rows")
+    p.add_argument("ids", nargs="+", metavar="ID", help="a run id or a run group id")
+    p.add_argument("--metric", help="default: the task's main metric")
+    p.add_argument("--band", type=float, help="gaps within ±BAND count as practically the same (metric units)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("leaderboard", help="the best run or group of each model on a dataset and target")
+    p.add_argument("dataset_id")
+    p.add_argument("--target", required=True)
+    p.add_argument("--metric", help="default: the task's main metric")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("worker", help="train queued runs")
     p.add_argument("--once", action="store_true", help="stop when the queue is empty")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -37,6 +37,8 @@ class MetricsComparison:
     higher_is_better: dict[str, bool]
     baseline_rows: list[str]
     unscored: list[str]  # runs left out: cancelled or failed before they were scored, as 'mlp · 3f2a1b (cancelled)'
+    # row label -> metric -> (low, high): each run's stored 95% interval (test split; none for older runs)
+    intervals: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
 
 
 def compare_metrics(runs: Sequence[Run], split: str = "test") -> MetricsComparison:
@@ -64,21 +66,33 @@ def compare_metrics(runs: Sequence[Run], split: str = "test") -> MetricsComparis
             baseline_rows.append(label)
     table = pd.DataFrame.from_dict(rows, orient="index", columns=metrics)
     unscored = [f"{names[r.id]} ({r.status})" for r in runs if not r.metrics.get(split)]
-    return MetricsComparison(table, best, {m: higher_is_better(m) for m in metrics}, baseline_rows, unscored)
+    intervals = {names[r.id]: {m: (float(b[0]), float(b[1])) for m, b in (r.intervals or {}).get(split, {}).items()
+                               if m in metrics and len(b) == 2} for r in runs if r.metrics.get(split)}
+    return MetricsComparison(table, best, {m: higher_is_better(m) for m in metrics}, baseline_rows, unscored,
+                             intervals)
 
 
 def run_scores(run: Run) -> pd.DataFrame:
     """One run's scores: one row per metric, the test and validation figures, the trivial baseline's test figure
-    (see `baseline_name`) and the metric's direction. Empty when the run was never scored."""
+    (see `baseline_name`), the metric's direction, and the test figure's 95% interval (test_low, test_high; None
+    for a run trained before intervals were kept). Empty when the run was never scored."""
     test, val = run.metrics.get("test") or {}, run.metrics.get("val") or {}
+    bounds = (run.intervals or {}).get("test") or {}
     baseline = (run.baseline or {}).get("test") or {}
     metrics = [m for m in dict.fromkeys([run.primary_metric, *test, *val]) if m and (
         _is_number(test.get(m)) or _is_number(val.get(m)))]
     return pd.DataFrame({"test": [_number(test.get(m)) for m in metrics],
                          "validation": [_number(val.get(m)) for m in metrics],
                          "baseline": [_number(baseline.get(m)) for m in metrics],
-                         "higher_is_better": [higher_is_better(m) for m in metrics]},
+                         "higher_is_better": [higher_is_better(m) for m in metrics],
+                         "test_low": [_bound(bounds, m, 0) for m in metrics],
+                         "test_high": [_bound(bounds, m, 1) for m in metrics]},
                         index=pd.Index(metrics, name="metric"))
+
+
+def _bound(bounds: Mapping[str, Any], metric: str, end: int) -> float | None:
+    pair = bounds.get(metric)
+    return _number(pair[end]) if isinstance(pair, (list, tuple)) and len(pair) == 2 else None
 
 
 def _baselines(runs: Sequence[Run], metrics: list[str]) -> dict[str, dict[str, float | None]]:
@@ -138,14 +152,15 @@ def settings_table(run: Run, defaults: Mapping[str, Any] | None = None) -> pd.Da
     })
 
 
-def params_diff(runs: Sequence[Run]) -> pd.DataFrame:
-    """Only the settings that differ between the runs: one row per setting, one column per run."""
+def params_diff(runs: Sequence[Run], only_differing: bool = True) -> pd.DataFrame:
+    """The settings that differ between the runs (every setting when `only_differing` is False): one row per
+    setting, one column per run."""
     names = run_names(runs)
     settings = [flat_settings(r) for r in runs]
     keys: list[str] = []
     for flat in settings:
         keys += [k for k in flat if k not in keys]
-    differing = [k for k in keys if len({_display(flat.get(k, MISSING)) for flat in settings}) > 1]
+    differing = [k for k in keys if not only_differing or len({_display(flat.get(k, MISSING)) for flat in settings}) > 1]
     return pd.DataFrame(
         {names[r.id]: [_display(flat.get(k, MISSING)) for k in differing] for r, flat in zip(runs, settings, strict=True)},
         index=pd.Index(differing, name="setting"),

@@ -20,6 +20,8 @@ class Settings:
     max_rows: int = 5_000_000
     # A running run whose worker has not written a heartbeat for this long is interrupted.
     heartbeat_timeout_s: float = 30.0
+    # Local worker processes the app keeps running (members of a repeated run train in parallel).
+    workers: int = 1
 
     @property
     def datasets_dir(self) -> Path:
@@ -44,7 +46,13 @@ def get_settings() -> Settings:
         max_upload_mb=int(_positive_number("WORKBENCH_MAX_UPLOAD_MB", 200, whole=True)),
         max_rows=int(_positive_number("WORKBENCH_MAX_ROWS", 5_000_000, whole=True)),
         heartbeat_timeout_s=_positive_number("WORKBENCH_HEARTBEAT_TIMEOUT_S", 30, whole=False),
+        workers=int(_positive_number("WORKBENCH_WORKERS", default_workers(), whole=True)),
     )
+
+
+def default_workers() -> int:
+    """One local worker per two CPU cores, at least one."""
+    return max(1, (os.cpu_count() or 1) // 2)
 
 
 def _positive_number(variable: str, default: float, whole: bool) -> float:

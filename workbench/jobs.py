@@ -1,7 +1,7 @@
 """Running runs: submit to the queue, the local worker that claims and trains them, and the executor seam.
 
 The executor is an interface so that a cluster executor (Ray) can later replace `LocalExecutor`;
-today one local worker process per WORKBENCH_HOME trains queued runs one after another.
+today WORKBENCH_WORKERS local worker processes per WORKBENCH_HOME each train queued runs one after another.
 """
 
 from __future__ import annotations
@@ -18,23 +18,28 @@ import sys
 import threading
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
 from workbench.callbacks import Callback, EpochRecord, RunCancelled
 from workbench.errors import UserError
 from workbench.runconfig import RunConfig
-from workbench.store import EpochMetrics, Run, RunResult, RunStatus, Store
+from workbench.store import EpochMetrics, Run, RunGroup, RunResult, RunStatus, Store
 
 log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL_S = 2.0
 PROGRESS_INTERVAL_S = 0.5
 IDLE_POLL_S = 0.5
 AUTO_WORKER_IDLE_EXIT_S = 900  # a worker the app started goes away after 15 idle minutes
+SEED_LIMIT = 2 ** 31  # training seeds are below this (models.params)
 
 
 def submit_run(store: Store, config: RunConfig) -> Run:
-    """Validate against the dataset, then queue. Returns at once; a worker trains it."""
+    """Validate against the dataset, then queue. Returns at once; a worker trains it. With repeats above 1 the
+    run is a group (`submit_group`) and this returns its first member (its `group_id` names the group)."""
+    if config.repeats > 1:
+        return submit_group(store, config)[1][0]
     return submit_runs(store, [config])[0]
 
 
@@ -52,6 +57,31 @@ def submit_runs(store: Store, configs: list[RunConfig]) -> list[Run]:
         resolved.append(validate_config(config, tables[config.dataset_id]))
     return [store.create_run(config.to_dict(), model=config.model, target=config.target, task=r.task,
                              params=r.params) for config, r in zip(configs, resolved, strict=True)]
+
+
+def submit_group(store: Store, config: RunConfig) -> tuple[RunGroup, list[Run]]:
+    """A repeated run: the fold assignments of this dataset, target and number of repeats (the same for every group
+    made so, and stored with the group), and one queued member run per (round, fold). Members are ordinary runs
+    with one repeat; each trains with the training seed plus its round."""
+    from workbench.datasets import load_table
+    from workbench.evaluation import assignment_seed, fold_assignments
+    from workbench.runner import validate_config
+
+    config.validate()
+    dataset = store.get_dataset(config.dataset_id)
+    table = load_table(store, dataset)
+    resolved = validate_config(config, table)
+    assignment = fold_assignments(table[config.target].dropna(), config.repeats,
+                                  assignment_seed(dataset.id, config.target), resolved.task)
+    members = []
+    for round_, fold in assignment.members:
+        params, member_params = dict(resolved.params), dict(config.params)
+        if "seed" in params:
+            params["seed"] = member_params["seed"] = (int(params["seed"]) + round_) % SEED_LIMIT
+        member_config = replace(config, repeats=1, params=member_params)
+        members.append((assignment.member_name(round_, fold), member_config.to_dict(), params))
+    return store.create_group(config.to_dict(), model=config.model, target=config.target, task=resolved.task,
+                              members=members, scheme=assignment.to_dict(), test_share=assignment.test_share())
 
 
 class StoreCallback(Callback):
@@ -83,13 +113,18 @@ class StoreCallback(Callback):
 def execute_run(store: Store, run: Run) -> str:
     """Train one claimed run and record how it ended. Never raises for a run's own failure."""
     from workbench.datasets import load_table
-    from workbench.runner import execute
+    from workbench.evaluation import FoldAssignments
+    from workbench.runner import Member, execute
 
     run_dir = store.settings.runs_dir / run.id
     try:
         config = RunConfig.from_dict(run.config)
         table = load_table(store, config.dataset_id)
-        outcome = execute(config, table, run_dir, callbacks=[StoreCallback(store, run.id)])
+        member = None
+        if run.group_id and run.member:
+            scheme = store.get_group(run.group_id, with_scheme=True).scheme
+            member = Member(FoldAssignments.from_dict(scheme), run.member)
+        outcome = execute(config, table, run_dir, callbacks=[StoreCallback(store, run.id)], member=member)
     except UserError as exc:
         store.finish_run(run.id, RunResult(RunStatus.FAILED, error=str(exc)))
         return RunStatus.FAILED
@@ -102,7 +137,7 @@ def execute_run(store: Store, run: Run) -> str:
         status=outcome.status, error=outcome.error, task=outcome.task, params=outcome.params, device=outcome.device,
         duration_s=outcome.duration_s, epochs_done=outcome.epochs_run, primary_metric=outcome.primary_metric,
         primary_value=test.get(outcome.primary_metric), split_fingerprint=outcome.split_fingerprint,
-        metrics=outcome.metrics, baseline=outcome.baseline, curves=outcome.curves,
+        metrics=outcome.metrics, baseline=outcome.baseline, curves=outcome.curves, intervals=outcome.intervals or None,
         details={"notes": outcome.notes, "n_train": outcome.n_train, "n_val": outcome.n_val,
                  "n_test": outcome.n_test, "dropped_target_rows": outcome.dropped_target_rows,
                  "versions": package_versions()},
@@ -190,10 +225,15 @@ def sweep_run_temp_folders(store: Store) -> list[Path]:
 
 
 def remove_run_files(store: Store, run_id: str) -> None:
-    """A deleted run's saved model and any half-written copy of it."""
+    """A deleted run's saved model, any half-written copy of it, and its kept test predictions."""
+    from workbench.runner import test_predictions_path
+
     runs_dir = store.settings.runs_dir
     for path in [runs_dir / run_id, *runs_dir.glob(f".{run_id}-*")]:
         shutil.rmtree(path, ignore_errors=True)
+    predictions = test_predictions_path(runs_dir / run_id)
+    for path in (predictions, predictions.with_name(predictions.name + ".tmp")):
+        path.unlink(missing_ok=True)
 
 
 def run_worker(store: Store, once: bool = False, idle_exit_s: float | None = None) -> int:
@@ -258,35 +298,39 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """One background worker process per WORKBENCH_HOME, started when none is alive."""
+    """WORKBENCH_WORKERS background worker processes per WORKBENCH_HOME (settings.workers), started when fewer
+    are alive; they claim queued runs from the store, so members of a repeated run train in parallel."""
 
     def __init__(self, store: Store):
         self.store = store
 
     def ensure_running(self) -> bool:
-        """Start a worker if no live one beats in the store; returns whether one was started."""
+        """Start workers until settings.workers live ones beat in the store; returns whether any was started."""
         home = self.store.settings.home
         home.mkdir(parents=True, exist_ok=True)
         recover_stale_runs(self.store)  # a dead worker's row must not count as a live worker
-        # The lock makes check-then-start atomic across pages and CLI calls: one worker, not one each.
+        wanted = self.store.settings.workers
+        # The lock makes check-then-start atomic across pages and CLI calls: N workers, not N for each caller.
         with open(home / ".worker-start.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            if self.store.live_workers():
+            missing = wanted - len(self.store.live_workers())
+            if missing <= 0:
                 return False
             env = dict(os.environ, WORKBENCH_HOME=str(home))
             with open(home / "worker.log", "ab") as log_file:
-                subprocess.Popen(
-                    [sys.executable, "-m", "workbench", "worker", "--idle-exit", str(AUTO_WORKER_IDLE_EXIT_S)],
-                env=env, stdout=log_file, stderr=log_file,
-                    stdin=subprocess.DEVNULL, start_new_session=True,  # outlives the page or CLI that started it
-                )
-            self._wait_until_alive()
+                for _ in range(missing):
+                    subprocess.Popen(
+                        [sys.executable, "-m", "workbench", "worker", "--idle-exit", str(AUTO_WORKER_IDLE_EXIT_S)],
+                        env=env, stdout=log_file, stderr=log_file,
+                        stdin=subprocess.DEVNULL, start_new_session=True,  # outlives the page or CLI that started it
+                    )
+            self._wait_until_alive(wanted)
         return True
 
-    def _wait_until_alive(self, timeout_s: float = 30.0) -> None:
+    def _wait_until_alive(self, wanted: int, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.store.live_workers():
+            if len(self.store.live_workers()) >= wanted:
                 return
             time.sleep(0.2)
 

@@ -390,7 +390,8 @@ def resolve_categorical(prep: PrepConfig, model_categorical: str, notes: list[st
 
 
 def prepare(frame: pd.DataFrame, target: str, task: str, exclude: list[str], split: SplitConfig,
-            prep: PrepConfig, family: str, model_categorical: str) -> Prepared:
+            prep: PrepConfig, family: str, model_categorical: str, rows: Split | None = None) -> Prepared:
+    """`rows`: a split made elsewhere (a repeated run's member, from its group's stored folds) instead of `split`'s."""
     if target not in frame.columns:
         raise UserError(f"There is no column called '{target}' to predict.")
     notes: list[str] = []
@@ -418,7 +419,7 @@ def prepare(frame: pd.DataFrame, target: str, task: str, exclude: list[str], spl
     labels = class_labels(y_raw) if task != Task.REGRESSION else None
     features = choose_features(data, target, exclude, prep.datetime_parts)
     notes += features.notes
-    rows = split_rows(data.index, labels, split, order)
+    rows = rows or split_rows(data.index, labels, split, order)
     if order is None and not rows.stratified and task != Task.REGRESSION:
         notes.append("A class is too rare to appear in every split, so the split is not stratified.")
 

@@ -11,6 +11,7 @@ TASKS = ("auto", "binary", "multiclass", "regression")
 IMPUTATIONS = ("mean", "median", "most_frequent")
 SCALINGS = ("auto", "standard", "minmax", "quantile")
 CATEGORICAL_ENCODINGS = ("auto", "onehot", "embedding")
+MAX_REPEATS = 50
 
 
 @dataclass
@@ -66,10 +67,15 @@ class RunConfig:
     params: dict[str, Any] = field(default_factory=dict)
     split: SplitConfig = field(default_factory=SplitConfig)
     prep: PrepConfig = field(default_factory=PrepConfig)
+    repeats: int = 1  # above 1: a run group, one member run per repeat (workbench.jobs.submit_run)
 
     def validate(self) -> None:
         if self.task not in TASKS:
             raise UserError(f"Task must be one of {', '.join(TASKS)}, not '{self.task}'.")
+        if not isinstance(self.repeats, int) or isinstance(self.repeats, bool) or not 1 <= self.repeats <= MAX_REPEATS:
+            raise UserError(f"Repeats must be a whole number from 1 to {MAX_REPEATS}, not {self.repeats}.")
+        if self.repeats > 1 and self.split.order_by is not None:
+            raise UserError("Repeats test on random folds and a time-ordered split is one fixed split; choose one.")
         self.split.validate()
         self.prep.validate()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -12,15 +13,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.model_selection import train_test_split
 
 from workbench import memory
 from workbench.artifacts import save_run
 from workbench.callbacks import Callback, CallbackList, EpochRecord, RunCancelled
 from workbench.devices import select_device
 from workbench.errors import UserError
+from workbench.evaluation import FoldAssignments, score_intervals
 from workbench.models.params import NeuralParams, as_dict
 from workbench.models.registry import ModelSpec, get_model, resolve_params
-from workbench.prepare import MIN_TRAIN_ROWS, Prepared, detect_task, prepare, time_order
+from workbench.prepare import MIN_TRAIN_ROWS, Prepared, Split, class_labels, detect_task, prepare, time_order
 from workbench.runconfig import RunConfig
 from workbench.store.entities import RunStatus
 from workbench.tasks import Objective, Task
@@ -28,6 +31,22 @@ from workbench.training import FitResult, Tensors, fit, predict_outputs
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
+# Beside the saved model folder, not in it (an export of the model must not carry the test rows' targets): what a
+# paired comparison of two runs reads.
+TEST_PREDICTIONS_SUFFIX = ".test-predictions.npz"
+INTERVAL_SEED = 0  # the bootstrap of every run's scores is seeded: the same predictions give the same interval
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member of a repeated run: its group's stored fold assignments and which of their members it is."""
+
+    assignment: FoldAssignments
+    name: str  # FoldAssignments.member_name
+
+    def fingerprint(self) -> str:
+        """The member's test rows: equal for the same member of every group on the same scheme."""
+        return hashlib.sha256(f"{self.assignment.key}|{self.name}".encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -56,6 +75,7 @@ class RunOutcome:
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     baseline: dict[str, dict[str, float]] = field(default_factory=dict)
     curves: dict[str, Any] = field(default_factory=dict)
+    intervals: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # {"test": {metric: [low, high]}}
     split_fingerprint: str = ""
     n_train: int = 0
     n_val: int = 0
@@ -110,14 +130,17 @@ def validate_config(config: RunConfig, table: pd.DataFrame) -> Resolved:
     return Resolved(task, hyperparameters)
 
 
-def execute(config: RunConfig, table: pd.DataFrame, run_dir: Path, callbacks: Sequence[Callback] = ()) -> RunOutcome:
+def execute(config: RunConfig, table: pd.DataFrame, run_dir: Path, callbacks: Sequence[Callback] = (),
+            member: Member | None = None) -> RunOutcome:
     """Train one run and save it to run_dir when it succeeds. A UserError is raised before training; any other
-    failure during training ends the run 'failed' with the message, so a worker never crashes on a run."""
+    failure during training ends the run 'failed' with the message, so a worker never crashes on a run.
+    A member of a repeated run trains and tests on its member's rows of the stored folds, not on `config.split`."""
     started = time.perf_counter()
     resolved = validate_config(config, table)
     spec = get_model(config.model)
+    rows = member_split(table, config, resolved.task, member) if member else None
     prepared = prepare(table, config.target, resolved.task, config.exclude, config.split, config.prep,
-                       spec.family, spec.categorical)
+                       spec.family, spec.categorical, rows=rows)
     objective = Objective.for_training(prepared.task, prepared.y["train"], len(prepared.classes or []))
     if isinstance(resolved.hyperparameters, NeuralParams):  # again, with the shapes the preparation made
         device = select_device(resolved.hyperparameters.device)
@@ -159,9 +182,59 @@ def _train_score_save(outcome: RunOutcome, config: RunConfig, spec: ModelSpec, p
         outcome.metrics = {s: objective.score(y[s], predictions[s]) for s in ("val", "test")}
         outcome.baseline = {"test": objective.baseline(y["train"], y["test"])}
         outcome.curves = objective.curves(y["test"], predictions["test"], prepared.classes)
+        intervals = score_intervals(prepared.task, y["test"], predictions["test"], seed=INTERVAL_SEED)
+        outcome.intervals = {"test": {name: [i.low, i.high] for name, i in intervals.items()
+                                      if np.isfinite(i.low) and np.isfinite(i.high)}}
         artifact_config = {"model": spec.name, "family": spec.family, "target": config.target,
                            "classes": prepared.classes, "params": outcome.params, **objective.to_config()}
         save_run(run_dir, artifact_config, prepared.preprocessor, trained.model)
+        save_test_predictions(run_dir, y["test"], predictions["test"])
+
+
+def test_predictions_path(run_dir: Path) -> Path:
+    return Path(run_dir).with_name(Path(run_dir).name + TEST_PREDICTIONS_SUFFIX)
+
+
+def save_test_predictions(run_dir: Path, y: np.ndarray, predictions: np.ndarray) -> None:
+    """The test rows' targets and predictions, written whole or not at all (a temporary file, then a rename)."""
+    path = test_predictions_path(run_dir)
+    tmp = path.with_name(f"{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, y=y, predictions=predictions)
+    tmp.replace(path)
+
+
+def load_test_predictions(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(y, predictions) of a run's test rows; None for a run saved before they were kept (or never saved)."""
+    path = test_predictions_path(run_dir)
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        return data["y"], data["predictions"]
+
+
+def member_split(table: pd.DataFrame, config: RunConfig, task: Task, member: Member) -> Split:
+    """A member's rows: its test rows from the stored folds; validation rows drawn from the rest as a single run
+    draws them (the validation share of train + validation, stratified when every class allows it, seeded by the
+    split seed plus the member's round)."""
+    target = table[config.target]
+    index = target.index[target.notna()]
+    assignment = member.assignment
+    if assignment.n_rows != len(index):
+        raise UserError(f"The table no longer has the {assignment.n_rows:,} rows with a target that this repeated "
+                        f"run's folds were made for ({len(index):,} now).")
+    r, f = next((r, f) for r, f in assignment.members if assignment.member_name(r, f) == member.name)
+    train_positions, test_positions = assignment.split(r, f)
+    rest, test = np.asarray(index[train_positions]), np.asarray(index[test_positions])
+    labels = class_labels(target.loc[rest]).to_numpy() if task != Task.REGRESSION else None
+    share = config.split.val / (config.split.train + config.split.val)
+    stratify = labels
+    if labels is not None and (pd.Series(labels).value_counts().min() < 2
+                               or np.floor(share * len(rest)) < len(set(labels))):
+        stratify = None  # a class too rare to appear in both parts
+    train, val = train_test_split(rest, test_size=share, random_state=config.split.seed + r, stratify=stratify)
+    return Split(np.sort(train), np.sort(val), np.sort(test), member.fingerprint(),
+                 stratify is not None or labels is None)
 
 
 def _train_neural(spec: ModelSpec, prepared: Prepared, objective: Objective, params: NeuralParams,

@@ -1,4 +1,4 @@
-"""The tracking store: datasets, runs, per-epoch metrics and workers, behind plain dataclasses."""
+"""The tracking store: datasets, runs, run groups, per-epoch metrics and workers, behind plain dataclasses."""
 
 from workbench.store.api import Store
 from workbench.store.entities import (
@@ -7,11 +7,12 @@ from workbench.store.entities import (
     Dataset,
     EpochMetrics,
     Run,
+    RunGroup,
     RunResult,
     RunStatus,
     Worker,
     utcnow,
 )
 
-__all__ = ["ACTIVE_STATUSES", "FINAL_STATUSES", "Dataset", "EpochMetrics", "Run", "RunResult", "RunStatus", "Store", "Worker",
+__all__ = ["ACTIVE_STATUSES", "FINAL_STATUSES", "Dataset", "EpochMetrics", "Run", "RunGroup", "RunResult", "RunStatus", "Store", "Worker",
            "utcnow"]

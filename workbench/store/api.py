@@ -37,12 +37,13 @@ from workbench.store.entities import (
     Dataset,
     EpochMetrics,
     Run,
+    RunGroup,
     RunResult,
     RunStatus,
     Worker,
     utcnow,
 )
-from workbench.store.orm import DatasetRow, EpochRow, RunRow, WorkerRow
+from workbench.store.orm import DatasetRow, EpochRow, RunGroupRow, RunRow, WorkerRow
 
 BUSY_TIMEOUT_S = 5.0  # one attempt's wait for a lock inside the database
 RETRY_S = 300.0  # how long a transaction is retried while the database stays busy
@@ -78,7 +79,23 @@ def _run(row: RunRow, epochs: list[EpochRow] | None = None, with_curves: bool = 
         duration_s=row.duration_s, primary_metric=row.primary_metric, primary_value=row.primary_value,
         split_fingerprint=row.split_fingerprint, metrics=row.metrics or {}, baseline=row.baseline or {},
         curves=(row.curves or {}) if with_curves else {}, details=row.details or {}, error=row.error,
-        epochs=[_epoch(e) for e in epochs or []],
+        epochs=[_epoch(e) for e in epochs or []], intervals=row.intervals or {}, group_id=row.group_id,
+        member=row.member,
+    )
+
+
+def _group(row: RunGroupRow, with_scheme: bool = False) -> RunGroup:
+    return RunGroup(id=row.id, dataset_id=row.dataset_id, target=row.target, model=row.model, task=row.task,
+                    config=row.config, scheme_key=row.scheme_key, test_share=row.test_share,
+                    n_members=row.n_members, created_at=row.created_at, scheme=row.scheme if with_scheme else None)
+
+
+def _queued_run(config: dict[str, Any], model: str, target: str, task: str, params: dict[str, Any]) -> RunRow:
+    return RunRow(
+        id=new_id(), dataset_id=config["dataset_id"], status=RunStatus.QUEUED, model=model, target=target,
+        task=task, config=config, params=params, created_at=utcnow(), cancel_requested=False, epochs_done=0,
+        epochs_planned=int(params.get("epochs", 1)),
+        batches_done=0, metrics={}, baseline={}, curves={}, details={},
     )
 
 
@@ -86,10 +103,10 @@ def _worker(row: WorkerRow) -> Worker:
     return Worker(row.id, row.pid, row.hostname, row.started_at, row.heartbeat_at)
 
 
-_KIND = {DatasetRow: "dataset", RunRow: "run"}
+_KIND = {DatasetRow: "dataset", RunRow: "run", RunGroupRow: "run group"}
 
 
-def _get_or_raise(s: Session, row_type: type[DatasetRow] | type[RunRow], key: str, *,
+def _get_or_raise(s: Session, row_type: type[DatasetRow] | type[RunRow] | type[RunGroupRow], key: str, *,
                   for_update: bool = False) -> Any:
     row = s.get(row_type, key, with_for_update=for_update)
     if row is None:
@@ -276,16 +293,50 @@ class Store:
                    params: dict[str, Any]) -> Run:
         def work(s: Session) -> Run:
             _get_or_raise(s, DatasetRow, config["dataset_id"])
-            row = RunRow(
-                id=new_id(), dataset_id=config["dataset_id"], status=RunStatus.QUEUED, model=model, target=target,
-                task=task, config=config, params=params, created_at=utcnow(), cancel_requested=False, epochs_done=0,
-                epochs_planned=int(params.get("epochs", 1)),
-                batches_done=0, metrics={}, baseline={}, curves={}, details={},
-            )
+            row = _queued_run(config, model, target, task, params)
             s.add(row)
             s.flush()
             return _run(row)
         return self._transaction(work)
+
+    def create_group(self, config: dict[str, Any], model: str, target: str, task: str,
+                     members: list[tuple[str, dict[str, Any], dict[str, Any]]], scheme: dict[str, Any],
+                     test_share: float) -> tuple[RunGroup, list[Run]]:
+        """A run group and its queued member runs, in one transaction: a group is never left without its members.
+        members: (member name, the member's run config, its params), in the order they are to train."""
+        def work(s: Session) -> tuple[RunGroup, list[Run]]:
+            _get_or_raise(s, DatasetRow, config["dataset_id"])
+            group = RunGroupRow(id=new_id(), dataset_id=config["dataset_id"], target=target, model=model, task=task,
+                                config=config, scheme=scheme, scheme_key=scheme["key"], test_share=test_share,
+                                n_members=len(members), created_at=utcnow())
+            s.add(group)
+            rows = []
+            for position, (member, member_config, params) in enumerate(members):
+                row = _queued_run(member_config, model, target, task, params)
+                row.group_id, row.member = group.id, member
+                # Members queue in order: the claim takes the oldest first (same-instant timestamps would tie).
+                row.created_at = group.created_at + timedelta(microseconds=position)
+                rows.append(row)
+            s.add_all(rows)
+            s.flush()
+            return _group(group), [_run(r) for r in rows]
+        return self._transaction(work)
+
+    def get_group(self, group_id: str, with_scheme: bool = False) -> RunGroup:
+        return self._transaction(lambda s: _group(_get_or_raise(s, RunGroupRow, group_id), with_scheme))
+
+    def list_groups(self, dataset_id: str | None = None) -> list[RunGroup]:
+        """Groups, newest first, without their fold assignments (get_group(..., with_scheme=True) has them)."""
+        query = select(RunGroupRow).options(defer(RunGroupRow.scheme)).order_by(RunGroupRow.created_at.desc())
+        if dataset_id:
+            query = query.where(RunGroupRow.dataset_id == dataset_id)
+        return self._transaction(lambda s: [_group(r) for r in s.scalars(query)])
+
+    def group_runs(self, group_id: str) -> list[Run]:
+        """A group's member runs in member order, without curves or epochs."""
+        query = (select(RunRow).options(defer(RunRow.curves)).where(RunRow.group_id == group_id)
+                 .order_by(RunRow.created_at))
+        return self._transaction(lambda s: [_run(r, with_curves=False) for r in s.scalars(query)])
 
     def get_run(self, run_id: str, with_epochs: bool = True) -> Run:
         def work(s: Session) -> Run:

@@ -91,6 +91,9 @@ class Run:
     details: dict[str, Any]
     error: str | None
     epochs: list[EpochMetrics] = field(default_factory=list)
+    intervals: dict[str, Any] = field(default_factory=dict)  # {"test": {metric: [low, high]}}; {} for older runs
+    group_id: str | None = None
+    member: str | None = None  # which test rows of its group's scheme (e.g. 'r0f3')
 
     @property
     def is_final(self) -> bool:
@@ -175,6 +178,24 @@ class RunResult:
     baseline: dict[str, Any] | None = None
     curves: dict[str, Any] | None = None
     details: dict[str, Any] | None = None
+    intervals: dict[str, Any] | None = None
+
+
+@dataclass
+class RunGroup:
+    """A repeated run. `scheme` (the FoldAssignments record, every member's folds) is only read when asked for."""
+
+    id: str
+    dataset_id: str
+    target: str
+    model: str
+    task: str
+    config: dict[str, Any]
+    scheme_key: str
+    test_share: float
+    n_members: int
+    created_at: datetime
+    scheme: dict[str, Any] | None = None
 
 
 @dataclass

@@ -63,6 +63,11 @@ class RunRow(Base):
     curves: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # notes, split sizes, versions
     error: Mapped[str | None] = mapped_column(Text)
+    # {"test": {metric: [low, high]}}: the 95% bootstrap interval of each test score (None before revision 0002)
+    intervals: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # A member of a repeated run: its group and which test rows it had (FoldAssignments.member_name).
+    group_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    member: Mapped[str | None] = mapped_column(String(16))
 
     dataset: Mapped[DatasetRow] = relationship(back_populates="runs")
     epochs: Mapped[list[EpochRow]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
@@ -78,6 +83,25 @@ class EpochRow(Base):
     val_metric: Mapped[float | None] = mapped_column(Float)
     lr: Mapped[float | None] = mapped_column(Float)
     seconds: Mapped[float | None] = mapped_column(Float)
+
+
+class RunGroupRow(Base):
+    """A repeated run: its members are ordinary runs (runs.group_id); `scheme` is the stored FoldAssignments record
+    that fixes every member's test rows."""
+
+    __tablename__ = "run_groups"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    target: Mapped[str] = mapped_column(String(255))
+    model: Mapped[str] = mapped_column(String(64))
+    task: Mapped[str] = mapped_column(String(16))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    scheme: Mapped[dict[str, Any]] = mapped_column(JSON)  # FoldAssignments.to_dict(): the folds of every member
+    scheme_key: Mapped[str] = mapped_column(String(64), index=True)
+    test_share: Mapped[float] = mapped_column(Float)
+    n_members: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class WorkerRow(Base):
