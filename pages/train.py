@@ -18,7 +18,16 @@ from workbench import jobs, timing
 from workbench.errors import UserError
 from workbench.models.params import coerce
 from workbench.models.registry import DEFAULT_MODEL
-from workbench.runconfig import CATEGORICAL_ENCODINGS, IMPUTATIONS, SCALINGS, TASKS, PrepConfig, RunConfig, SplitConfig
+from workbench.runconfig import (
+    CATEGORICAL_ENCODINGS,
+    IMPUTATIONS,
+    MAX_REPEATS,
+    SCALINGS,
+    TASKS,
+    PrepConfig,
+    RunConfig,
+    SplitConfig,
+)
 from workbench.store import ACTIVE_STATUSES, RunStatus
 
 LIVE_REFRESH_S = 1.5
@@ -30,11 +39,11 @@ ENCODING_LABELS = {"auto": "auto (suits the model)", "onehot": "one-hot", "embed
 # Form fields kept in the URL besides the hyperparameters (which use their own names): {url key: session key}.
 FORM_FIELDS = {"task": "task", "impute": "impute", "scaling": "scaling", "categorical": "categorical",
                "datetime_parts": "datetime_parts", "train_pct": "train_pct", "val_pct": "val_pct",
-               "test_pct": "test_pct", "split_seed": "split_seed"}
+               "test_pct": "test_pct", "split_seed": "split_seed", "repeats": "repeats"}
 FORM_DEFAULTS = {"task": "auto", "impute": PrepConfig.impute_numeric, "scaling": PrepConfig.scaling,
                  "categorical": PrepConfig.categorical, "datetime_parts": PrepConfig.datetime_parts,
                  "train_pct": round(SplitConfig.train * 100), "val_pct": round(SplitConfig.val * 100),
-                 "test_pct": round(SplitConfig.test * 100), "split_seed": SplitConfig.seed}
+                 "test_pct": round(SplitConfig.test * 100), "split_seed": SplitConfig.seed, "repeats": 1}
 STARTED = "train.started_run"  # the run this session just started: its card comes first until it ends
 
 require_frame(__file__)
@@ -295,10 +304,17 @@ with model_col:
         st.caption(f"Expected training time on this table: {escape_markdown(estimate)}{escape_markdown(note)} "
                    "(from its size and this machine's measured speed).")
 
+    repeats = st.number_input(
+        "Repeats", 1, MAX_REPEATS, key="repeats",
+        help="Train this model several times on different folds of the table (5 folds per round) and seeds: the "
+             "scores get a mean and an honest interval, and two models trained with repeats can be told apart on "
+             "Runs & Compare. 1: a single run.")
+
 keep_form_in_url({"dataset_id": dataset_id, "target": target, "model": model, "exclude": exclude,
                   "order_by": order_by, "params": chosen, "task": task, "impute": impute, "scaling": scaling,
                   "categorical": categorical, "datetime_parts": datetime_parts, "train_pct": int(train_pct),
-                  "val_pct": int(val_pct), "test_pct": int(test_pct), "split_seed": int(split_seed)})
+                  "val_pct": int(val_pct), "test_pct": int(test_pct), "split_seed": int(split_seed),
+                  "repeats": int(repeats)})
 
 if st.button("Start training", type="primary"):
     config = RunConfig(
@@ -307,6 +323,7 @@ if st.button("Start training", type="primary"):
                           order_by=order_by),
         prep=PrepConfig(impute_numeric=impute, scaling=scaling, categorical=categorical,
                         datetime_parts=datetime_parts),
+        repeats=int(repeats),
     )
     try:
         with st.spinner("Checking the settings…"):

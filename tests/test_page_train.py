@@ -94,3 +94,13 @@ def test_a_table_with_dates_offers_a_time_split_and_warns_about_a_random_one(sto
     start(at)
     [run] = store.list_runs()
     assert run.config["split"]["order_by"] == "signed_up"
+
+
+def test_repeats_on_the_form_queue_a_run_group_and_stay_in_the_url(store, dataset_id):
+    at = page("train").run()
+    at.selectbox(key="model").select("logistic_regression").run()
+    at.number_input(key="repeats").set_value(5).run()
+    assert at.query_params.get("repeats") in ("5", ["5"])
+    start(at)
+    runs = store.list_runs()
+    assert len(runs) == 5 and len({r.group_id for r in runs}) == 1 and runs[0].group_id is not None
