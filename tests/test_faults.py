@@ -297,9 +297,9 @@ def test_three_browser_sessions_upload_train_and_compare_at_once(store, home, tm
             started = time.monotonic()
             uploader.locator("input[type=file]").set_input_files(str(upload))
             trainer.get_by_role("button", name="Start training").click()
-            choose(comparer, "Runs to compare", first.id)
+            choose(comparer, "Runs or groups to compare", first.id)
             comparer.keyboard.press("Escape")
-            choose(comparer, "Runs to compare", second.id)
+            choose(comparer, "Runs or groups to compare", second.id)
             comparer.keyboard.press("Escape")
 
             expect(uploader.get_by_text("Added fresh.csv")).to_be_visible(timeout=LONG)

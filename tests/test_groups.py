@@ -44,18 +44,19 @@ def cli(home: Path, *args: str) -> subprocess.CompletedProcess:
     ("ridge", make_regression_frame(300), "y"),
 ])
 def test_every_test_score_gets_an_interval_around_it_and_the_predictions_are_kept(tmp_path, model, frame, target):
-    outcome = execute(RunConfig("d", target, model), frame, tmp_path / "run")
+    outcome = execute(RunConfig("d", target, model), frame, tmp_path / "run", predictions_path=tmp_path / "p.npz")
     assert outcome.status == RunStatus.SUCCEEDED
     test, intervals = outcome.metrics["test"], outcome.intervals["test"]
     assert set(intervals) == set(test)
     for metric, (low, high) in intervals.items():
         assert low <= test[metric] <= high, metric
     assert intervals[outcome.primary_metric][0] < intervals[outcome.primary_metric][1]  # 45 rows: a real width
-    y, predictions = load_test_predictions(tmp_path / "run")
+    y, predictions = load_test_predictions(tmp_path / "p.npz")
     assert len(y) == len(predictions) == outcome.n_test
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["config.json", "model.skops",
                                                                    "preprocessor.skops"]  # not in an export
     again = execute(RunConfig("d", target, model), frame, tmp_path / "again")
+    assert [p.name for p in tmp_path.rglob("*.npz")] == ["p.npz"]  # nothing kept without a path
     assert again.intervals == outcome.intervals  # seeded: the same predictions give the same interval
 
 
@@ -125,7 +126,7 @@ def test_a_three_repeat_group_trains_on_the_real_worker_with_every_member_on_its
     assert assignment.to_dict() == fold_assignments(frame["label"], 3, assignment.seed, Task.BINARY).to_dict()
     for run in members:
         _, test = assignment.split(*next(m for m in assignment.members if assignment.member_name(*m) == run.member))
-        y, _ = load_test_predictions(store.settings.runs_dir / run.id)
+        y, _ = load_test_predictions(jobs.test_predictions_path(store, run.id))
         assert run.details["n_test"] == len(test) == len(y)
         assert run.params["seed"] == 4 and run.config["repeats"] == 1 and run.intervals["test"]["accuracy"]
     assert sum(r.details["n_test"] for r in members) == len(frame)  # every row tested once per round
@@ -162,8 +163,8 @@ def test_a_three_repeat_group_trains_on_the_real_worker_with_every_member_on_its
     mixed = cli(home, "compare", group.id, members[1].id)
     assert mixed.returncode == 2 and "repeat the run too" in mixed.stderr
     jobs.delete_run(store, members[1].id)  # its kept test predictions go with it
-    assert load_test_predictions(store.settings.runs_dir / members[1].id) is None
-    assert not list(store.settings.runs_dir.glob(f"{members[1].id}*"))
+    assert load_test_predictions(jobs.test_predictions_path(store, members[1].id)) is None
+    assert not list(store.settings.test_predictions_dir.glob(f"*{members[1].id}*"))
     board = cli(home, "leaderboard", dataset_id, "--target", "label", "--json")
     assert board.returncode == 0, board.stderr
     rows = json.loads(board.stdout)["rows"]

@@ -32,6 +32,11 @@ class Settings:
         return self.home / "runs"
 
     @property
+    def test_predictions_dir(self) -> Path:
+        """Each finished run's test targets and predictions (`<run id>.npz`), for paired comparisons."""
+        return self.home / "test-predictions"
+
+    @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
 

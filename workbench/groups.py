@@ -169,6 +169,7 @@ class Items:
 
 def load_items(store: Store, ids: Sequence[str]) -> Items:
     """Each id is a group or a run. Runs are read with their stored test predictions (for the paired bootstrap)."""
+    from workbench.jobs import test_predictions_path
     from workbench.runner import load_test_predictions
 
     ids = list(dict.fromkeys(ids))
@@ -180,7 +181,7 @@ def load_items(store: Store, ids: Sequence[str]) -> Items:
         else:
             run = store.get_run(item_id, with_epochs=False)  # a plain sentence when there is no such run either
             runs[item_id] = run
-            predictions[item_id] = load_test_predictions(store.settings.runs_dir / run.id)
+            predictions[item_id] = load_test_predictions(test_predictions_path(store, run.id))
     return Items(ids, groups, runs, predictions)
 
 

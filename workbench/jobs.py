@@ -124,7 +124,8 @@ def execute_run(store: Store, run: Run) -> str:
         if run.group_id and run.member:
             scheme = store.get_group(run.group_id, with_scheme=True).scheme
             member = Member(FoldAssignments.from_dict(scheme), run.member)
-        outcome = execute(config, table, run_dir, callbacks=[StoreCallback(store, run.id)], member=member)
+        outcome = execute(config, table, run_dir, callbacks=[StoreCallback(store, run.id)], member=member,
+                          predictions_path=test_predictions_path(store, run.id))
     except UserError as exc:
         store.finish_run(run.id, RunResult(RunStatus.FAILED, error=str(exc)))
         return RunStatus.FAILED
@@ -226,14 +227,17 @@ def sweep_run_temp_folders(store: Store) -> list[Path]:
 
 def remove_run_files(store: Store, run_id: str) -> None:
     """A deleted run's saved model, any half-written copy of it, and its kept test predictions."""
-    from workbench.runner import test_predictions_path
-
     runs_dir = store.settings.runs_dir
     for path in [runs_dir / run_id, *runs_dir.glob(f".{run_id}-*")]:
         shutil.rmtree(path, ignore_errors=True)
-    predictions = test_predictions_path(runs_dir / run_id)
-    for path in (predictions, predictions.with_name(predictions.name + ".tmp")):
+    predictions = test_predictions_path(store, run_id)
+    for path in (predictions, predictions.with_name(f".{predictions.name}.tmp")):
         path.unlink(missing_ok=True)
+
+
+def test_predictions_path(store: Store, run_id: str) -> Path:
+    """Where a run's test targets and predictions are kept (workbench.runner.save_test_predictions)."""
+    return store.settings.test_predictions_dir / f"{run_id}.npz"
 
 
 def run_worker(store: Store, once: bool = False, idle_exit_s: float | None = None) -> int:

@@ -31,9 +31,6 @@ from workbench.training import FitResult, Tensors, fit, predict_outputs
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
-# Beside the saved model folder, not in it (an export of the model must not carry the test rows' targets): what a
-# paired comparison of two runs reads.
-TEST_PREDICTIONS_SUFFIX = ".test-predictions.npz"
 INTERVAL_SEED = 0  # the bootstrap of every run's scores is seeded: the same predictions give the same interval
 
 
@@ -131,10 +128,12 @@ def validate_config(config: RunConfig, table: pd.DataFrame) -> Resolved:
 
 
 def execute(config: RunConfig, table: pd.DataFrame, run_dir: Path, callbacks: Sequence[Callback] = (),
-            member: Member | None = None) -> RunOutcome:
+            member: Member | None = None, predictions_path: Path | None = None) -> RunOutcome:
     """Train one run and save it to run_dir when it succeeds. A UserError is raised before training; any other
     failure during training ends the run 'failed' with the message, so a worker never crashes on a run.
-    A member of a repeated run trains and tests on its member's rows of the stored folds, not on `config.split`."""
+    A member of a repeated run trains and tests on its member's rows of the stored folds, not on `config.split`.
+    `predictions_path`: where to keep the test rows' targets and predictions (outside the model folder, so an export
+    of the model does not carry them), for paired comparisons."""
     started = time.perf_counter()
     resolved = validate_config(config, table)
     spec = get_model(config.model)
@@ -158,7 +157,7 @@ def execute(config: RunConfig, table: pd.DataFrame, run_dir: Path, callbacks: Se
     callback_list = CallbackList(callbacks)
     try:
         _train_score_save(outcome, config, spec, prepared, objective, resolved.hyperparameters, run_dir,
-                          callback_list)
+                          callback_list, predictions_path)
     except UserError:
         raise
     except Exception as exc:
@@ -170,7 +169,8 @@ def execute(config: RunConfig, table: pd.DataFrame, run_dir: Path, callbacks: Se
 
 
 def _train_score_save(outcome: RunOutcome, config: RunConfig, spec: ModelSpec, prepared: Prepared,
-                      objective: Objective, params: Any, run_dir: Path, callbacks: CallbackList) -> None:
+                      objective: Objective, params: Any, run_dir: Path, callbacks: CallbackList,
+                      predictions_path: Path | None) -> None:
     train = _train_neural if spec.family == "neural" else _train_classical
     trained = train(spec, prepared, objective, params, callbacks)
     fitted = trained.fitted
@@ -188,25 +188,21 @@ def _train_score_save(outcome: RunOutcome, config: RunConfig, spec: ModelSpec, p
         artifact_config = {"model": spec.name, "family": spec.family, "target": config.target,
                            "classes": prepared.classes, "params": outcome.params, **objective.to_config()}
         save_run(run_dir, artifact_config, prepared.preprocessor, trained.model)
-        save_test_predictions(run_dir, y["test"], predictions["test"])
+        if predictions_path is not None:
+            save_test_predictions(predictions_path, y["test"], predictions["test"])
 
 
-def test_predictions_path(run_dir: Path) -> Path:
-    return Path(run_dir).with_name(Path(run_dir).name + TEST_PREDICTIONS_SUFFIX)
-
-
-def save_test_predictions(run_dir: Path, y: np.ndarray, predictions: np.ndarray) -> None:
+def save_test_predictions(path: Path, y: np.ndarray, predictions: np.ndarray) -> None:
     """The test rows' targets and predictions, written whole or not at all (a temporary file, then a rename)."""
-    path = test_predictions_path(run_dir)
-    tmp = path.with_name(f"{path.name}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
         np.savez_compressed(f, y=y, predictions=predictions)
     tmp.replace(path)
 
 
-def load_test_predictions(run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """(y, predictions) of a run's test rows; None for a run saved before they were kept (or never saved)."""
-    path = test_predictions_path(run_dir)
+def load_test_predictions(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(y, predictions) of a run's test rows; None for a run trained before they were kept (or never scored)."""
     if not path.is_file():
         return None
     with np.load(path, allow_pickle=False) as data:
