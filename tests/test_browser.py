@@ -268,9 +268,9 @@ def test_the_founders_path_in_a_browser(tmp_path, home):
             no_traceback(page)
 
             open_page(page, "Runs & Compare")
-            choose(page, "Runs to compare", runs[0].id)
+            choose(page, "Runs or groups to compare", runs[0].id)
             page.keyboard.press("Escape")
-            choose(page, "Runs to compare", runs[1].id)
+            choose(page, "Runs or groups to compare", runs[1].id)
             page.keyboard.press("Escape")
             settle(page)  # the one-run view's tabs go once the comparison's come
             expect(page.get_by_role("tab", name="Learning curves")).to_have_count(1, timeout=LONG)
