@@ -163,6 +163,13 @@ MUTATIONS = [
  ("rows with no date kept in a time split", "workbench/prepare.py",
   "            data, order = data[order.notna()], order[order.notna()]\n", "            pass\n",
   ["tests/test_prepare.py::test_time_split_tests_on_exactly_the_latest_rows"]),
+ ("test predictions kept inside the exported model folder", "workbench/jobs.py",
+  '    return store.settings.test_predictions_dir / f"{run_id}.npz"',
+  '    return store.settings.runs_dir / run_id / "test-predictions.npz"',
+  ["tests/test_cli.py::test_train_json_shape_and_run_commands"]),
+ ("a member trains on a table its folds were not made for", "workbench/runner.py",
+  "    if assignment.n_rows != len(index):", "    if False:",
+  ["tests/test_groups.py::test_a_member_refuses_a_table_that_is_not_the_one_its_folds_were_made_for"]),
 ]
 
 
