@@ -255,7 +255,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
     for item in ranking.items:
         tie = "  tied with best" if item.tied_with_best else ""
         print(f"  {item.rank}. {item.kind:<5} {item.id}  {ranking.metric} "
-              f"{groups.format_interval(item.mean, item.ci_low, item.ci_high)}{tie}")
+              f"{groups.format_interval(item.mean, *groups.clip_interval(ranking.metric, item.ci_low, item.ci_high))}"
+              f"{tie}")
     for pair in ranking.pairs:
         print(f"  {terminal_safe(pair.sentence)}")
     for item_id, reason in ranking.refused.items():
