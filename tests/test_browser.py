@@ -299,7 +299,10 @@ def test_the_founders_path_in_a_browser(tmp_path, home):
             no_traceback(page)
             choose(page, "Column you want to predict (optional)", "churned")
             no_traceback(page)
-            page.get_by_role("button", name="Quick start").click()
+            one_row_quick_start = page.get_by_role("button", name="Quick start")
+            expect(one_row_quick_start).to_be_visible(timeout=LONG)
+            settle(page)
+            one_row_quick_start.click()
             expect(page.get_by_text("at least 20 are needed to train")).to_be_visible(timeout=LONG)
             no_traceback(page)
             for title in ("Home", "Data", "Train", "Runs & Compare", "Run", "Predict"):
