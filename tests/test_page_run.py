@@ -93,7 +93,7 @@ def test_predict_with_this_run_opens_predict_with_it_chosen(store, dataset_id):
     next(b for b in at.button if b.label == "Predict with this run").click().run()
     assert not at.exception, at.exception
     assert at.title[0].value == "Predict"
-    picked = at.selectbox(key="predict_run.widget").value
+    picked = next(s for s in at.selectbox if s.label == "Trained run").value
     assert picked == chosen and picked != newer
 
 

@@ -168,16 +168,20 @@ def what_if_inputs(table: pd.DataFrame, columns: Sequence[str], key_prefix: str)
 
 def remembered_selectbox(label: str, options: Sequence[Any], memory_key: str, **kwargs: Any) -> Any:
     """A selectbox whose choice survives page switches (widget state does not; plain session state does)."""
-    # A keyed widget that follows the memory: without a key, an index that follows the memory gives the widget a new
-    # identity after each change, and the change after it is dropped.
-    widget_key = f"{memory_key}.widget"
-
-    def remember() -> None:
-        st.session_state[memory_key] = st.session_state[widget_key]
-
+    # The widget keeps its key while only the user changes it (an unkeyed widget whose index follows the memory gets
+    # a new identity at each change, and the change after it is dropped). When the memory was changed elsewhere (an
+    # upload, another page), a fresh key shows it: the browser may still send the old widget's value, and under the
+    # same key that stale value would read as the user's choice and undo the change.
     current = st.session_state.get(memory_key)
-    st.session_state[widget_key] = current if current in options else options[0]
-    choice = st.selectbox(escape_markdown(label), options, key=widget_key, on_change=remember, **kwargs)
+    current = current if current in options else options[0]
+    shown = st.session_state.setdefault(f"{memory_key}.shown", {"generation": 0, "value": current})
+    if shown["value"] != current:
+        shown["generation"] += 1
+    widget_key = f"{memory_key}.widget.{shown['generation']}"
+    if st.session_state.get(widget_key) not in options:
+        st.session_state[widget_key] = current
+    choice = st.selectbox(escape_markdown(label), options, key=widget_key, **kwargs)
+    shown["value"] = choice
     st.session_state[memory_key] = choice
     return choice
 
