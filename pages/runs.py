@@ -146,14 +146,16 @@ def default_band_text(metric: str) -> str:
     return f"{width * 100:g} point" if metric in POINT_METRICS else f"{width:g}"
 
 
-def show_comparison(chosen: list, with_groups: bool = False) -> None:
+def show_comparison(chosen: list, group_scores: compare.MetricsComparison | None = None) -> None:
+    """`chosen`: the runs, and the finished repeats of the chosen groups; `group_scores`: with groups, the Scores
+    tab's one row per group (its mean and interval) instead of a row per repeat."""
     # A group's repeats are tested on different rows by design; the verdict above pairs them properly.
-    if not with_groups and not compare.same_test_rows(chosen):
+    if group_scores is None and not compare.same_test_rows(chosen):
         st.warning("These runs were tested on different rows (another dataset, other split settings, or other "
                    "repeats of a group), so their test scores side by side do not compare fairly.")
     if len({r.task for r in chosen}) > 1:
         st.warning("These runs solve different tasks; only the metrics they share are comparable.")
-    scores = compare.compare_metrics(chosen)
+    scores = group_scores or compare.compare_metrics(chosen)
     scores_tab, curves_tab, settings_tab, diagnostics_tab = st.tabs(
         ["Scores", "Learning curves", "Settings", "Diagnostics"])
     with scores_tab:
@@ -202,8 +204,8 @@ def show_scores(scores: compare.MetricsComparison) -> None:
     metric = st.selectbox("Metric for the bar chart", metrics, format_func=metric_label, key="compare.metric")
     st.plotly_chart(charts.metric_bars(scores.table, metric, scores.baseline_rows, scores.intervals), width="stretch")
     if any(scores.intervals.values()):
-        st.caption("Whiskers: the 95% interval of each run's score over its test rows (runs trained before "
-                   "intervals were kept show their score only).")
+        st.caption("Whiskers: the 95% interval of each run's score over its test rows, and of each group's mean "
+                   "over its repeats (runs trained before intervals were kept show their score only).")
 
 
 def show_learning_curves(chosen: list) -> None:
@@ -260,8 +262,10 @@ if selected:
     elif selected[0] in summaries:
         show_group(summaries[selected[0]])
     # A group is compared through its repeats: history and curves only for the chosen runs and members.
-    run_ids = [m.id for i in selected for m in (summaries[i].finished if i in summaries else [])]
-    show_comparison(store.get_runs(run_ids + [i for i in selected if i not in summaries]), bool(run_ids))
+    chosen_groups = [summaries[i] for i in selected if i in summaries]
+    chosen_runs = store.get_runs([i for i in selected if i not in summaries])
+    show_comparison(chosen_runs + [m for g in chosen_groups for m in g.finished],
+                    groups.scores_side_by_side(chosen_groups, chosen_runs) if chosen_groups else None)
 elif label_of:
     st.info("Choose a run to see its scores, learning curves and settings, or several runs or groups to see "
             "which is really better.")

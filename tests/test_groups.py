@@ -23,6 +23,7 @@ from ui import charts
 from workbench import compare, datasets, groups, jobs
 from workbench.errors import UserError
 from workbench.evaluation import FoldAssignments, fold_assignments
+from workbench.models.registry import MODELS
 from workbench.runconfig import RunConfig
 from workbench.runner import Member, execute, load_test_predictions, member_split
 from workbench.store import RunStatus
@@ -156,6 +157,21 @@ def test_a_three_repeat_group_trains_on_the_real_worker_with_every_member_on_its
     assert set(pair) == {"a", "b", "difference", "ci_low", "ci_high", "p_value", "prob_a_better", "verdict"}
     assert pair["verdict"] in {"clearly_better", "probably_better", "no_clear_winner", "practically_same"}
     assert pair["a"] == result["items"][0]["id"] and pair["difference"] >= 0
+    # The Scores tab: one row per group (its mean and interval over the repeats), one per single run, and a
+    # baseline row for the groups' shared folds (their members' baselines averaged) besides the run's own.
+    second = store.get_group(other["group_id"])
+    summaries = [groups.summarize(g, store.group_runs(g.id)) for g in (group, second)]
+    side = groups.scores_side_by_side(summaries, [members[0]])
+    group_rows = [f"group {g.id[:6]} · {g.model}" for g in (group, second)]
+    assert list(side.table.index[:3]) == [*group_rows, f"logistic_regression · {members[0].id[:6]}"]
+    assert len(side.baseline_rows) == 2 and side.baseline_rows[0].endswith("mean over the folds")
+    for row, summary in zip(group_rows, summaries, strict=True):
+        assert side.table.loc[row, "accuracy"] == pytest.approx(summary.metrics["accuracy"].mean)
+        assert side.intervals[row]["accuracy"] == (summary.metrics["accuracy"].ci_low,
+                                                   summary.metrics["accuracy"].ci_high)
+    assert side.table.loc[side.baseline_rows[0], "accuracy"] == pytest.approx(
+        np.mean([r.baseline["test"]["accuracy"] for r in members]))
+    assert set(side.best["accuracy"]) <= {*group_rows, side.table.index[2]}
     # Two members with the same test rows compare as single runs; a group and a run do not, and say why.
     runs = cli(home, "compare", members[0].id, other["member_ids"][0], "--metric", "log_loss", "--json")
     assert runs.returncode == 0, runs.stderr
@@ -201,18 +217,17 @@ def test_the_app_keeps_workbench_workers_workers_and_members_train_on_all_of_the
 
 
 @pytest.mark.browser
-def test_two_groups_trained_by_the_worker_get_a_verdict_in_a_browser(store, home):
+def test_two_groups_started_from_the_train_form_get_a_verdict_in_a_browser(store, home):
+    """The user's way: two models with 5 repeats each, started from the Train form (the app starts the worker),
+    then both groups picked on Runs & Compare: a verdict in plain words, and the leaderboard."""
     from playwright.sync_api import expect, sync_playwright
 
-    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, LONG, open_page, served_app, settle
+    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, LONG, open_page, served_app, set_number, settle, wait_for
 
     if not Path(CHROMIUM).exists():
         pytest.skip("needs Debian's Chromium at /usr/bin/chromium")
     frame = make_classification_frame(200)
-    dataset_id = datasets.add_dataset(store, frame.to_csv(index=False).encode(), "customers.csv").dataset.id
-    ids = [jobs.submit_group(store, RunConfig(dataset_id, "label", model, repeats=5))[0].id
-           for model in ("logistic_regression", "random_forest")]
-    jobs.run_worker(store, once=True)
+    datasets.add_dataset(store, frame.to_csv(index=False).encode(), "customers.csv")
     with served_app(home) as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
@@ -220,10 +235,29 @@ def test_two_groups_trained_by_the_worker_get_a_verdict_in_a_browser(store, home
             page.set_default_timeout(30_000)
             page.goto(url)
             page.get_by_role("heading", name="Workbench").wait_for()
+            open_page(page, "Train")
+            for n, model in enumerate(("logistic_regression", "random_forest"), start=1):
+                settle(page)  # typed, then Enter: the live panel of the first group re-renders above the form
+                page.get_by_label("Architecture", exact=True).first.click()
+                page.keyboard.type(model)
+                page.keyboard.press("Enter")
+                settle(page)
+                expect(page.get_by_text(MODELS[model].description.split(":")[0]).first).to_be_visible()
+                set_number(page, "Repeats", "5")
+                page.get_by_role("button", name="Start training").click()
+                wait_for(lambda n=n: len(store.list_groups()) == n, LONG / 1000, f"group {n} in the store")
+                assert page.get_by_test_id("stException").count() == 0
+            made = store.list_groups()
+            assert sorted(g.model for g in made) == ["logistic_regression", "random_forest"]
+            members = [r for g in made for r in store.group_runs(g.id)]
+            assert len(members) == 10
+            wait_for(lambda: all(r.status == RunStatus.SUCCEEDED for r in store.get_runs([m.id for m in members])),
+                     LONG / 1000, "the ten members to be trained by the worker")
+
             open_page(page, "Runs & Compare")
-            for group_id in ids:  # typed, then Enter: the long option list re-renders under the mouse
+            for group in made:  # typed, then Enter: the long option list re-renders under the mouse
                 page.get_by_label("Runs or groups to compare", exact=True).first.click()
-                page.keyboard.type(f"group {group_id}")
+                page.keyboard.type(f"group {group.id}")
                 page.keyboard.press("Enter")
                 page.keyboard.press("Escape")
                 settle(page)

@@ -102,7 +102,9 @@ def metric_bars(table: pd.DataFrame, metric: str, baseline_rows: list[str],
                    "array": [b[1] - v if b else 0 for v, b in zip(values, bounds, strict=True)],
                    "arrayminus": [v - b[0] if b else 0 for v, b in zip(values, bounds, strict=True)]}
     fig = go.Figure(go.Bar(x=[chart_text(label) for label in values.index], y=values.to_numpy(), marker_color=colours,
-                           text=[f"{v:.4f}" for v in values], textposition="outside", error_y=error_y))
+                           text=[f"{v:.4f}" for v in values],
+                           # inside the bar when whiskers stand on top of it: outside, the two overlap
+                           textposition="inside" if error_y else "outside", error_y=error_y))
     fig.update_layout(**LAYOUT, title=f"Test {metric_label(metric)}", yaxis_title=metric_label(metric), height=380)
     return fig
 

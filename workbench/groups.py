@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from workbench.compare import MetricsComparison, compare_metrics
 from workbench.errors import UserError
 from workbench.evaluation import (
     Entry,
@@ -29,7 +31,7 @@ from workbench.evaluation import (
     rank,
 )
 from workbench.store import Run, RunGroup, RunStatus, Store
-from workbench.tasks import Task, higher_is_better, primary_metric
+from workbench.tasks import Task, baseline_name, higher_is_better, primary_metric
 
 # The values a metric can take: a group's t interval (symmetric around the mean) is cut to them, so an accuracy of
 # 0.98 over five repeats does not read as "up to 1.02".
@@ -125,6 +127,47 @@ def summarize_all(groups: Sequence[RunGroup], runs: Sequence[Run]) -> dict[str, 
         if run.group_id:
             members.setdefault(run.group_id, []).append(run)
     return {g.id: summarize(g, members.get(g.id, [])) for g in groups}
+
+
+def scores_side_by_side(summaries: Sequence[GroupSummary], runs: Sequence[Run]) -> MetricsComparison:
+    """The Scores tab for groups and single runs: one row per group (the mean over its finished repeats, with its
+    95% interval), one per run, and the trivial baseline: for groups the mean of their members' baselines, once
+    per fold scheme (groups on the same folds share it)."""
+    singles = compare_metrics(runs) if runs else None
+    rows: dict[str, dict[str, float]] = {}
+    intervals: dict[str, dict[str, tuple[float, float]]] = {}
+    for summary in summaries:
+        label = f"group {summary.group.id[:6]} · {summary.group.model}"
+        rows[label] = {m: s.mean for m, s in summary.metrics.items()}
+        intervals[label] = {m: (s.ci_low, s.ci_high) for m, s in summary.metrics.items()
+                            if math.isfinite(s.ci_low) and math.isfinite(s.ci_high)}
+    if singles is not None:
+        for label in singles.table.index.difference(singles.baseline_rows, sort=False):
+            rows[label] = singles.table.loc[label].dropna().to_dict()
+        intervals |= singles.intervals
+    metrics = list(dict.fromkeys(m for values in rows.values() for m in values))
+    best = {}
+    for metric in metrics:
+        scored = {label: values[metric] for label, values in rows.items() if _finite(values.get(metric))}
+        if scored:
+            top = (max if higher_is_better(metric) else min)(scored.values())
+            best[metric] = [label for label, value in scored.items() if math.isclose(value, top, rel_tol=1e-12)]
+    baselines: dict[str, dict[str, float]] = {}
+    schemes = {s.group.scheme_key for s in summaries}
+    for summary in summaries:
+        per_member = [r.baseline["test"] for r in summary.finished if (r.baseline or {}).get("test")]
+        if not per_member or not summary.finished:
+            continue
+        label = f"Baseline ({baseline_name(summary.group.task)}) · mean over the folds"
+        if len(schemes) > 1:
+            label += f" of group {summary.group.id[:6]}"
+        baselines.setdefault(label, {m: float(np.mean([b[m] for b in per_member if _finite(b.get(m))]))
+                                     for m in metrics if any(_finite(b.get(m)) for b in per_member)})
+    if singles is not None:
+        baselines |= {label: singles.table.loc[label].dropna().to_dict() for label in singles.baseline_rows}
+    table = pd.DataFrame.from_dict(rows | baselines, orient="index", columns=metrics)
+    return MetricsComparison(table, best, {m: higher_is_better(m) for m in metrics}, list(baselines),
+                             singles.unscored if singles else [], intervals)
 
 
 def clip_interval(metric: str, low: float, high: float) -> tuple[float, float]:
