@@ -114,6 +114,8 @@ def targets(results: dict) -> list[dict]:
     if repeated and "ratio" in repeated:
         add(f"{repeated['repeats']} repeats vs one run, {repeated['rows']:,} rows, 1 worker",
             f"<= {repeated['target_ratio']}x", repeated["ratio"], repeated["met"])
+        add(f"{repeated['repeats']} repeats on 2 workers vs 1 worker", f"< {repeated['ratio']}x",
+            repeated["two_workers_ratio"], repeated["two_workers_faster"])
     return out
 
 
@@ -162,7 +164,8 @@ def table(results: dict) -> str:
     if "repeats" in results:
         r = results["repeats"]
         lines.append(f"repeats: {r['repeats']} repeats of the default MLP on {r['rows']:,} rows {r['group_s']} s, one run "
-                     f"{r['single_s']} s -> {r['ratio']}x (1 worker)")
+                     f"{r['single_s']} s -> {r['ratio']}x (1 worker); on 2 workers {r['two_workers_group_s']} s -> "
+                     f"{r['two_workers_ratio']}x")
     for name, error in results.get("errors", {}).items():
         lines.append(f"ERROR {name}: {error}")
     lines.append("targets (quick sizes: a smoke check, not the targets' settings):" if results["quick"] else "targets:")

@@ -97,10 +97,26 @@ def tune_cpu_allocator() -> None:
         pass
 
 
+def share_cores(workers: int) -> int:
+    """A worker process among `workers` on this machine trains on its share of the cores (torch, and scikit-learn's
+    OpenMP and BLAS pools): with every core each, two workers' threads fight over the same cores and every step
+    waits for its slowest thread. Returns the threads each worker gets."""
+    from threadpoolctl import threadpool_limits
+
+    threads = max(1, _available_cores() // max(1, workers))
+    if workers > 1:
+        torch.set_num_threads(min(threads, MAX_CPU_THREADS))
+        threadpool_limits(limits=threads)
+    return threads
+
+
+def _available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def limit_cpu_threads() -> int:
     """At most the cores this process may use (and at most 8): more threads than cores slows tiny models down."""
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = max(1, min(available, MAX_CPU_THREADS, torch.get_num_threads()))
+    threads = max(1, min(_available_cores(), MAX_CPU_THREADS, torch.get_num_threads()))
     if threads != torch.get_num_threads():
         torch.set_num_threads(threads)
     return threads

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Protocol
 
 from workbench.callbacks import Callback, EpochRecord, RunCancelled
+from workbench.devices import share_cores
 from workbench.errors import UserError
 from workbench.runconfig import RunConfig
 from workbench.store import EpochMetrics, Run, RunGroup, RunResult, RunStatus, Store
@@ -248,6 +249,7 @@ def run_worker(store: Store, once: bool = False, idle_exit_s: float | None = Non
     # SIGTERM unwinds like an exception, so the finally below deregisters the worker; a run it was
     # training then reads as interrupted at the next recovery instead of after the heartbeat timeout.
     signal.signal(signal.SIGTERM, _raise_system_exit)
+    share_cores(store.settings.workers)
     recover_stale_runs(store)
     sweep_run_temp_folders(store)
     worker = store.register_worker()
