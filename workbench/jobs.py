@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
@@ -110,8 +111,9 @@ class StoreCallback(Callback):
             raise RunCancelled("Cancelled by the user.")
 
 
-def execute_run(store: Store, run: Run) -> str:
-    """Train one claimed run and record how it ended. Never raises for a run's own failure."""
+def execute_run(store: Store, run: Run, callbacks: Sequence[Callback] = ()) -> str:
+    """Train one claimed run and record how it ended. Never raises for a run's own failure. `callbacks` come after
+    the store's (a sweep trial's pruning callback: the epoch is recorded before it may stop the run)."""
     from workbench.datasets import load_table
     from workbench.evaluation import FoldAssignments
     from workbench.runner import Member, execute
@@ -124,8 +126,8 @@ def execute_run(store: Store, run: Run) -> str:
         if run.group_id and run.member:
             scheme = store.get_group(run.group_id, with_scheme=True).scheme
             member = Member(FoldAssignments.from_dict(scheme), run.member)
-        outcome = execute(config, table, run_dir, callbacks=[StoreCallback(store, run.id)], member=member,
-                          predictions_path=test_predictions_path(store, run.id))
+        outcome = execute(config, table, run_dir, callbacks=[StoreCallback(store, run.id), *callbacks],
+                          member=member, predictions_path=test_predictions_path(store, run.id))
     except UserError as exc:
         store.finish_run(run.id, RunResult(RunStatus.FAILED, error=str(exc)))
         return RunStatus.FAILED
@@ -257,6 +259,10 @@ def run_worker(store: Store, once: bool = False, idle_exit_s: float | None = Non
     try:
         while True:
             run = store.claim_next_run(worker.id)
+            if run is None and _train_next_trial(store, worker.id, heartbeat):  # queued runs come first
+                processed += 1
+                idle_since = time.monotonic()
+                continue
             if run is None:
                 if once or (idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s):
                     return processed
@@ -272,6 +278,23 @@ def run_worker(store: Store, once: bool = False, idle_exit_s: float | None = Non
     finally:
         heartbeat.stop()
         store.stop_worker(worker.id)
+
+
+def _train_next_trial(store: Store, worker_id: str, heartbeat: _Heartbeat) -> bool:
+    """Start and train the next trial of a running sweep, if one has a trial to start; returns whether it did."""
+    from workbench.sweeps import start_next_trial, train_trial  # sweeps imports jobs
+
+    started = start_next_trial(store, worker_id)
+    if started is None:
+        return False
+    log.info("trial %s of sweep %s: run %s", started.trial.number, started.sweep.id, started.run.id)
+    heartbeat.run_id = started.run.id
+    try:
+        status = train_trial(store, started)
+    finally:
+        heartbeat.run_id = None
+    log.info("run %s ended %s", started.run.id, status)
+    return True
 
 
 def run_in_foreground(store: Store, run: Run) -> Run:
