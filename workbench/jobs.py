@@ -314,6 +314,35 @@ def run_in_foreground(store: Store, run: Run) -> Run:
     return store.get_run(run.id)
 
 
+def sweep_in_foreground(store: Store, sweep_ids: list[str], extra_workers: int = 0) -> None:
+    """Run sweeps' trials in this process until they end (the CLI's `sweep` without --background), with
+    `extra_workers` more worker processes training trials beside it (they exit when no trial is left). Ctrl-C
+    cancels the sweeps."""
+    from workbench.sweeps import cancel_sweep, run_sweep
+
+    worker = store.register_worker()
+    heartbeat = _Heartbeat(store, worker.id)
+    heartbeat.start()
+    env = dict(os.environ, WORKBENCH_HOME=str(store.settings.home))
+    helpers = [subprocess.Popen([sys.executable, "-m", "workbench", "worker", "--once"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+               for _ in range(extra_workers)]
+    try:
+        for sweep_id in sweep_ids:
+            run_sweep(store, sweep_id, worker.id, on_trial=lambda run: setattr(heartbeat, "run_id", run.id))
+            heartbeat.run_id = None
+    except KeyboardInterrupt:
+        for sweep_id in sweep_ids:
+            if not store.get_sweep(sweep_id).is_final:
+                cancel_sweep(store, sweep_id)
+        raise
+    finally:
+        heartbeat.stop()
+        store.stop_worker(worker.id)
+        for helper in helpers:
+            helper.wait()
+
+
 def _raise_system_exit(signum, _frame) -> None:  # noqa: ANN001
     raise SystemExit(128 + signum)
 

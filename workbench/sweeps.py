@@ -653,7 +653,9 @@ def sweep_summary(store: Store, sweep_id: str) -> SweepSummary:
     importances = None
     if counts["complete"] >= 2:
         try:
-            importances = optuna.importance.get_param_importances(study)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "importances will be equal": shown as they are
+                importances = optuna.importance.get_param_importances(study)
         except (RuntimeError, ValueError, ZeroDivisionError):  # e.g. every complete trial scored the same
             importances = None
     end = sweep.finished_at or utcnow()
