@@ -115,6 +115,16 @@ class Dimension:
             return ", ".join(map(str, self.choices))
         return f"{self.low:g} to {self.high:g}" + (" (log scale)" if self.log else "")
 
+    def as_text(self) -> str:
+        """The form `parse_dimension` reads back: 'LOW:HIGH[:log]', 'a,b,c' (lists of numbers 'a,b/c,d'), or
+        the fixed value."""
+        if self.kind == "fixed":
+            return _text(self.value)
+        if self.kind == "choice":
+            separator = LIST_CHOICE_SEPARATOR if any("," in str(c) for c in self.choices) else ","
+            return separator.join(map(str, self.choices))
+        return f"{self.low:g}:{self.high:g}" + (":log" if self.log else "")
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["choices"] = list(self.choices)
