@@ -19,6 +19,7 @@ navigation = st.navigation(
         st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
         st.Page("pages/runs.py", title="Runs & Compare", icon=":material/leaderboard:"),
         st.Page("pages/run.py", title="Run", icon=":material/article:"),
+        st.Page("pages/sweeps.py", title="Sweeps", icon=":material/travel_explore:"),
         st.Page("pages/predict.py", title="Predict", icon=":material/online_prediction:"),
     ]
 )

@@ -3,7 +3,8 @@
 Results are also written to bench-results/latest.json (git-ignored). Parts: throughput, time_to_quality,
 sklearn_mlp, utilisation, ingest, train_memory, quality, runs_page, repeats (5 repeats against one run),
 estimates (the Train form's expected time against the real run), evaluation (the comparison statistics'
-simulations: false alarms, planted gaps, coverage). On a machine with CUDA, throughput,
+simulations: false alarms, planted gaps, coverage), sweeps (a 30-trial MLP sweep against the defaults, with and
+without pruning, and its overhead). On a machine with CUDA, throughput,
 time_to_quality, sklearn_mlp and utilisation also run our trainer on the GPU (bf16 autocast, its default there).
 """
 
@@ -23,7 +24,7 @@ from workbench.devices import tune_cpu_allocator
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("throughput", "time_to_quality", "sklearn_mlp", "utilisation", "ingest", "train_memory", "quality",
-         "runs_page", "repeats", "estimates", "evaluation")
+         "runs_page", "repeats", "estimates", "evaluation", "sweeps")
 
 
 def run_part(name: str, quick: bool, device: str, compile_model: bool) -> dict:
@@ -67,6 +68,9 @@ def run_part(name: str, quick: bool, device: str, compile_model: bool) -> dict:
         comparisons = 40 if quick else 200
         return {"false_alarms": evaluation.false_alarms(comparisons), "planted_gap": evaluation.planted_gap(comparisons),
                 "coverage": evaluation.coverage(200 if quick else 1000), "bootstrap_seconds": evaluation.bootstrap_seconds()}
+    if name == "sweeps":
+        from benchmarks import sweeps
+        return sweeps.measure(2_000, trials=4, epochs=3, repeats=2) if quick else sweeps.measure()
     raise ValueError(name)
 
 
@@ -116,6 +120,15 @@ def targets(results: dict) -> list[dict]:
             f"<= {repeated['target_ratio']}x", repeated["ratio"], repeated["met"])
         add(f"{repeated['repeats']} repeats on 2 workers vs 1 worker", f"< {repeated['ratio']}x",
             repeated["two_workers_ratio"], repeated["two_workers_faster"])
+    swept = results.get("sweeps")
+    if swept and "pruning_saved" in swept:
+        add(f"{swept['trials']}-trial MLP sweep vs defaults, {swept['rows']:,} rows (validation)", "better",
+            f"{swept['pruned']['best_val']} vs {swept['defaults']['val']}",
+            (swept["pruned"]["best_val"] or 0) > (swept["defaults"]["val"] or 1))
+        add("pruning saves wall time", f">= {swept['target_pruning_saved']:.0%}", swept["pruning_saved"],
+            swept["pruning_saved"] >= swept["target_pruning_saved"])
+        add("sweep time outside the trials' epochs", f"<= {swept['target_overhead_share']:.0%}",
+            swept["overhead_share"], swept["overhead_share"] <= swept["target_overhead_share"])
     return out
 
 
@@ -166,6 +179,14 @@ def table(results: dict) -> str:
         lines.append(f"repeats: {r['repeats']} repeats of the default MLP on {r['rows']:,} rows {r['group_s']} s, one run "
                      f"{r['single_s']} s -> {r['ratio']}x (1 worker); on 2 workers {r['two_workers_group_s']} s -> "
                      f"{r['two_workers_ratio']}x")
+    if "sweeps" in results:
+        w = results["sweeps"]
+        p, u, b = w["pruned"], w["unpruned"], w["best_retrained"]
+        lines.append(f"sweeps: {w['trials']} MLP trials on {w['rows']:,} rows: defaults val {w['defaults']['val']}, best val "
+                     f"{p['best_val']} pruned ({p['wall_s']} s, {p['n_pruned']} pruned) / {u['best_val']} unpruned "
+                     f"({u['wall_s']} s) -> saved {w['pruning_saved']:.0%}; best retrained x{b['repeats']}: test "
+                     f"{b['test_mean']} {b['test_ci']}; outside epochs {w['overhead_share']:.1%}, outside runs "
+                     f"{p['outside_runs_share']:.1%}")
     for name, error in results.get("errors", {}).items():
         lines.append(f"ERROR {name}: {error}")
     lines.append("targets (quick sizes: a smoke check, not the targets' settings):" if results["quick"] else "targets:")

@@ -32,7 +32,8 @@ PICK_KEY = "run.pick"  # the run chosen in the picker; the address (?run=ID) fol
 DELETED_KEY = "run.deleted"  # the id of the run this page just deleted, to say so after the rerun
 STATUS_WORDS = {RunStatus.QUEUED: "queued, waiting for the worker", RunStatus.RUNNING: "training",
                 RunStatus.SUCCEEDED: "finished", RunStatus.FAILED: "failed", RunStatus.DIVERGED: "diverged",
-                RunStatus.CANCELLED: "cancelled", RunStatus.INTERRUPTED: "interrupted"}
+                RunStatus.CANCELLED: "cancelled", RunStatus.INTERRUPTED: "interrupted",
+                RunStatus.PRUNED: "pruned"}
 PREP_WORDS = {"impute_numeric": "Missing numbers filled with the column's", "scaling": "Numbers scaled",
               "categorical": "Categories encoded as", "datetime_parts": "Dates split into year, month, weekday…"}
 
@@ -143,7 +144,11 @@ def show_actions(run: Run) -> None:
 def show_scores(run: Run) -> None:
     scores = compare.run_scores(run)
     if scores.empty:
-        st.info(f"This run has no scores: it {escape_markdown(STATUS_WORDS[run.status])} before it was tested.")
+        if run.status == RunStatus.PRUNED:
+            st.info("This run has no scores: its sweep stopped it early (pruned) because it was doing worse than the "
+                    "other trials; its learning curves are kept.")
+        else:
+            st.info(f"This run has no scores: it {escape_markdown(STATUS_WORDS[run.status])} before it was tested.")
         return
     table = pd.DataFrame({
         "Test": [format_interval(*row) for row in scores[["test", "test_low", "test_high"]].itertuples(

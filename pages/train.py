@@ -4,17 +4,19 @@ The form's state lives in the URL (dataset, target, model and every changed sett
 shows the same form; `?from_run=ID` fills it from a stored run ("Retrain with changes").
 """
 
+from dataclasses import replace
+
 import streamlit as st
 
 from ui import charts
 from ui.auth import require_access
-from ui.forms import param_widgets, remembered_selectbox, seed_param_state
+from ui.forms import param_widgets, remembered_selectbox, seed_param_state, sweep_space_editor
 from ui.frame import require_frame
 from ui.guard import guarded_fragment
 from ui.resources import get_store, model_catalog, model_defaults
 from ui.tables import STATUS_ICONS, likely_target, metric_label, progress_text, runs_column_config, runs_frame
 from ui.text import escape_markdown
-from workbench import jobs, timing
+from workbench import jobs, sweeps, timing
 from workbench.errors import UserError
 from workbench.models.params import coerce
 from workbench.models.registry import DEFAULT_MODEL
@@ -316,15 +318,14 @@ keep_form_in_url({"dataset_id": dataset_id, "target": target, "model": model, "e
                   "val_pct": int(val_pct), "test_pct": int(test_pct), "split_seed": int(split_seed),
                   "repeats": int(repeats)})
 
+config = RunConfig(
+    dataset_id=dataset_id, target=target, model=model, task=task, exclude=exclude, params=chosen,
+    split=SplitConfig(train=train_pct / 100, val=val_pct / 100, test=test_pct / 100, seed=int(split_seed),
+                      order_by=order_by),
+    prep=PrepConfig(impute_numeric=impute, scaling=scaling, categorical=categorical, datetime_parts=datetime_parts),
+    repeats=int(repeats),
+)
 if st.button("Start training", type="primary"):
-    config = RunConfig(
-        dataset_id=dataset_id, target=target, model=model, task=task, exclude=exclude, params=chosen,
-        split=SplitConfig(train=train_pct / 100, val=val_pct / 100, test=test_pct / 100, seed=int(split_seed),
-                          order_by=order_by),
-        prep=PrepConfig(impute_numeric=impute, scaling=scaling, categorical=categorical,
-                        datetime_parts=datetime_parts),
-        repeats=int(repeats),
-    )
     try:
         with st.spinner("Checking the settings…"):
             run = jobs.submit_run(store, config)
@@ -334,6 +335,55 @@ if st.button("Start training", type="primary"):
     else:
         st.session_state[STARTED] = run.id
         st.rerun()  # the live panel moves above the form, with this run's card in view
+
+
+def search_panel() -> None:
+    """A sweep of this model's settings, or every model with its defaults: the two ways not to choose by hand."""
+    neural = catalog[model]["family"] == "neural"
+    st.caption("A search trains this model many times, each time with settings Optuna picks from what scored well "
+               "so far; every trial is a run of its own. The first trial uses the defaults. Settings not searched "
+               "keep the values above.")
+    space_text = sweep_space_editor(model, catalog[model]["params"], chosen, key=f"sweep.space.{model}")
+    trials_col, minutes_col, prune_col = st.columns(3)
+    n_trials = trials_col.number_input("Trials", 1, sweeps.MAX_TRIALS, sweeps.DEFAULT_TRIALS, key="sweep.trials",
+                                       help="How many settings to try.")
+    minutes = minutes_col.number_input("Time limit in minutes", min_value=1, value=None, key="sweep.minutes",
+                                       placeholder="none", help="No new trial starts after this.")
+    prune = prune_col.toggle("Stop weak trials early", value=neural, disabled=not neural, key=f"sweep.prune.{model}",
+                             help="A trial scoring worse than the median of earlier trials at the same epoch stops "
+                                  "(pruned); its curves stay. Only for neural models, which train in epochs.")
+    if st.button("Start search", icon=":material/travel_explore:"):
+        searched = {name: text for name, text in space_text.items() if text is not None}
+        defaults = {spec["name"]: spec["default"] for spec in catalog[model]["params"]}
+        kept = {name: chosen.get(name, defaults[name]) for name, text in space_text.items() if text is None}
+        try:
+            sweep_config = sweeps.SweepConfig(
+                run=replace(config, repeats=1, params=kept),
+                n_trials=int(n_trials), timeout_s=minutes * 60 if minutes else None, space=searched, prune=prune)
+            with st.spinner("Setting up the search…"):
+                sweep = sweeps.submit_sweep(store, sweep_config)
+                jobs.LocalExecutor(store).ensure_running()
+        except UserError as exc:
+            st.error(escape_markdown(exc))
+        else:
+            st.switch_page("pages/sweeps.py", query_params={"sweep": sweep.id})
+    st.divider()
+    repeated = f", each with {int(repeats)} repeats" if repeats > 1 else ""
+    st.caption(f"Or train every model that fits this task once with its defaults{escape_markdown(repeated)}, "
+               "and see which is best on the leaderboard of Runs & Compare.")
+    if st.button("Try every model", icon=":material/apps:"):
+        try:
+            with st.spinner("Checking the settings…"):
+                sweeps.try_every_model(store, dataset_id, target, repeats=int(repeats), task=task, base=config)
+                jobs.LocalExecutor(store).ensure_running()
+        except UserError as exc:
+            st.error(escape_markdown(exc))
+        else:
+            st.switch_page("pages/runs.py")
+
+
+with st.expander("Not sure which settings or model? Search", icon=":material/travel_explore:"):
+    search_panel()
 
 if not panel_first:
     live_panel()

@@ -51,3 +51,14 @@ def test_step_flops_are_the_matmul_flops_a_training_step_runs():
     with FlopCounterMode(display=False) as counter:
         train_step(model, x, x_cat, y, Objective("binary"), make_optimizer(model, params), params, nullcontext())
     assert counter.get_total_flops() == step_flops(32, [5, 16, 8, 1])
+
+
+def test_quick_sweeps_part_reports_both_sweeps_and_the_retrained_best():
+    """Tiny sizes: the part runs end to end; its figures are there, not its targets."""
+    from benchmarks.sweeps import measure
+
+    result = measure(rows=400, trials=2, epochs=2, repeats=2)
+    assert {"defaults", "pruned", "unpruned", "best_retrained", "pruning_saved", "overhead_share", "met"} <= set(result)
+    assert result["pruned"]["n_complete"] + result["pruned"]["n_pruned"] == 2
+    assert result["unpruned"]["n_pruned"] == 0 and result["unpruned"]["n_complete"] == 2
+    assert 0 <= result["overhead_share"] <= 1 and result["best_retrained"]["test_mean"] is not None

@@ -247,3 +247,34 @@ def diagnostics(runs: Sequence[Run], matrices_per_row: int = 3) -> list[go.Figur
     if not points.empty:
         figures += [predicted_vs_actual(points), residuals(points)]
     return figures
+
+
+TRIAL_COLOURS = {"complete": "#2563eb", "pruned": "#9ca3af", "fail": "#dc2626", "running": "#f59e0b"}
+
+
+def sweep_history(trials: pd.DataFrame, best_so_far: Sequence[tuple[int, float]], metric: str) -> go.Figure:
+    """Every trial as a point (its validation score, coloured by how it ended) and the best score so far as a step
+    line. `trials`: columns number, state, value (NaN for a trial with no score yet)."""
+    fig = go.Figure()
+    for state, colour in TRIAL_COLOURS.items():
+        shown = trials[(trials["state"] == state) & trials["value"].notna()]
+        if not shown.empty:
+            fig.add_trace(go.Scatter(x=shown["number"], y=shown["value"], mode="markers", name=state,
+                                     marker={"color": colour, "size": 9}))
+    if best_so_far:
+        numbers, values = zip(*best_so_far, strict=True)
+        fig.add_trace(go.Scatter(x=list(numbers), y=list(values), mode="lines", line={"shape": "hv", "color": "#111827"},
+                                 name="best so far"))
+    fig.update_layout(**LAYOUT, title=f"Validation {metric_label(metric)} of each trial", height=360,
+                      xaxis_title="trial", yaxis_title=metric_label(metric))
+    return fig
+
+
+def importances(values: Mapping[str, float], labels: Mapping[str, str]) -> go.Figure:
+    """How much each searched setting mattered to the score (Optuna's fANOVA importance; they add up to 1)."""
+    ordered = sorted(values.items(), key=lambda item: item[1])
+    fig = go.Figure(go.Bar(x=[v for _, v in ordered], y=[chart_text(labels.get(n, n)) for n, _ in ordered],
+                           orientation="h", marker_color=PALETTE[0]))
+    fig.update_layout(**LAYOUT, title="Which settings mattered", xaxis_title="importance",
+                      height=120 + 28 * len(ordered))
+    return fig

@@ -202,3 +202,34 @@ def sample_picker(store, label: str, button_label: str, **button_kwargs: Any):
         return None
     st.session_state["dataset_id"] = added.dataset.id
     return added
+
+
+def sweep_space_editor(model: str, params: Sequence[Mapping[str, Any]], values: Mapping[str, Any],
+                       key: str) -> dict[str, str | None]:
+    """Which settings a search tries, and over what: a table of every hyperparameter with the default range or
+    choices (workbench.sweeps), each editable and each switchable off. Returns {name: range text as `--space` takes
+    it, or None for a setting kept at its value in `values` (or its default)}."""
+    from workbench.sweeps import SearchSpace
+
+    space = SearchSpace.for_model(model)
+    labels = {spec["name"]: spec["label"] for spec in params}
+    defaults = {spec["name"]: spec["default"] for spec in params}
+    frame = pd.DataFrame({
+        "Setting": [labels[d.name] for d in space.dimensions],
+        "Search": [d.searched for d in space.dimensions],
+        "Range or choices": [d.as_text() if d.searched else _as_text(values.get(d.name, defaults[d.name]))
+                             for d in space.dimensions],
+    })
+    edited = st.data_editor(
+        frame, key=key, hide_index=True, width="stretch", disabled=["Setting"], num_rows="fixed",
+        column_config={
+            "Search": st.column_config.CheckboxColumn(help="Off: the setting keeps its value from the form above"),
+            "Range or choices": st.column_config.TextColumn(
+                help="LOW:HIGH, or LOW:HIGH:log to search on a log scale (learning rates); choices a,b,c; lists of "
+                     "numbers separated by / (128,128/256,256)")})
+    return {d.name: (str(text) if searched else None)
+            for d, searched, text in zip(space.dimensions, edited["Search"], edited["Range or choices"], strict=True)}
+
+
+def _as_text(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)

@@ -18,7 +18,7 @@ from workbench.store import Dataset, Run, RunStatus
 STATUS_ICONS = {RunStatus.QUEUED: ":material/schedule:", RunStatus.RUNNING: ":material/directions_run:",
                 RunStatus.SUCCEEDED: ":material/check_circle:", RunStatus.FAILED: ":material/error:",
                 RunStatus.DIVERGED: ":material/trending_up:", RunStatus.CANCELLED: ":material/cancel:",
-                RunStatus.INTERRUPTED: ":material/warning:"}
+                RunStatus.INTERRUPTED: ":material/warning:", RunStatus.PRUNED: ":material/content_cut:"}
 SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
 
 

@@ -17,13 +17,23 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from workbench.store.entities import RunStatus
+
 if TYPE_CHECKING:
     from workbench.models.params import NeuralParams
     from workbench.tasks import Objective
 
 
 class RunCancelled(Exception):
-    """Raised by a callback to stop training; the run ends `cancelled` with its history kept."""
+    """Raised by a callback to stop training; the run ends `status` (cancelled) with its history kept."""
+
+    status = RunStatus.CANCELLED
+
+
+class RunPruned(RunCancelled):
+    """Raised by a sweep's pruning callback: the trial is doing worse than the others; the run ends `pruned`."""
+
+    status = RunStatus.PRUNED
 
 
 @dataclass

@@ -345,6 +345,87 @@ def cmd_cancel(args: argparse.Namespace) -> None:
     print(f"run {run.id}: " + ("cancelled" if run.status == RunStatus.CANCELLED else "cancel requested"))
 
 
+# -- sweeps --------------------------------------------------------------------------------------
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from workbench import jobs, sweeps
+    from workbench.runconfig import RunConfig
+
+    store = _store()
+    if args.workers < 1:
+        raise UserError("--workers must be at least 1.")
+    every = args.model == "all"
+    n_trials = args.trials if args.trials is not None else (1 if every else sweeps.DEFAULT_TRIALS)
+    run = RunConfig(dataset_id=args.dataset, target=args.target, model=args.model, task=args.task,
+                    params=sweeps.parse_assignments(args.fix, "--fix"))
+    config = sweeps.SweepConfig(run, n_trials=n_trials, timeout_s=args.timeout_s,
+                                space=sweeps.parse_assignments(args.space, "--space"),
+                                prune=False if args.no_prune else None, seed=args.seed)
+    submitted = sweeps.sweep_every_model(store, config) if every else [sweeps.submit_sweep(store, config)]
+    if args.background:
+        started = jobs.LocalExecutor(store).ensure_running()
+        if not args.json:
+            print("\n".join(f"queued sweep {s.id} ({s.model}, {s.n_trials} trials)" for s in submitted)
+                  + (" (started a worker)" if started else ""))
+    else:
+        jobs.sweep_in_foreground(store, [s.id for s in submitted], extra_workers=args.workers - 1)
+    summaries = [sweeps.sweep_summary(store, s.id) for s in submitted]
+    if args.json:
+        data = [s.to_json() for s in summaries]
+        _print_json(data if every else data[0])
+        return
+    if not args.background:
+        for summary in summaries:
+            _print_sweep(summary)
+
+
+def _print_sweep(summary) -> None:
+    data = summary.to_json()
+    print(f"sweep {data['sweep_id']}  {data['status']}  {data['model']}  {data['n_complete']} complete, "
+          f"{data['n_pruned']} pruned, {data['n_failed']} failed of {data['n_trials']}  in {data['duration_s']:.1f}s")
+    if data["best_run_id"]:
+        print(f"  best: run {data['best_run_id']}  validation {data['metric']}={data['best_value']:.4f}")
+        print("  " + "  ".join(f"{k}={terminal_safe(v)}" for k, v in data["best_params"].items()))
+    if summary.sweep.error:
+        print(f"  message: {terminal_safe(summary.sweep.error)}")
+
+
+def cmd_sweeps(args: argparse.Namespace) -> None:
+    found = _store().list_sweeps(dataset_id=args.dataset)
+    if args.json:
+        _print_json([{"sweep_id": s.id, "status": s.status, "model": s.model, "dataset_id": s.dataset_id,
+                      "target": s.target, "n_trials": s.n_trials, "trials_started": s.trials_started,
+                      "best_run_id": s.best_run_id, "created_at": s.created_at.isoformat()} for s in found])
+        return
+    if not found:
+        print("No sweeps yet.")
+    for s in found:
+        print(f"{s.id}  {s.status:<9} {s.model:<20} {s.trials_started}/{s.n_trials} trials  "
+              f"best={s.best_run_id or '-'}  {s.created_at:%Y-%m-%d %H:%M}")
+
+
+def cmd_show_sweep(args: argparse.Namespace) -> None:
+    from workbench import sweeps
+
+    summary = sweeps.sweep_summary(_store(), args.sweep_id)
+    if args.json:
+        _print_json({**summary.to_json(), "space": summary.space, "importances": summary.importances,
+                     "trials": [vars(t) for t in summary.trials]})
+        return
+    _print_sweep(summary)
+    for t in summary.trials:
+        value = f"{t.value:.4f}" if t.value is not None else "-"
+        print(f"  trial {t.number:>3}  {t.state:<9} {value:>8}  run {t.run_id or '-'}")
+
+
+def cmd_cancel_sweep(args: argparse.Namespace) -> None:
+    from workbench.sweeps import cancel_sweep
+
+    sweep = cancel_sweep(_store(), args.sweep_id)
+    print(f"sweep {sweep.id}: cancelled; its running trials stop within seconds")
+
+
 def cmd_predict(args: argparse.Namespace) -> None:
     from workbench.ingest import read_path
     from workbench.predict import predict_file, to_safe_csv
@@ -498,8 +579,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_leaderboard)
 
-    p = sub.add_parser("worker", help="train queued runs")
-    p.add_argument("--once", action="store_true", help="stop when the queue is empty")
+    p = sub.add_parser("sweep", help="search a model's hyperparameters: every trial is a run")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--target", required=True)
+    p.add_argument("--model", required=True, help="a model, or 'all': one sweep per model that fits the task")
+    p.add_argument("--task", default="auto", choices=["auto", "binary", "multiclass", "regression"])
+    p.add_argument("--trials", type=int, help="how many trials (default 20; with --model all, 1: the defaults)")
+    p.add_argument("--timeout-s", type=float, help="start no trial after this many seconds")
+    p.add_argument("--space", action="append", default=[],
+                   help="NAME=LOW:HIGH[:log] or NAME=a,b,c (lists of numbers: 128/256,256), repeatable")
+    p.add_argument("--fix", action="append", default=[], help="NAME=VALUE, not searched, repeatable")
+    p.add_argument("--workers", type=int, default=1, help="trials at a time, in this and K-1 more processes")
+    p.add_argument("--no-prune", action="store_true", help="never stop a trial early")
+    p.add_argument("--seed", type=int, default=0, help="the sampler's seed")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--background", action="store_true", help="queue it for the workers and return")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("sweeps", help="list sweeps")
+    p.add_argument("--dataset")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_sweeps)
+
+    p = sub.add_parser("show-sweep", help="show a sweep and its trials")
+    p.add_argument("sweep_id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show_sweep)
+
+    p = sub.add_parser("cancel-sweep", help="cancel a running sweep")
+    p.add_argument("sweep_id")
+    p.set_defaults(func=cmd_cancel_sweep)
+
+    p = sub.add_parser("worker", help="train queued runs and sweep trials")
+    p.add_argument("--once", action="store_true", help="stop when the queue is empty and no sweep has a trial")
     p.add_argument("--max-concurrent", type=int, help="runs at a time (default: 1 on a CPU, one per GPU)")
     p.add_argument("--idle-exit", type=float, help="stop after this many seconds with an empty queue")
     p.set_defaults(func=cmd_worker)

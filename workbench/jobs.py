@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
@@ -111,8 +112,9 @@ class StoreCallback(Callback):
             raise RunCancelled("Cancelled by the user.")
 
 
-def execute_run(store: Store, run: Run) -> str:
-    """Train one claimed run and record how it ended. Never raises for a run's own failure."""
+def execute_run(store: Store, run: Run, callbacks: Sequence[Callback] = ()) -> str:
+    """Train one claimed run and record how it ended. Never raises for a run's own failure. `callbacks` come after
+    the store's (a sweep trial's pruning callback: the epoch is recorded before it may stop the run)."""
     from workbench.datasets import load_table
     from workbench.evaluation import FoldAssignments
     from workbench.runner import Member, execute
@@ -125,8 +127,8 @@ def execute_run(store: Store, run: Run) -> str:
         if run.group_id and run.member:
             scheme = store.get_group(run.group_id, with_scheme=True).scheme
             member = Member(FoldAssignments.from_dict(scheme), run.member)
-        outcome = execute(config, table, run_dir, callbacks=[StoreCallback(store, run.id)], member=member,
-                          predictions_path=test_predictions_path(store, run.id))
+        outcome = execute(config, table, run_dir, callbacks=[StoreCallback(store, run.id), *callbacks],
+                          member=member, predictions_path=test_predictions_path(store, run.id))
     except UserError as exc:
         store.finish_run(run.id, RunResult(RunStatus.FAILED, error=str(exc)))
         return RunStatus.FAILED
@@ -259,6 +261,10 @@ def run_worker(store: Store, once: bool = False, idle_exit_s: float | None = Non
     try:
         while True:
             run = store.claim_next_run(worker.id)
+            if run is None and _train_next_trial(store, worker.id, heartbeat):  # queued runs come first
+                processed += 1
+                idle_since = time.monotonic()
+                continue
             if run is None:
                 if once or (idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s):
                     return processed
@@ -276,6 +282,23 @@ def run_worker(store: Store, once: bool = False, idle_exit_s: float | None = Non
         store.stop_worker(worker.id)
 
 
+def _train_next_trial(store: Store, worker_id: str, heartbeat: _Heartbeat) -> bool:
+    """Start and train the next trial of a running sweep, if one has a trial to start; returns whether it did."""
+    from workbench.sweeps import start_next_trial, train_trial  # sweeps imports jobs
+
+    started = start_next_trial(store, worker_id)
+    if started is None:
+        return False
+    log.info("trial %s of sweep %s: run %s", started.trial.number, started.sweep.id, started.run.id)
+    heartbeat.run_id = started.run.id
+    try:
+        status = train_trial(store, started)
+    finally:
+        heartbeat.run_id = None
+    log.info("run %s ended %s", started.run.id, status)
+    return True
+
+
 def run_in_foreground(store: Store, run: Run) -> Run:
     """Train a just-submitted run in this process (the CLI's `train` without --background)."""
     worker = store.register_worker()
@@ -291,6 +314,35 @@ def run_in_foreground(store: Store, run: Run) -> Run:
         heartbeat.stop()
         store.stop_worker(worker.id)
     return store.get_run(run.id)
+
+
+def sweep_in_foreground(store: Store, sweep_ids: list[str], extra_workers: int = 0) -> None:
+    """Run sweeps' trials in this process until they end (the CLI's `sweep` without --background), with
+    `extra_workers` more worker processes training trials beside it (they exit when no trial is left). Ctrl-C
+    cancels the sweeps."""
+    from workbench.sweeps import cancel_sweep, run_sweep
+
+    worker = store.register_worker()
+    heartbeat = _Heartbeat(store, worker.id)
+    heartbeat.start()
+    env = dict(os.environ, WORKBENCH_HOME=str(store.settings.home))
+    helpers = [subprocess.Popen([sys.executable, "-m", "workbench", "worker", "--once"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+               for _ in range(extra_workers)]
+    try:
+        for sweep_id in sweep_ids:
+            run_sweep(store, sweep_id, worker.id, on_trial=lambda run: setattr(heartbeat, "run_id", run.id))
+            heartbeat.run_id = None
+    except KeyboardInterrupt:
+        for sweep_id in sweep_ids:
+            if not store.get_sweep(sweep_id).is_final:
+                cancel_sweep(store, sweep_id)
+        raise
+    finally:
+        heartbeat.stop()
+        store.stop_worker(worker.id)
+        for helper in helpers:
+            helper.wait()
 
 
 def _raise_system_exit(signum, _frame) -> None:  # noqa: ANN001

@@ -271,6 +271,6 @@ def _train_classical(spec: ModelSpec, prepared: Prepared, objective: Objective, 
     try:
         callbacks.on_epoch_end(record)
     except RunCancelled as exc:
-        fitted.status, fitted.error = RunStatus.CANCELLED, str(exc)
+        fitted.status, fitted.error = exc.status, str(exc)
     callbacks.on_train_end(fitted.status)
     return Trained(estimator, fitted, "cpu", predictions, params)

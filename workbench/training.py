@@ -262,7 +262,7 @@ def _fit(model: nn.Module, train: Tensors, val: Tensors, objective: Objective, p
             if state.should_stop:
                 break
     except RunCancelled as exc:
-        result.status, result.error = RunStatus.CANCELLED, str(exc) or "Cancelled by the user."
+        result.status, result.error = exc.status, str(exc) or "Cancelled by the user."
     result.best_epoch = state.best_epoch
     hooks.on_train_end(result.status)
     return result

@@ -1,4 +1,4 @@
-"""The tracking store: datasets, runs, run groups, per-epoch metrics and workers, behind plain dataclasses."""
+"""The tracking store: datasets, runs, run groups, sweeps, per-epoch metrics and workers, behind plain dataclasses."""
 
 from workbench.store.api import Store
 from workbench.store.entities import (
@@ -10,9 +10,11 @@ from workbench.store.entities import (
     RunGroup,
     RunResult,
     RunStatus,
+    Sweep,
+    SweepStatus,
     Worker,
     utcnow,
 )
 
-__all__ = ["ACTIVE_STATUSES", "FINAL_STATUSES", "Dataset", "EpochMetrics", "Run", "RunGroup", "RunResult", "RunStatus", "Store", "Worker",
-           "utcnow"]
+__all__ = ["ACTIVE_STATUSES", "FINAL_STATUSES", "Dataset", "EpochMetrics", "Run", "RunGroup", "RunResult", "RunStatus", "Store",
+           "Sweep", "SweepStatus", "Worker", "utcnow"]

@@ -40,10 +40,12 @@ from workbench.store.entities import (
     RunGroup,
     RunResult,
     RunStatus,
+    Sweep,
+    SweepStatus,
     Worker,
     utcnow,
 )
-from workbench.store.orm import DatasetRow, EpochRow, RunGroupRow, RunRow, WorkerRow
+from workbench.store.orm import DatasetRow, EpochRow, RunGroupRow, RunRow, SweepRow, WorkerRow
 
 BUSY_TIMEOUT_S = 5.0  # one attempt's wait for a lock inside the database
 RETRY_S = 300.0  # how long a transaction is retried while the database stays busy
@@ -80,7 +82,7 @@ def _run(row: RunRow, epochs: list[EpochRow] | None = None, with_curves: bool = 
         split_fingerprint=row.split_fingerprint, metrics=row.metrics or {}, baseline=row.baseline or {},
         curves=(row.curves or {}) if with_curves else {}, details=row.details or {}, error=row.error,
         epochs=[_epoch(e) for e in epochs or []], intervals=row.intervals or {}, group_id=row.group_id,
-        member=row.member,
+        member=row.member, sweep_id=row.sweep_id, trial_number=row.trial_number,
     )
 
 
@@ -88,6 +90,14 @@ def _group(row: RunGroupRow, with_scheme: bool = False) -> RunGroup:
     return RunGroup(id=row.id, dataset_id=row.dataset_id, target=row.target, model=row.model, task=row.task,
                     config=row.config, scheme_key=row.scheme_key, test_share=row.test_share,
                     n_members=row.n_members, created_at=row.created_at, scheme=row.scheme if with_scheme else None)
+
+
+def _sweep(row: SweepRow) -> Sweep:
+    return Sweep(id=row.id, dataset_id=row.dataset_id, target=row.target, model=row.model, task=row.task,
+                 status=SweepStatus(row.status), config=row.config, study_name=row.study_name, n_trials=row.n_trials,
+                 trials_started=row.trials_started, best_run_id=row.best_run_id, created_at=row.created_at,
+                 started_at=row.started_at, finished_at=row.finished_at,
+                 cancel_requested=bool(row.cancel_requested), error=row.error)
 
 
 def _queued_run(config: dict[str, Any], model: str, target: str, task: str, params: dict[str, Any]) -> RunRow:
@@ -103,10 +113,11 @@ def _worker(row: WorkerRow) -> Worker:
     return Worker(row.id, row.pid, row.hostname, row.started_at, row.heartbeat_at)
 
 
-_KIND = {DatasetRow: "dataset", RunRow: "run", RunGroupRow: "run group"}
+_KIND = {DatasetRow: "dataset", RunRow: "run", RunGroupRow: "run group", SweepRow: "sweep"}
 
 
-def _get_or_raise(s: Session, row_type: type[DatasetRow] | type[RunRow] | type[RunGroupRow], key: str, *,
+def _get_or_raise(s: Session, row_type: type[DatasetRow] | type[RunRow] | type[RunGroupRow] | type[SweepRow],
+                  key: str, *,
                   for_update: bool = False) -> Any:
     row = s.get(row_type, key, with_for_update=for_update)
     if row is None:
@@ -269,9 +280,10 @@ class Store:
             _dataset(r) for r in s.scalars(select(DatasetRow).order_by(DatasetRow.created_at.desc()))])
 
     def delete_dataset(self, dataset_id: str) -> tuple[Dataset, list[str]]:
-        """Delete a dataset and its finished runs; returns it and the deleted run ids (their files go next).
+        """Delete a dataset, its finished runs and its ended sweeps; returns it and the deleted run ids (their files
+        go next).
 
-        Refused while a run of it is queued or running. The check and the delete are one transaction with
+        Refused while a run of it is queued or running, or a sweep of it is running (it would start more runs). The check and the delete are one transaction with
         the dataset row locked (PostgreSQL; on SQLite a run queued in between makes the transaction retry),
         so no run can be queued or started between them."""
         def work(s: Session) -> tuple[Dataset, list[str]]:
@@ -281,6 +293,11 @@ class Store:
             if active:
                 raise UserError(f"Dataset '{row.name}' has {active} queued or running run(s); cancel them or let "
                                 "them finish before deleting it.")
+            sweeping = s.scalar(select(func.count()).select_from(SweepRow).where(
+                SweepRow.dataset_id == dataset_id, SweepRow.status == SweepStatus.RUNNING))
+            if sweeping:
+                raise UserError(f"Dataset '{row.name}' has {sweeping} running sweep(s); cancel them or let them "
+                                "finish before deleting it.")
             run_ids = list(s.scalars(select(RunRow.id).where(RunRow.dataset_id == dataset_id)))
             dataset = _dataset(row)
             s.execute(delete(DatasetRow).where(DatasetRow.id == dataset_id))
@@ -379,6 +396,100 @@ class Store:
     @staticmethod
     def _epoch_rows(s: Session, run_id: str) -> list[EpochRow]:
         return list(s.scalars(select(EpochRow).where(EpochRow.run_id == run_id).order_by(EpochRow.epoch)))
+
+    # -- sweeps: a search whose trials are runs -----------------------------------------------
+
+    def create_sweep(self, config: dict[str, Any], model: str, target: str, task: str, study_name: str,
+                     n_trials: int) -> Sweep:
+        """A running sweep over the study `study_name` (made already, in the same database)."""
+        def work(s: Session) -> Sweep:
+            _get_or_raise(s, DatasetRow, config["run"]["dataset_id"])
+            now = utcnow()
+            row = SweepRow(id=new_id(), dataset_id=config["run"]["dataset_id"], target=target, model=model,
+                           task=task, status=SweepStatus.RUNNING, config=config, study_name=study_name,
+                           n_trials=n_trials, trials_started=0, created_at=now, started_at=now,
+                           cancel_requested=False)
+            s.add(row)
+            s.flush()
+            return _sweep(row)
+        return self._transaction(work)
+
+    def get_sweep(self, sweep_id: str) -> Sweep:
+        return self._transaction(lambda s: _sweep(_get_or_raise(s, SweepRow, sweep_id)))
+
+    def list_sweeps(self, dataset_id: str | None = None, statuses: tuple[SweepStatus, ...] | None = None) -> list[Sweep]:
+        """Sweeps, newest first."""
+        query = select(SweepRow).order_by(SweepRow.created_at.desc())
+        if dataset_id:
+            query = query.where(SweepRow.dataset_id == dataset_id)
+        if statuses:
+            query = query.where(SweepRow.status.in_(statuses))
+        return self._transaction(lambda s: [_sweep(r) for r in s.scalars(query)])
+
+    def sweep_runs(self, sweep_id: str) -> list[Run]:
+        """A sweep's trial runs in trial order, without curves or epochs."""
+        query = (select(RunRow).options(defer(RunRow.curves)).where(RunRow.sweep_id == sweep_id)
+                 .order_by(RunRow.trial_number, RunRow.created_at))
+        return self._transaction(lambda s: [_run(r, with_curves=False) for r in s.scalars(query)])
+
+    def claim_trial_slot(self, sweep_id: str) -> int | None:
+        """Take the next of a running sweep's trial slots; returns its index (0 for the first), or None when every
+        slot is taken or the sweep has ended or been cancelled. One conditional UPDATE: two workers never take
+        more than n_trials slots between them."""
+        def work(s: Session) -> int | None:
+            taken = s.execute(
+                update(SweepRow)
+                .where(SweepRow.id == sweep_id, SweepRow.status == SweepStatus.RUNNING,
+                       SweepRow.cancel_requested.is_(False), SweepRow.trials_started < SweepRow.n_trials)
+                .values(trials_started=SweepRow.trials_started + 1)
+            ).rowcount
+            if taken != 1:
+                return None
+            return s.scalar(select(SweepRow.trials_started).where(SweepRow.id == sweep_id)) - 1
+        return self._transaction(work)
+
+    def create_trial_run(self, config: dict[str, Any], model: str, target: str, task: str, params: dict[str, Any],
+                         sweep_id: str, trial_number: int, worker_id: str) -> Run:
+        """A sweep trial's run, created already running and claimed by `worker_id` (it never waits in the queue)."""
+        def work(s: Session) -> Run:
+            _get_or_raise(s, DatasetRow, config["dataset_id"])
+            row = _queued_run(config, model, target, task, params)
+            now = utcnow()
+            row.sweep_id, row.trial_number = sweep_id, trial_number
+            row.status, row.worker_id, row.started_at, row.heartbeat_at = RunStatus.RUNNING, worker_id, now, now
+            s.add(row)
+            s.flush()
+            return _run(row)
+        return self._transaction(work)
+
+    def record_sweep_best(self, sweep_id: str, best_run_id: str | None) -> None:
+        self._transaction(lambda s: s.execute(
+            update(SweepRow).where(SweepRow.id == sweep_id).values(best_run_id=best_run_id)))
+
+    def finish_sweep(self, sweep_id: str, error: str | None = None) -> bool:
+        """Running -> finished (its trials are done or its time is up); returns whether this call ended it."""
+        def work(s: Session) -> bool:
+            return s.execute(
+                update(SweepRow).where(SweepRow.id == sweep_id, SweepRow.status == SweepStatus.RUNNING)
+                .values(status=SweepStatus.FINISHED, finished_at=utcnow(), error=error)
+            ).rowcount == 1
+        return self._transaction(work)
+
+    def request_sweep_cancel(self, sweep_id: str) -> Sweep:
+        """Cancel a running sweep: it starts no more trials, and its running trials are asked to stop (their
+        workers stop them within seconds, as any cancelled run)."""
+        def work(s: Session) -> Sweep:
+            row = _get_or_raise(s, SweepRow, sweep_id, for_update=True)
+            if row.status == SweepStatus.RUNNING:
+                row.status, row.cancel_requested, row.finished_at = SweepStatus.CANCELLED, True, utcnow()
+                s.execute(update(RunRow).where(RunRow.sweep_id == sweep_id, RunRow.status == RunStatus.RUNNING)
+                          .values(cancel_requested=True))
+                s.execute(update(RunRow).where(RunRow.sweep_id == sweep_id, RunRow.status == RunStatus.QUEUED)
+                          .values(status=RunStatus.CANCELLED, finished_at=utcnow(),
+                                  error="Cancelled with its sweep before it started."))
+            s.flush()
+            return _sweep(row)
+        return self._transaction(work)
 
     # -- the queue: claimed by workers, written once per epoch --------------------------------
 

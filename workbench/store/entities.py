@@ -19,6 +19,7 @@ class RunStatus(StrEnum):
     DIVERGED = "diverged"
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"
+    PRUNED = "pruned"  # a sweep trial stopped early because it was doing worse than the others (curves kept)
 
     @property
     def is_final(self) -> bool:
@@ -26,7 +27,7 @@ class RunStatus(StrEnum):
 
 
 FINAL_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.DIVERGED, RunStatus.CANCELLED,
-                            RunStatus.INTERRUPTED})
+                            RunStatus.INTERRUPTED, RunStatus.PRUNED})
 ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
 RECENT_EPOCHS = 5  # the ETA's seconds per epoch: the median of this many latest epochs
 
@@ -94,6 +95,8 @@ class Run:
     intervals: dict[str, Any] = field(default_factory=dict)  # {"test": {metric: [low, high]}}; {} for older runs
     group_id: str | None = None
     member: str | None = None  # which test rows of its group's scheme (e.g. 'r0f3')
+    sweep_id: str | None = None  # a trial of a sweep: the sweep, and its Optuna trial number
+    trial_number: int | None = None
 
     @property
     def is_final(self) -> bool:
@@ -196,6 +199,46 @@ class RunGroup:
     n_members: int
     created_at: datetime
     scheme: dict[str, Any] | None = None
+
+
+class SweepStatus(StrEnum):
+    """A sweep runs until its trials are all done or its time is up (finished), or it is cancelled."""
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self != SweepStatus.RUNNING
+
+
+@dataclass
+class Sweep:
+    """A hyperparameter search: an Optuna study (`study_name`, in the same database) whose trials are ordinary runs
+    (Run.sweep_id, Run.trial_number). `config` is workbench.sweeps.SweepConfig.to_dict() plus the resolved search
+    space, the metric and its direction. `trials_started` counts the trial slots taken, at most `n_trials`."""
+
+    id: str
+    dataset_id: str
+    target: str
+    model: str
+    task: str
+    status: SweepStatus
+    config: dict[str, Any]
+    study_name: str
+    n_trials: int
+    trials_started: int
+    best_run_id: str | None
+    created_at: datetime
+    started_at: datetime
+    finished_at: datetime | None
+    cancel_requested: bool
+    error: str | None
+
+    @property
+    def is_final(self) -> bool:
+        return self.status.is_final
 
 
 @dataclass

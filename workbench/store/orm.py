@@ -68,6 +68,10 @@ class RunRow(Base):
     # A member of a repeated run: its group and which test rows it had (FoldAssignments.member_name).
     group_id: Mapped[str | None] = mapped_column(String(32), index=True)
     member: Mapped[str | None] = mapped_column(String(16))
+    # A trial of a sweep: the sweep and the Optuna trial number (revision 0003). No foreign key, as group_id: SQLite
+    # adds a plain column in place, while a new constraint would copy the runs table.
+    sweep_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    trial_number: Mapped[int | None] = mapped_column(Integer)
 
     dataset: Mapped[DatasetRow] = relationship(back_populates="runs")
     epochs: Mapped[list[EpochRow]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
@@ -102,6 +106,29 @@ class RunGroupRow(Base):
     test_share: Mapped[float] = mapped_column(Float)
     n_members: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class SweepRow(Base):
+    """A hyperparameter search; its trials are runs (runs.sweep_id), its Optuna study is `study_name`."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    target: Mapped[str] = mapped_column(String(255))
+    model: Mapped[str] = mapped_column(String(64))
+    task: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)  # SweepConfig, resolved space, metric, direction
+    study_name: Mapped[str] = mapped_column(String(128), unique=True)
+    n_trials: Mapped[int] = mapped_column(Integer)
+    trials_started: Mapped[int] = mapped_column(Integer, default=0)  # slots taken: never above n_trials
+    best_run_id: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str | None] = mapped_column(Text)
 
 
 class WorkerRow(Base):
