@@ -43,7 +43,7 @@ DEFAULT_TRIALS = 20
 MAX_TRIALS = 1000
 STUDY_PREFIX = "workbench-sweep-"
 PRUNERS = ("median", "hyperband")
-# Median pruning: judged from the 4th finished trial on, after 3 epochs (early epochs are noisy).
+# Median pruning: from the 5th trial on (4 finished before it), at epoch 3 at the earliest (early epochs are noisy).
 MEDIAN_STARTUP_TRIALS = 4
 MEDIAN_WARMUP_EPOCHS = 3
 LIST_CHOICE_SEPARATOR = "/"  # --space hidden_sizes=128/256,256/512,256: choices of a list of numbers
