@@ -170,6 +170,21 @@ MUTATIONS = [
  ("a member trains on a table its folds were not made for", "workbench/runner.py",
   "    if assignment.n_rows != len(index):", "    if False:",
   ["tests/test_groups.py::test_a_member_refuses_a_table_that_is_not_the_one_its_folds_were_made_for"]),
+ ("sweep slots never overshoot", "workbench/store/api.py",
+  "SweepRow.cancel_requested.is_(False), SweepRow.trials_started < SweepRow.n_trials)",
+  "SweepRow.cancel_requested.is_(False))",
+  ["tests/test_sweeps.py::test_store_never_hands_out_more_slots_than_trials"]),
+ ("dataset delete waits for its running sweep", "workbench/store/api.py", "            if sweeping:\n",
+  "            if False:\n", ["tests/test_sweeps.py::test_deleting_a_dataset_waits_for_its_running_sweep"]),
+ ("a killed worker's trial is failed, not hung", "workbench/sweeps.py",
+  "        if run is not None and run.is_final:\n            _tell(study, trial.number, run, plan.metric)",
+  "        if False:\n            pass", ["tests/test_sweeps.py::test_a_killed_workers_trial_does_not_hang_the_sweep"]),
+ ("a cancelled sweep starts no trial", "workbench/store/api.py",
+  "                .where(SweepRow.id == sweep_id, SweepRow.status == SweepStatus.RUNNING,\n",
+  "                .where(SweepRow.id == sweep_id,\n",
+  ["tests/test_sweeps.py::test_cancel_stops_the_running_trial_and_starts_no_more"]),
+ ("workers share the cores", "workbench/devices.py", "    if workers > 1:\n        torch.set_num_threads", "    if False:\n        torch.set_num_threads",
+  ["tests/test_devices.py::test_each_of_several_workers_trains_on_its_share_of_the_cores"]),
 ]
 
 
