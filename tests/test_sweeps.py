@@ -286,8 +286,10 @@ def test_deleting_a_dataset_waits_for_its_running_sweep(store, dataset_id):
     with pytest.raises(UserError, match="running sweep"):
         datasets.delete_dataset(store, dataset_id)
     sweeps.cancel_sweep(store, sweep.id)
+    assert sweep.study_name in optuna.get_all_study_names(sweeps.optuna_storage(store))
     datasets.delete_dataset(store, dataset_id)
     assert store.list_sweeps() == []
+    assert sweep.study_name not in optuna.get_all_study_names(sweeps.optuna_storage(store))  # nothing left behind
 
 
 # -- CLI ---------------------------------------------------------------------------------------------------------

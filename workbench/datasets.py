@@ -105,12 +105,18 @@ def profile_with_target(store: Store, dataset_id: str, target: str | None = None
 
 
 def delete_dataset(store: Store, dataset_id: str) -> Dataset:
-    """Delete a dataset, its runs and their files; refused while one of its runs is queued or running."""
+    """Delete a dataset, its runs and their files, and its sweeps with their Optuna studies; refused while one of its
+    runs is queued or running or one of its sweeps is running."""
     recover_stale_runs(store)  # a run whose worker died no longer counts as running
+    studies = [s.study_name for s in store.list_sweeps(dataset_id)]
     dataset, run_ids = store.delete_dataset(dataset_id)
     (store.settings.datasets_dir / dataset.file_name).unlink(missing_ok=True)
     for run_id in run_ids:
         remove_run_files(store, run_id)
+    if studies:
+        from workbench.sweeps import delete_studies  # not at the top: Optuna is slow to import
+
+        delete_studies(store, studies)
     return dataset
 
 

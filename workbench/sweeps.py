@@ -379,6 +379,16 @@ def optuna_storage(store: Store) -> optuna.storages.RDBStorage:
     return _storage(store.settings.database_url, max(store.busy_timeout_s, store.retry_s))
 
 
+def delete_studies(store: Store, study_names: list[str]) -> None:
+    """The Optuna records (trials, parameters, values) of sweeps that were deleted with their dataset."""
+    storage = optuna_storage(store)
+    for name in study_names:
+        try:
+            optuna.delete_study(study_name=name, storage=storage)
+        except KeyError:  # never created, or already gone
+            pass
+
+
 def _pruner(plan: Plan) -> optuna.pruners.BasePruner:
     if not plan.prune:
         return optuna.pruners.NopPruner()
