@@ -180,8 +180,9 @@ MUTATIONS = [
   "        if run is not None and run.is_final:\n            _tell(study, trial.number, run, plan.metric)",
   "        if False:\n            pass", ["tests/test_sweeps.py::test_a_killed_workers_trial_does_not_hang_the_sweep"]),
  ("a cancelled sweep starts no trial", "workbench/store/api.py",
-  "                .where(SweepRow.id == sweep_id, SweepRow.status == SweepStatus.RUNNING,\n",
-  "                .where(SweepRow.id == sweep_id,\n",
+  "                .where(SweepRow.id == sweep_id, SweepRow.status == SweepStatus.RUNNING,\n"
+  "                       SweepRow.cancel_requested.is_(False), ",
+  "                .where(SweepRow.id == sweep_id,\n                       ",
   ["tests/test_sweeps.py::test_cancel_stops_the_running_trial_and_starts_no_more"]),
  ("workers share the cores", "workbench/devices.py", "    if workers > 1:\n        torch.set_num_threads", "    if False:\n        torch.set_num_threads",
   ["tests/test_devices.py::test_each_of_several_workers_trains_on_its_share_of_the_cores"]),

@@ -158,3 +158,13 @@ def test_a_four_trial_sweep_from_the_train_form_in_a_browser(store, home, monkey
             assert sweep.status == SweepStatus.FINISHED and len(store.sweep_runs(sweep.id)) == 4
         finally:
             browser.close()
+
+
+def test_a_trials_run_page_links_back_to_its_sweep(store, dataset_id):
+    sweep_id = finished_sweep(store, dataset_id, trials=2)
+    trial = store.sweep_runs(sweep_id)[1]
+    at = app_at("pages/run.py", run=trial.id)
+    assert not at.exception, at.exception
+    [link] = [link for link in at.get("page_link") if "of sweep" in link.proto.label]
+    assert link.proto.page == "sweeps" and link.proto.query_string == f"sweep={sweep_id}"
+    assert link.proto.label.startswith("Trial 1 of sweep")

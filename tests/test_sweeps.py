@@ -192,6 +192,7 @@ def test_cancel_stops_the_running_trial_and_starts_no_more(store, dataset_id):
     assert sweeps.cancel_sweep(store, sweep.id).status == SweepStatus.CANCELLED
     assert sweeps.train_trial(store, started) == RunStatus.CANCELLED
     assert sweeps.start_next_trial(store, worker.id) is None
+    assert store.claim_trial_slot(sweep.id) is None  # also for a worker that read the sweep before the cancel
     assert [r.status for r in store.sweep_runs(sweep.id)] == [RunStatus.CANCELLED]
     assert trial_states(store, sweep.id)[0] == TrialState.FAIL
     with pytest.raises(UserError, match="already ended"):
