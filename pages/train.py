@@ -14,7 +14,15 @@ from ui.forms import param_widgets, remembered_selectbox, seed_param_state, swee
 from ui.frame import require_frame
 from ui.guard import guarded_fragment
 from ui.resources import get_store, model_catalog, model_defaults
-from ui.tables import STATUS_ICONS, likely_target, metric_label, progress_text, runs_column_config, runs_frame
+from ui.tables import (
+    STATUS_ICONS,
+    likely_target,
+    metric_label,
+    progress_text,
+    run_label,
+    runs_column_config,
+    runs_frame,
+)
 from ui.text import escape_markdown
 from workbench import jobs, sweeps, timing
 from workbench.errors import UserError
@@ -352,6 +360,14 @@ def search_panel() -> None:
     prune = prune_col.toggle("Stop weak trials early", value=neural, disabled=not neural, key=f"sweep.prune.{model}",
                              help="A trial scoring worse than the median of earlier trials at the same epoch stops "
                                   "(pruned); its curves stay. Only for neural models, which train in epochs.")
+    earlier = {r.id: r for r in store.list_runs(dataset_id=dataset_id, statuses=(RunStatus.SUCCEEDED,))
+               if r.model == model and r.target == target}
+    try_form = st.checkbox("Also try the settings above", value=bool(chosen), key=f"sweep.try_form.{model}",
+                           disabled=not chosen, help="Right after the defaults, a trial with the settings you "
+                                                     "changed in the form (the searched ones).")
+    try_runs = st.multiselect("Also try the settings of these runs", list(earlier), key=f"sweep.try_runs.{model}",
+                              format_func=lambda i: run_label(earlier[i]),
+                              help="Settings you already know work well: each is tried early in the search.")
     if st.button("Start search", icon=":material/travel_explore:"):
         searched = {name: text for name, text in space_text.items() if text is not None}
         defaults = {spec["name"]: spec["default"] for spec in catalog[model]["params"]}
@@ -359,7 +375,8 @@ def search_panel() -> None:
         try:
             sweep_config = sweeps.SweepConfig(
                 run=replace(config, repeats=1, params=kept),
-                n_trials=int(n_trials), timeout_s=minutes * 60 if minutes else None, space=searched, prune=prune)
+                n_trials=int(n_trials), timeout_s=minutes * 60 if minutes else None, space=searched, prune=prune,
+                known_good=([chosen] if try_form and chosen else []) + [earlier[i].params for i in try_runs])
             with st.spinner("Setting up the search…"):
                 sweep = sweeps.submit_sweep(store, sweep_config)
                 jobs.LocalExecutor(store).ensure_running()

@@ -168,3 +168,21 @@ def test_a_trials_run_page_links_back_to_its_sweep(store, dataset_id):
     [link] = [link for link in at.get("page_link") if "of sweep" in link.proto.label]
     assert link.proto.page == "sweeps" and link.proto.query_string == f"sweep={sweep_id}"
     assert link.proto.label.startswith("Trial 1 of sweep")
+
+
+def test_a_search_can_start_from_the_forms_settings_and_an_earlier_runs(store, dataset_id):
+    from tests.test_pages import train
+
+    earlier = train(store, dataset_id, C=0.05)
+    at = app_at("pages/train.py")
+    at.selectbox(key="model").set_value("logistic_regression").run()
+    at.number_input(key="param.logistic_regression.C").set_value(7.0).run()
+    at.number_input(key="sweep.trials").set_value(3)
+    assert at.checkbox(key="sweep.try_form.logistic_regression").value  # on once a setting was changed
+    at.multiselect(key="sweep.try_runs.logistic_regression").select(earlier)
+    at.button[[b.label for b in at.button].index("Start search")].click().run()
+    assert not at.exception, at.exception
+    [sweep] = store.list_sweeps()
+    jobs.run_worker(store, once=True)
+    tried = {r.trial_number: r.params["C"] for r in store.sweep_runs(sweep.id)}
+    assert tried[1] == pytest.approx(7.0) and tried[2] == pytest.approx(0.05)  # right after the defaults

@@ -296,6 +296,21 @@ def test_deleting_a_dataset_waits_for_its_running_sweep(store, dataset_id):
 # -- CLI ---------------------------------------------------------------------------------------------------------
 
 
+def test_cli_sweep_tries_an_earlier_runs_settings_right_after_the_defaults(store, dataset_id, capsys):
+    from workbench import jobs
+    from workbench.cli import main
+
+    earlier = jobs.run_in_foreground(store, jobs.submit_run(store, RunConfig(dataset_id, "label", "logistic_regression",
+                                                                             params={"C": 0.05})))
+    assert main(["sweep", "--dataset", dataset_id, "--target", "label", "--model", "logistic_regression",
+                 "--trials", "2", "--try-run", earlier.id, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert store.sweep_runs(result["sweep_id"])[1].params["C"] == pytest.approx(0.05)
+    assert main(["sweep", "--dataset", dataset_id, "--target", "label", "--model", "linear", "--try-run",
+                 earlier.id]) == 2
+    assert "can only start from a linear run" in capsys.readouterr().err
+
+
 def test_cli_background_list_show_and_cancel(store, dataset_id, capsys, monkeypatch):
     from workbench import jobs
     from workbench.cli import main

@@ -359,9 +359,16 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     n_trials = args.trials if args.trials is not None else (1 if every else sweeps.DEFAULT_TRIALS)
     run = RunConfig(dataset_id=args.dataset, target=args.target, model=args.model, task=args.task,
                     params=sweeps.parse_assignments(args.fix, "--fix"))
+    known_good = []
+    for run_id in args.try_run:  # known-good configurations: the settings of earlier runs, tried after the defaults
+        earlier = store.get_run(run_id, with_epochs=False)
+        if earlier.model != args.model:
+            raise UserError(f"Run {run_id} trained {earlier.model}; a search of {args.model} can only start from "
+                            f"a {args.model} run.")
+        known_good.append(earlier.params)
     config = sweeps.SweepConfig(run, n_trials=n_trials, timeout_s=args.timeout_s,
                                 space=sweeps.parse_assignments(args.space, "--space"),
-                                prune=False if args.no_prune else None, seed=args.seed)
+                                prune=False if args.no_prune else None, seed=args.seed, known_good=known_good)
     submitted = sweeps.sweep_every_model(store, config) if every else [sweeps.submit_sweep(store, config)]
     if args.background:
         started = jobs.LocalExecutor(store).ensure_running()
@@ -589,6 +596,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", action="append", default=[],
                    help="NAME=LOW:HIGH[:log] or NAME=a,b,c (lists of numbers: 128/256,256), repeatable")
     p.add_argument("--fix", action="append", default=[], help="NAME=VALUE, not searched, repeatable")
+    p.add_argument("--try-run", action="append", default=[], metavar="RUN_ID",
+                   help="also try this earlier run's settings, right after the defaults; repeatable")
     p.add_argument("--workers", type=int, default=1, help="trials at a time, in this and K-1 more processes")
     p.add_argument("--no-prune", action="store_true", help="never stop a trial early")
     p.add_argument("--seed", type=int, default=0, help="the sampler's seed")
