@@ -25,8 +25,7 @@ from workbench.errors import UserError
 from workbench.jobs import recover_stale_runs
 from workbench.models.registry import MODELS, resolve_params
 from workbench.runconfig import RunConfig
-from workbench.store import RunStatus, Store, SweepStatus
-from workbench.store import schema
+from workbench.store import RunStatus, Store, SweepStatus, schema
 from workbench.store.schema import VERSION_TABLE
 from workbench.sweeps import SearchSpace, SweepConfig, parse_dimension
 
