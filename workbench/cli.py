@@ -348,6 +348,37 @@ def cmd_cancel(args: argparse.Namespace) -> None:
 # -- sweeps --------------------------------------------------------------------------------------
 
 
+def cmd_explain(args: argparse.Namespace) -> None:
+    from workbench.advisor import advise, suggestion_command
+    from workbench.explain import item_explanation
+
+    store = _store()
+    explanation = item_explanation(store, args.id, compute=True)
+    advice = advise(store, args.id)
+    if args.json:
+        _print_json({"importance": explanation.importance_json() if explanation else [],
+                     "partial_dependence": explanation.partial_dependence if explanation else {},
+                     "advice": [a.to_dict() for a in advice]})
+        return
+    if explanation is None:
+        print("No importance: no member of this group has finished successfully yet.")
+    else:
+        print(f"importance of each column: how much {explanation.metric} drops when it is shuffled "
+              f"({explanation.n_rows:,} test rows, {explanation.n_repeats} shuffles)")
+        for item in explanation.importance:
+            spread = (f"95% interval {item.low:.4f} to {item.high:.4f}" if item.low is not None
+                      else f"± {item.std:.4f}")
+            print(f"  {terminal_safe(item.column):<30} {item.importance:>9.4f}  {spread}")
+        for note in explanation.notes:
+            print(f"  note: {terminal_safe(note)}")
+    for item in advice:
+        print(f"{item.code}: {terminal_safe(item.message)}")
+        if item.evidence:
+            print("  evidence: " + ", ".join(f"{k}={v}" for k, v in item.evidence.items()))
+        if item.suggestion:
+            print(f"  next run: {terminal_safe(suggestion_command(store, args.id, item.suggestion))}")
+
+
 def cmd_sweep(args: argparse.Namespace) -> None:
     from workbench import jobs, sweeps
     from workbench.runconfig import RunConfig
@@ -585,6 +616,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", help="default: the task's main metric")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_leaderboard)
+
+    p = sub.add_parser("explain", help="what a run (or group) learned: column importance, partial dependence, advice")
+    p.add_argument("id", metavar="ID", help="a run id or a run group id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("sweep", help="search a model's hyperparameters: every trial is a run")
     p.add_argument("--dataset", required=True)

@@ -21,13 +21,16 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from workbench.callbacks import Callback, EpochRecord, RunCancelled
 from workbench.devices import share_cores
 from workbench.errors import UserError
 from workbench.runconfig import RunConfig
 from workbench.store import EpochMetrics, Run, RunGroup, RunResult, RunStatus, Store
+
+if TYPE_CHECKING:
+    from workbench.runner import Member
 
 log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL_S = 2.0
@@ -116,17 +119,14 @@ def execute_run(store: Store, run: Run, callbacks: Sequence[Callback] = ()) -> s
     """Train one claimed run and record how it ended. Never raises for a run's own failure. `callbacks` come after
     the store's (a sweep trial's pruning callback: the epoch is recorded before it may stop the run)."""
     from workbench.datasets import load_table
-    from workbench.evaluation import FoldAssignments
-    from workbench.runner import Member, execute
+    from workbench.explain import explain_after_training
+    from workbench.runner import execute
 
     run_dir = store.settings.runs_dir / run.id
     try:
         config = RunConfig.from_dict(run.config)
         table = load_table(store, config.dataset_id)
-        member = None
-        if run.group_id and run.member:
-            scheme = store.get_group(run.group_id, with_scheme=True).scheme
-            member = Member(FoldAssignments.from_dict(scheme), run.member)
+        member = run_member(store, run)
         outcome = execute(config, table, run_dir, callbacks=[StoreCallback(store, run.id), *callbacks],
                           member=member, predictions_path=test_predictions_path(store, run.id))
     except UserError as exc:
@@ -146,7 +146,22 @@ def execute_run(store: Store, run: Run, callbacks: Sequence[Callback] = ()) -> s
                  "n_test": outcome.n_test, "dropped_target_rows": outcome.dropped_target_rows,
                  "versions": package_versions()},
     ))
+    # What the model learned, after its result is recorded so that a failure here never touches it. A sweep's
+    # trials are left to `explain` on demand: they are many, and the study waits for each trial's result.
+    if outcome.status == RunStatus.SUCCEEDED and run.sweep_id is None:
+        explain_after_training(store, run.id, table)
     return outcome.status
+
+
+def run_member(store: Store, run: Run) -> Member | None:
+    """Which member of its group's stored folds a repeated run's member is; None for a single run."""
+    from workbench.evaluation import FoldAssignments
+    from workbench.runner import Member
+
+    if not (run.group_id and run.member):
+        return None
+    scheme = store.get_group(run.group_id, with_scheme=True).scheme
+    return Member(FoldAssignments.from_dict(scheme), run.member)
 
 
 def package_versions() -> dict[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -389,9 +390,33 @@ def resolve_categorical(prep: PrepConfig, model_categorical: str, notes: list[st
     return prep.categorical
 
 
-def prepare(frame: pd.DataFrame, target: str, task: str, exclude: list[str], split: SplitConfig,
-            prep: PrepConfig, family: str, model_categorical: str, rows: Split | None = None) -> Prepared:
-    """`rows`: a split made elsewhere (a repeated run's member, from its group's stored folds) instead of `split`'s."""
+@dataclass
+class TableSplit:
+    """The rows a run learns and is tested on: the table's rows with a target (and, for a split in time order, a date),
+    the task, class labels (None for regression) and the split of their row ids."""
+
+    data: pd.DataFrame
+    target: str
+    task: Task
+    labels: pd.Series | None
+    rows: Split
+    dropped_target_rows: int
+    notes: list[str]
+
+    @cached_property
+    def classes(self) -> list[str] | None:
+        return sorted(self.labels.unique().tolist()) if self.labels is not None else None
+
+    def y(self, index: np.ndarray) -> np.ndarray:
+        """The targets of the rows `index`: class indices (int64, of `classes`) or values (float64)."""
+        if self.labels is not None:
+            return pd.Categorical(self.labels.loc[index], categories=self.classes).codes.astype("int64")
+        return self.data[self.target].loc[index].to_numpy(dtype="float64")
+
+
+def split_table(frame: pd.DataFrame, target: str, task: str, split: SplitConfig,
+                rows: Split | None = None) -> TableSplit:
+    """Which rows a run uses and how they split; `rows`: a split made elsewhere (a repeated run's member)."""
     if target not in frame.columns:
         raise UserError(f"There is no column called '{target}' to predict.")
     notes: list[str] = []
@@ -415,12 +440,19 @@ def prepare(frame: pd.DataFrame, target: str, task: str, exclude: list[str], spl
                 raise UserError(f"Only {len(data)} rows have both a value for '{target}' and a date in "
                                 f"'{split.order_by}'; at least {MIN_TRAIN_ROWS} are needed to train.")
     task = detect_task(data[target], task)
-    y_raw = data[target]
-    labels = class_labels(y_raw) if task != Task.REGRESSION else None
+    labels = class_labels(data[target]) if task != Task.REGRESSION else None
+    rows = rows or split_rows(data.index, labels, split, order)
+    return TableSplit(data, target, task, labels, rows, dropped, notes)
+
+
+def prepare(frame: pd.DataFrame, target: str, task: str, exclude: list[str], split: SplitConfig,
+            prep: PrepConfig, family: str, model_categorical: str, rows: Split | None = None) -> Prepared:
+    """`rows`: a split made elsewhere (a repeated run's member, from its group's stored folds) instead of `split`'s."""
+    parts = split_table(frame, target, task, split, rows)
+    data, task, rows, notes = parts.data, parts.task, parts.rows, parts.notes
     features = choose_features(data, target, exclude, prep.datetime_parts)
     notes += features.notes
-    rows = rows or split_rows(data.index, labels, split, order)
-    if order is None and not rows.stratified and task != Task.REGRESSION:
+    if split.order_by is None and not rows.stratified and task != Task.REGRESSION:
         notes.append("A class is too rare to appear in every split, so the split is not stratified.")
 
     categorical_mode = resolve_categorical(prep, model_categorical, notes)
@@ -433,13 +465,10 @@ def prepare(frame: pd.DataFrame, target: str, task: str, exclude: list[str], spl
                      "training rows.")
     preprocessor.fit(data.loc[fit_rows])
 
-    classes = sorted(labels.unique().tolist()) if labels is not None else None
     x_num, x_cat, y, ids = {}, {}, {}, {}
     for name, index in zip(SPLITS, (rows.train, rows.val, rows.test), strict=True):
         x_num[name], x_cat[name] = preprocessor.transform(data, index)
-        if labels is not None:
-            y[name] = pd.Categorical(labels.loc[index], categories=classes).codes.astype("int64")
-        else:
-            y[name] = y_raw.loc[index].to_numpy(dtype="float64")
+        y[name] = parts.y(index)
         ids[name] = np.asarray(index)
-    return Prepared(task, target, classes, preprocessor, x_num, x_cat, y, ids, rows.fingerprint, dropped, notes)
+    return Prepared(task, target, parts.classes, preprocessor, x_num, x_cat, y, ids, rows.fingerprint,
+                    parts.dropped_target_rows, notes)

@@ -71,6 +71,7 @@ def _epoch(row: EpochRow) -> EpochMetrics:
 
 
 def _run(row: RunRow, epochs: list[EpochRow] | None = None, with_curves: bool = True) -> Run:
+    """`with_curves` False: a row read without its curves and explanation (lists of runs defer both)."""
     return Run(
         id=row.id, dataset_id=row.dataset_id, status=RunStatus(row.status), model=row.model, target=row.target,
         task=row.task, config=row.config, params=row.params or {}, device=row.device,
@@ -83,6 +84,7 @@ def _run(row: RunRow, epochs: list[EpochRow] | None = None, with_curves: bool = 
         curves=(row.curves or {}) if with_curves else {}, details=row.details or {}, error=row.error,
         epochs=[_epoch(e) for e in epochs or []], intervals=row.intervals or {}, group_id=row.group_id,
         member=row.member, sweep_id=row.sweep_id, trial_number=row.trial_number,
+        explanation=(row.explanation or {}) if with_curves else {},
     )
 
 
@@ -351,7 +353,8 @@ class Store:
 
     def group_runs(self, group_id: str) -> list[Run]:
         """A group's member runs in member order, without curves or epochs."""
-        query = (select(RunRow).options(defer(RunRow.curves)).where(RunRow.group_id == group_id)
+        query = (select(RunRow).options(defer(RunRow.curves), defer(RunRow.explanation))
+                 .where(RunRow.group_id == group_id)
                  .order_by(RunRow.created_at))
         return self._transaction(lambda s: [_run(r, with_curves=False) for r in s.scalars(query)])
 
@@ -372,7 +375,8 @@ class Store:
                   limit: int | None = None) -> list[Run]:
         """Runs, newest first, without their curves or epochs (see get_runs for those)."""
         # Curves (hundreds of points per run) are only read for the runs being compared: get_runs.
-        query = select(RunRow).options(defer(RunRow.curves)).order_by(RunRow.created_at.desc())
+        query = (select(RunRow).options(defer(RunRow.curves), defer(RunRow.explanation))
+                 .order_by(RunRow.created_at.desc()))
         if dataset_id:
             query = query.where(RunRow.dataset_id == dataset_id)
         if statuses:
@@ -428,8 +432,8 @@ class Store:
 
     def sweep_runs(self, sweep_id: str) -> list[Run]:
         """A sweep's trial runs in trial order, without curves or epochs."""
-        query = (select(RunRow).options(defer(RunRow.curves)).where(RunRow.sweep_id == sweep_id)
-                 .order_by(RunRow.trial_number, RunRow.created_at))
+        query = (select(RunRow).options(defer(RunRow.curves), defer(RunRow.explanation))
+                 .where(RunRow.sweep_id == sweep_id).order_by(RunRow.trial_number, RunRow.created_at))
         return self._transaction(lambda s: [_run(r, with_curves=False) for r in s.scalars(query)])
 
     def claim_trial_slot(self, sweep_id: str) -> int | None:
@@ -560,6 +564,15 @@ class Store:
             raise ValueError(f"not a final status: {result.status}")
         values = {k: v for k, v in result.__dict__.items() if v is not None and k != "error"}
         self._update(run_id, **values, error=result.error, finished_at=utcnow(), batches_done=0)
+
+    def record_explanation(self, run_id: str, explanation: dict[str, Any]) -> None:
+        """Keep what a succeeded run learned (workbench.explain), replacing an earlier explanation."""
+        def work(s: Session) -> None:
+            row = _get_or_raise(s, RunRow, run_id, for_update=True)
+            if row.status != RunStatus.SUCCEEDED:
+                raise UserError(f"Run {run_id} has not finished successfully ({row.status}); nothing to explain.")
+            row.explanation = explanation
+        self._transaction(work)
 
     def request_cancel(self, run_id: str) -> Run:
         """Queued runs are cancelled at once; a running run is stopped by its worker within seconds."""

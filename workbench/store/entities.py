@@ -97,6 +97,8 @@ class Run:
     member: str | None = None  # which test rows of its group's scheme (e.g. 'r0f3')
     sweep_id: str | None = None  # a trial of a sweep: the sweep, and its Optuna trial number
     trial_number: int | None = None
+    # workbench.explain.Explanation.to_dict(); {} until computed, and in lists of runs (Store.list_runs, group_runs)
+    explanation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_final(self) -> bool:

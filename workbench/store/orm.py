@@ -72,6 +72,8 @@ class RunRow(Base):
     # adds a plain column in place, while a new constraint would copy the runs table.
     sweep_id: Mapped[str | None] = mapped_column(String(32), index=True)
     trial_number: Mapped[int | None] = mapped_column(Integer)
+    # workbench.explain.Explanation.to_dict() (revision 0004): None until the worker or `explain` computes it.
+    explanation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     dataset: Mapped[DatasetRow] = relationship(back_populates="runs")
     epochs: Mapped[list[EpochRow]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
