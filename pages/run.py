@@ -7,6 +7,7 @@ import streamlit as st
 
 from ui import charts
 from ui.auth import require_access
+from ui.explain import show_advice, show_importance
 from ui.frame import require_frame
 from ui.guard import guarded_fragment
 from ui.resources import get_store, model_defaults
@@ -252,10 +253,13 @@ if not run.is_final:
     show_delete(run)
     st.stop()
 show_actions(run)
-scores_tab, curves_tab, diagnostics_tab, settings_tab, data_tab = st.tabs(
-    ["Scores", "Learning curves", "Diagnostics", "Settings", "Data and notes"])
+show_advice(store, run.id)
+scores_tab, learned_tab, curves_tab, diagnostics_tab, settings_tab, data_tab = st.tabs(
+    ["Scores", "What it learned", "Learning curves", "Diagnostics", "Settings", "Data and notes"])
 with scores_tab:
     show_scores(run)
+with learned_tab:
+    show_importance(store, run.id, run.target, can_compute=run.status == RunStatus.SUCCEEDED)
 with curves_tab:
     show_curves(run)
 with diagnostics_tab:

@@ -8,6 +8,7 @@ import streamlit as st
 
 from ui import charts
 from ui.auth import require_access
+from ui.explain import show_advice, show_importance
 from ui.frame import require_frame
 from ui.resources import get_store, model_defaults
 from ui.tables import (
@@ -257,10 +258,15 @@ if selected:
         if st.button(f"Open the page of run {escape_markdown(selected[0])}", icon=":material/open_in_new:",
                      help="Its settings, the data it used, notes, and actions: predict, export, retrain, delete"):
             st.switch_page("pages/run.py", query_params={"run": selected[0]})
+    if len(selected) == 1:
+        show_advice(store, selected[0])
     if len(selected) > 1:
         show_verdict(selected)
     elif selected[0] in summaries:
         show_group(summaries[selected[0]])
+        with st.expander("What the group's model relies on", icon=":material/insights:"):
+            show_importance(store, selected[0], summaries[selected[0]].group.target,
+                            can_compute=bool(summaries[selected[0]].finished))
     # A group is compared through its repeats: history and curves only for the chosen runs and members.
     chosen_groups = [summaries[i] for i in selected if i in summaries]
     chosen_runs = store.get_runs([i for i in selected if i not in summaries])

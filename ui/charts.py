@@ -278,3 +278,39 @@ def importances(values: Mapping[str, float], labels: Mapping[str, str]) -> go.Fi
     fig.update_layout(**LAYOUT, title="Which settings mattered", xaxis_title="importance",
                       height=120 + 28 * len(ordered))
     return fig
+
+
+def importance_bars(explanation: Any, top: int = 20) -> go.Figure:
+    """Permutation importance of each original column, largest at the top, with error bars: ± the spread over
+    shuffles for a run, the 95% interval of the mean for a group."""
+    rows = explanation.importance[:top][::-1]
+    grouped = any(r.low is not None and r.high is not None for r in rows)
+    error_x = ({"type": "data", "symmetric": False, "array": [(r.high or r.importance) - r.importance for r in rows],
+                "arrayminus": [r.importance - (r.low or r.importance) for r in rows]} if grouped else
+               {"type": "data", "array": [r.std for r in rows]})
+    fig = go.Figure(go.Bar(x=[r.importance for r in rows], y=[chart_text(r.column) for r in rows], orientation="h",
+                           marker_color=PALETTE[0], error_x={**error_x, "color": "#374151", "thickness": 1.5}))
+    loss = "accuracy points lost" if explanation.metric != "rmse" else "RMSE added"
+    fig.update_layout(**LAYOUT, title="What the model relies on: its score when a column is shuffled",
+                      xaxis_title=f"{loss} when the column is shuffled", height=140 + 26 * len(rows))
+    if explanation.metric != "rmse":
+        fig.update_xaxes(tickformat=".1%")
+    return fig
+
+
+def partial_dependence(column: str, curve: Mapping[str, Any], target: str) -> go.Figure:
+    """How the prediction moves as one column changes, every other column as it is in the test rows."""
+    categorical = curve.get("kind") == "categorical"
+    grid = [chart_text(str(g)) for g in curve["grid"]] if categorical else curve["grid"]
+    fig = go.Figure()
+    for i, (name, values) in enumerate(curve["curves"].items()):
+        label = chart_text(str(name)) if name != "prediction" else chart_text(target)
+        if categorical:
+            fig.add_trace(go.Bar(x=grid, y=values, name=label, marker_color=PALETTE[i % len(PALETTE)]))
+        else:
+            fig.add_trace(go.Scatter(x=grid, y=values, mode="lines+markers", name=label,
+                                     line={"color": PALETTE[i % len(PALETTE)]}))
+    fig.update_layout(**LAYOUT, title=chart_text(column), xaxis_title=chart_text(column), height=320,
+                      yaxis_title="predicted " + ("value" if list(curve["curves"]) == ["prediction"]
+                                                  else "probability"), showlegend=len(curve["curves"]) > 1)
+    return fig
