@@ -2,16 +2,19 @@
 
 For every explained row and every input column of the model, a contribution in the model's output space: for a
 binary target the probability of the second (positive) class, for a multiclass target the probability of the
-predicted class, for regression the target's units. Contributions are Shapley values of the columns against one
-reference row, the *typical row* (each number and date at its median, each category and true/false at its most
-common value, over up to BACKGROUND_ROWS rows of the run's dataset), so they add up exactly to the row's
-prediction minus the typical row's prediction (the baseline).
+predicted class, for regression the target's units. Contributions are Shapley values of the original columns, so
+they add up exactly to the row's prediction minus a baseline:
 
-Methods: shap's TreeExplainer (interventional, the typical row as background) for random forests; captum's
-ShapleyValueSampling over the original columns for every other model. shap 0.51's TreeExplainer does not add up on
-scikit-learn 1.9's histogram gradient boosting when given a background row (it missed by up to 0.3 in probability
-in our check), so gradient boosting is sampled too; for linear and logistic models the sampled values are exact
-(every order of the columns gives the same contributions).
+- random forests (every task) and boosted regression trees: shap's TreeExplainer, path-dependent; the baseline is
+  the trees' average prediction over the rows they were grown on (nothing beyond the saved model is needed).
+- every other model: captum's ShapleyValueSampling over the original columns against the *typical row* (each
+  number and date at its median, each category and true/false at its most common value, over up to BACKGROUND_ROWS
+  rows of the run's dataset); the baseline is the model's prediction for that row. For linear and logistic models
+  the sampled values are exact (every order of the columns gives the same contributions).
+
+shap 0.51's TreeExplainer does not add up on scikit-learn 1.9's trees when given a background row (interventional:
+off by up to 0.3 in probability and 0.06 in regression units in our check), and on boosted classifiers it explains
+log-odds only, so boosted classifiers are sampled too.
 
 Columns are explained as the user knows them: a one-hot group, a category's embedding code and a date's parts
 (year, month, day, weekday, hour) each count as their one original column.
