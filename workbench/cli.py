@@ -469,10 +469,17 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from workbench.predict import predict_file, to_safe_csv
 
     store = _store()
-    result = predict_file(store, args.run_id, read_path(args.path))
+    if args.explain:
+        from workbench.contributions import explain_csv, with_contributions
+
+        result, explanation = explain_csv(store, args.run_id, read_path(args.path))
+        table = with_contributions(result.table, explanation)
+    else:
+        result = predict_file(store, args.run_id, read_path(args.path))
+        table = result.table
     for note in result.notes:  # on stderr, so that the CSV on stdout stays clean
         print(f"note: {terminal_safe(note)}", file=sys.stderr)
-    text = to_safe_csv(result.table)
+    text = to_safe_csv(table)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
         print(f"wrote {len(result.table):,} predictions to {terminal_safe(args.out)}")
@@ -596,6 +603,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_id")
     p.add_argument("path")
     p.add_argument("--out")
+    p.add_argument("--explain", action="store_true",
+                   help="add each column's contribution to the prediction ('contribution: <column>', against a "
+                        "typical row) and a sentence ('explanation'); at most 2,000 rows")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("export", help="export a trained model as a zip of safe files")

@@ -160,7 +160,10 @@ class TrainedModel:
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Class probabilities (n, n_classes) or regression predictions (n,) of an already checked frame."""
-        x_num, x_cat = self.preprocessor.transform(frame)
+        return self.predict_arrays(*self.preprocessor.transform(frame))
+
+    def predict_arrays(self, x_num: np.ndarray, x_cat: np.ndarray) -> np.ndarray:
+        """`predict_proba` of already preprocessed rows (the preprocessor's numeric matrix and category codes)."""
         objective = Objective.from_config(self.config)
         if isinstance(self.model, torch.nn.Module):
             return objective.predictions(predict_outputs(self.model, torch.as_tensor(x_num), torch.as_tensor(x_cat)).numpy())
