@@ -158,7 +158,7 @@ def time_to_quality(store: Store, dataset_id: str, group_id: str, task: Task, ma
             "ours_epochs": member.epochs_done, "tutorial_best_val": round(tutorial["best_score"], 5),
             "tutorial_epochs": len(tutorial["epochs"]), "tutorial_total_s": round(prepare_s + tutorial["seconds_total"], 2),
             "tutorial_reached_ours": reached_at is not None, "tutorial_s_to_ours": round(tutorial_s, 2),
-            "ratio": round(tutorial_s / ours_seconds, 2) if ours_seconds else None,
+            "ratio": float(f"{tutorial_s / ours_seconds:.3g}") if ours_seconds else None,
             "ours_val_at_least_tutorial_best": not better(tutorial["best_score"], ours_score, task)}
 
 
