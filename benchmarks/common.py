@@ -106,6 +106,13 @@ class Split:
     def n_features(self) -> int:
         return self.x_train.shape[1]
 
+    @property
+    def n_outputs(self) -> int:
+        """One per class (class codes 0..k-1) for multiclass, else one."""
+        if self.task != "multiclass":
+            return 1
+        return int(max(self.y_train.max(), self.y_val.max())) + 1
+
 
 def make_data(rows: int, features: int = 50, task: str = "binary", seed: int = 0) -> Split:
     """`rows` training rows (and rows/10 validation rows) of a learnable, noisy non-linear task."""
@@ -126,9 +133,9 @@ def mlp_params(**overrides) -> MLPParams:
     return resolve_params("mlp", overrides)
 
 
-def build_mlp(n_features: int, params: MLPParams, device: str, seed: int = 0) -> nn.Module:
+def build_mlp(n_features: int, params: MLPParams, device: str, seed: int = 0, n_outputs: int = 1) -> nn.Module:
     torch.manual_seed(seed)
-    return MLP(n_features, [], 1, params).to(device)
+    return MLP(n_features, [], n_outputs, params).to(device)
 
 
 def objective_for(data: Split) -> Objective:
@@ -140,19 +147,22 @@ def objective_for(data: Split) -> Objective:
 
 class Tutorial:
     """A PyTorch training loop as the tutorials write it: DataLoader(TensorDataset(...), shuffle=True), Adam,
-    zero_grad / forward / loss / backward / step per batch, `loss.item()` summed for the epoch's log line."""
+    zero_grad / forward / loss / backward / step per batch, `loss.item()` summed for the epoch's log line.
+    Multiclass: the model has one output per class and learns by cross-entropy on class codes 0..k-1."""
 
     def __init__(self, data: Split, model: nn.Module, batch_size: int, lr: float, device: str):
         self.data, self.model, self.device = data, model, device
-        y = torch.as_tensor(data.y_train).float()
+        y = torch.as_tensor(data.y_train)
+        y = y.long() if data.task == "multiclass" else y.float()
         self.loader = DataLoader(TensorDataset(torch.as_tensor(data.x_train), y), batch_size=batch_size, shuffle=True)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-        self.loss_fn = nn.BCEWithLogitsLoss() if data.task == "binary" else nn.MSELoss()
+        self.loss_fn = {"binary": nn.BCEWithLogitsLoss(), "multiclass": nn.CrossEntropyLoss()}.get(data.task, nn.MSELoss())
         self.y_mean = float(data.y_train.mean()) if data.task == "regression" else 0.0
         self.y_std = float(data.y_train.std() or 1.0) if data.task == "regression" else 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x, torch.zeros((x.shape[0], 0), dtype=torch.long, device=x.device)).squeeze(1)
+        out = self.model(x, torch.zeros((x.shape[0], 0), dtype=torch.long, device=x.device))
+        return out if self.data.task == "multiclass" else out.squeeze(1)
 
     def epoch(self) -> float:
         self.model.train()
@@ -169,12 +179,14 @@ class Tutorial:
         return running / len(self.loader)
 
     def validate(self) -> float:
-        """Accuracy (binary) or rmse (regression) on the validation rows."""
+        """Accuracy (binary, multiclass) or rmse (regression) on the validation rows."""
         self.model.eval()
         with torch.no_grad():
             out = self.forward(torch.as_tensor(self.data.x_val).to(self.device)).cpu().numpy()
         if self.data.task == "binary":
             return float(((out > 0).astype("int64") == self.data.y_val).mean())
+        if self.data.task == "multiclass":
+            return float((out.argmax(1) == self.data.y_val).mean())
         return float(np.sqrt(np.mean((out * self.y_std + self.y_mean - self.data.y_val) ** 2)))
 
 

@@ -4,7 +4,8 @@ Results are also written to bench-results/latest.json (git-ignored). Parts: thro
 sklearn_mlp, utilisation, ingest, train_memory, quality, runs_page, repeats (5 repeats against one run),
 estimates (the Train form's expected time against the real run), evaluation (the comparison statistics'
 simulations: false alarms, planted gaps, coverage), sweeps (a 30-trial MLP sweep against the defaults, with and
-without pruning, and its overhead). On a machine with CUDA, throughput,
+without pruning, and its overhead), collection (every default model, repeated, on the real tables of
+benchmarks/tables.py, with ranks, ties and the time to quality against the tutorial loop). On a machine with CUDA, throughput,
 time_to_quality, sklearn_mlp and utilisation also run our trainer on the GPU (bf16 autocast, its default there).
 """
 
@@ -24,7 +25,7 @@ from workbench.devices import tune_cpu_allocator
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("throughput", "time_to_quality", "sklearn_mlp", "utilisation", "ingest", "train_memory", "quality",
-         "runs_page", "repeats", "estimates", "evaluation", "sweeps")
+         "runs_page", "repeats", "estimates", "evaluation", "sweeps", "collection")
 
 
 def run_part(name: str, quick: bool, device: str, compile_model: bool) -> dict:
@@ -71,6 +72,9 @@ def run_part(name: str, quick: bool, device: str, compile_model: bool) -> dict:
     if name == "sweeps":
         from benchmarks import sweeps
         return sweeps.measure(2_000, trials=4, epochs=3, repeats=2) if quick else sweeps.measure()
+    if name == "collection":
+        from benchmarks import collection, tables
+        return collection.measure(tables.smallest(3) if quick else None, repeats=2 if quick else collection.REPEATS)
     raise ValueError(name)
 
 
@@ -129,6 +133,39 @@ def targets(results: dict) -> list[dict]:
             swept["pruning_saved"] >= swept["target_pruning_saved"])
         add("sweep time outside the trials' epochs", f"<= {swept['target_overhead_share']:.0%}",
             swept["overhead_share"], swept["overhead_share"] <= swept["target_overhead_share"])
+    collection = results.get("collection")
+    if collection:
+        out.extend(collection_targets(collection))
+    return out
+
+
+def collection_targets(collection: dict) -> list[dict]:
+    """Issue 21's targets on the real tables."""
+    from benchmarks.collection import BIG_TABLE_ROWS
+
+    out = []
+    tables = collection["tables"]
+    for name, result in tables.items():
+        ttq = result.get("time_to_quality")
+        if ttq and result["rows"] >= BIG_TABLE_ROWS:
+            out.append({"name": f"time to quality vs tutorial: {name}", "target": ">= 5x, ours at least its best",
+                        "measured": f"{ttq['ratio']}x", "met": bool(ttq["ratio"] and ttq["ratio"] >= 5
+                                                                     and ttq["ours_val_at_least_tutorial_best"])})
+        pair = result.get("vs_gradient_boosting", {}).get("mlp")
+        if pair and result["task"] == "regression":
+            out.append({"name": f"mlp wall time vs gradient boosting: {name}", "target": "<= 10x, tied or better",
+                        "measured": f"{pair['wall_ratio']}x, {'tied or better' if pair['tied_or_better'] else 'worse'}",
+                        "met": bool(pair["wall_ratio"] is not None and pair["wall_ratio"] <= 10 and pair["tied_or_better"])})
+    versus = [r.get("vs_gradient_boosting", {}) for r in tables.values() if r.get("vs_gradient_boosting")]
+    if versus:
+        share = sum(any(v.get(m, {}).get("tied_or_better") for m in ("mlp", "tabm")) for v in versus) / len(versus)
+        out.append({"name": "mlp or tabm tied with or better than gradient boosting", "target": ">= 70% of tables",
+                    "measured": f"{share:.0%} of {len(versus)}", "met": share >= 0.7})
+    ranked = [r["models"]["ensemble"] for r in tables.values() if r["models"].get("ensemble", {}).get("rank")]
+    if ranked:
+        share = sum(r["tied_with_best"] for r in ranked) / len(ranked)
+        out.append({"name": "ensemble best or tied with the best", "target": ">= 80% of tables",
+                    "measured": f"{share:.0%} of {len(ranked)}", "met": share >= 0.8})
     return out
 
 
@@ -187,6 +224,9 @@ def table(results: dict) -> str:
                      f"({u['wall_s']} s) -> saved {w['pruning_saved']:.0%}; best retrained x{b['repeats']}: test "
                      f"{b['test_mean']} {b['test_ci']}; outside epochs {w['overhead_share']:.1%}, outside runs "
                      f"{p['outside_runs_share']:.1%}")
+    if "collection" in results:
+        from benchmarks.collection import lines as collection_lines
+        lines.extend(collection_lines(results["collection"]))
     for name, error in results.get("errors", {}).items():
         lines.append(f"ERROR {name}: {error}")
     lines.append("targets (quick sizes: a smoke check, not the targets' settings):" if results["quick"] else "targets:")

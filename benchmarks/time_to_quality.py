@@ -15,7 +15,7 @@ from benchmarks.common import StopAtScore, Tutorial, build_mlp, make_data, mlp_p
 def tutorial_until_plateau(data, device: str, batch_size: int = 32, lr: float = 1e-3, patience: int = 2,
                            max_epochs: int = 12) -> dict:
     params = mlp_params()
-    loop = Tutorial(data, build_mlp(data.n_features, params, device), batch_size, lr, device)
+    loop = Tutorial(data, build_mlp(data.n_features, params, device, n_outputs=data.n_outputs), batch_size, lr, device)
 
     def epoch() -> float:
         loop.epoch()

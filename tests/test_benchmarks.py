@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import socket
+
+import pandas as pd
+import pytest
 
 from benchmarks.suite import main
 
@@ -62,3 +68,111 @@ def test_quick_sweeps_part_reports_both_sweeps_and_the_retrained_best():
     assert result["pruned"]["n_complete"] + result["pruned"]["n_pruned"] == 2
     assert result["unpruned"]["n_pruned"] == 0 and result["unpruned"]["n_complete"] == 2
     assert 0 <= result["overhead_share"] <= 1 and result["best_retrained"]["test_mean"] is not None
+
+
+# -- the collection of real tables -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No socket can connect: a loader that tried to download would fail."""
+    def refuse(*_args, **_kwargs):
+        raise OSError("the network is off in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def test_every_table_loads_offline_as_declared(offline):
+    """Each table comes from files its package's wheel shipped, with the declared rows, target, task, categories and
+    missing values (the real ones: nothing is injected)."""
+    from benchmarks.tables import TABLES, shipped_file
+    from workbench.prepare import detect_task
+
+    for table in TABLES.values():
+        frame = table.load()
+        assert len(frame) == table.rows, table.name
+        assert table.target in frame.columns, table.name
+        assert detect_task(frame[table.target].dropna(), "auto") == table.task, table.name
+        features = frame.drop(columns=[table.target])
+        assert not {"rownames", *table.excluded} & set(features.columns), table.name
+        has_text = any(not pd.api.types.is_numeric_dtype(features[c]) for c in features)
+        assert has_text == table.categorical, table.name
+        assert bool(features.isna().to_numpy().any()) == table.missing, table.name
+        for distribution, path in table.files:
+            assert shipped_file(distribution, path).is_file()
+            assert path in table.source
+    tables = list(TABLES.values())
+    assert len(tables) >= 12 and {t.task for t in tables} == {"binary", "multiclass", "regression"}
+    assert min(t.rows for t in tables) == 150 and max(t.rows for t in tables) >= 50_000
+    assert sum(t.categorical for t in tables) >= 3 and sum(t.missing for t in tables) >= 3
+
+
+def test_a_table_file_must_be_the_one_its_wheel_shipped(tmp_path, monkeypatch):
+    """Protection: a data file that is not in its distribution's RECORD, or that changed since, is refused."""
+    from benchmarks.tables import shipped_file
+
+    package = tmp_path / "tablespkg"
+    package.mkdir()
+    data = package / "données ünï.csv"
+    data.write_text("a,b\n1,2\n", encoding="utf-8")
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data.read_bytes()).digest()).rstrip(b"=").decode()
+    info = tmp_path / "tablespkg-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tablespkg\nVersion: 1.0\n")
+    (info / "RECORD").write_text(f'"tablespkg/{data.name}",sha256={digest},{data.stat().st_size}\n'
+                                 "tablespkg-1.0.dist-info/RECORD,,\n", encoding="utf-8")
+    (package / "extra.csv").write_text("a\n1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    assert shipped_file("tablespkg", f"tablespkg/{data.name}") == data
+    with pytest.raises(RuntimeError, match="is not a file"):
+        shipped_file("tablespkg", "tablespkg/extra.csv")
+    with pytest.raises(RuntimeError, match="not installed"):
+        shipped_file("no-such-tables-package", "x.csv")
+    data.write_text("a,b\n1,3\n", encoding="utf-8")
+    with pytest.raises(RuntimeError, match="differs from the file"):
+        shipped_file("tablespkg", f"tablespkg/{data.name}")
+
+
+def test_collection_runs_tiny_and_reports_ranks_ties_and_time_to_quality():
+    """Two small real tables (multiclass with categories and missing values; regression with categories), short
+    runs: every model gets a mean with an interval on the same folds, a rank and a tie mark; the summary and the
+    suite's targets read it."""
+    from benchmarks import collection
+    from benchmarks.suite import collection_targets
+
+    result = collection.measure(("penguins", "carseats"), ("mlp", "gradient_boosting", "logistic_regression", "ridge"),
+                                repeats=2, params={"mlp": {"epochs": 3}, "gradient_boosting": {"max_iter": 5}},
+                                tutorial_max_epochs=3)
+    json.dumps(result)
+    penguins, carseats = result["tables"]["penguins"], result["tables"]["carseats"]
+    assert set(penguins["models"]) == {"mlp", "gradient_boosting", "logistic_regression"}
+    assert set(carseats["models"]) == {"mlp", "gradient_boosting", "ridge"}
+    for table in (penguins, carseats):
+        assert table["members"] == 5  # one round of 5 folds: every row tested once
+        ranks = sorted(row["rank"] for row in table["models"].values())
+        assert ranks == [1, 2, 3]
+        for row in table["models"].values():
+            assert {"mean", "ci_low", "ci_high", "n", "wall_s", "run_s", "epochs", "tied_with_best"} <= set(row)
+            assert row["n"] == 5 and row["ci_low"] <= row["mean"] <= row["ci_high"]
+        assert next(r for r in table["models"].values() if r["rank"] == 1)["tied_with_best"]
+        assert table["models"]["mlp"]["epochs"] <= 3
+        assert set(table["vs_gradient_boosting"]) == {"mlp"}
+        ttq = table["time_to_quality"]
+        assert ttq["tutorial_epochs"] <= 3 and ttq["ratio"] > 0
+        assert ttq["tutorial_s_to_ours"] <= ttq["tutorial_total_s"]
+        assert ttq["ours_val_at_least_tutorial_best"] is not ttq["tutorial_reached_ours"] or \
+            ttq["tutorial_best_val"] == ttq["ours_val"]
+    assert penguins["metric"] == "accuracy" and 0 <= penguins["models"]["mlp"]["mean"] <= 1
+    assert carseats["metric"] == "rmse" and carseats["higher_is_better"] is False
+    summary = result["summary"]
+    assert set(summary["mean_rank"]) == {"mlp", "gradient_boosting", "logistic_regression", "ridge"}
+    assert summary["tables_ranked"]["mlp"] == 2 and 0 <= summary["tied_with_best"]["mlp"] <= 2
+    assert set(summary["mlp_gb_wall_ratio_regression"]) == {"carseats"}
+    assert set(summary["time_to_quality_ratio"]) == {"penguins", "carseats"}
+    text = "\n".join(collection.lines(result))
+    assert "penguins (344 rows, multiclass" in text and "mean rank:" in text
+    names = [t["name"] for t in collection_targets(result)]
+    assert names == ["mlp wall time vs gradient boosting: carseats", "mlp or tabm tied with or better than gradient "
+                     "boosting"]  # no table of 10,000 rows here, no ensemble
