@@ -11,6 +11,7 @@ from ui.frame import require_frame
 from ui.resources import get_store, load_table, max_upload_mb
 from ui.tables import format_value, metric_label, run_label
 from ui.text import escape_markdown, show_notes
+from workbench import contributions
 from workbench.errors import UserError
 from workbench.predict import best_run_ids, best_runs, comparable_group, export_run, load_model_for_run, predict_file
 from workbench.safe_csv import to_safe_csv
@@ -88,6 +89,20 @@ st.download_button("Export this model (zip)", export_run(store, run.id), file_na
                    mime="application/zip", help="config.json, the preprocessing (skops) and the weights "
                    "(safetensors or skops): safe formats that load without unpickling.")
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def explain_file_row(run_id: str, data: bytes, row: int) -> contributions.Explanation:
+    return contributions.explain_file_rows(store, run_id, data, [row])
+
+
+def show_explanation(explained: contributions.Explanation) -> None:
+    """One row's sentence and each column's contribution."""
+    st.markdown(escape_markdown(explained.sentences[0]))
+    st.plotly_chart(charts.contributions(explained.contributions.iloc[0], explained.output), width="stretch")
+    st.caption(f"Each bar: how much that column moved {escape_markdown(explained.output)} away from "
+               f"{escape_markdown(explained.baseline_words)} ({explained.baseline[0]:.3g}); together they add up to "
+               f"the prediction ({explained.predicted[0]:.3g}). Worked out by {escape_markdown(explained.method)}.")
+
+
 file_tab, what_if_tab = st.tabs(["Predict a CSV", "What if…"])
 with file_tab:
     st.write(f"Upload rows with the columns the model was trained on: {', '.join(escape_markdown(c) for c in features)}.")
@@ -110,6 +125,16 @@ with file_tab:
                 st.caption(f"The first {PREVIEW_ROWS:,} rows; the download has all of them.")
             st.download_button("Download predictions (CSV)", to_safe_csv(result), type="primary",
                                file_name=f"predictions-{run.id}.csv", mime="text/csv", key="download_predictions")
+            st.subheader("Why this prediction?")
+            row_number = st.number_input("Row to explain", 1, len(result), 1, key=f"explain_row.{run.id}",
+                                         help="Its position in the file (the first row of data is 1)")
+            try:
+                with st.spinner("Working out what moved this prediction…"):
+                    explained = explain_file_row(run.id, uploaded.getvalue(), int(row_number) - 1)
+            except UserError as exc:
+                st.error(escape_markdown(exc))
+            else:
+                show_explanation(explained)
 
 with what_if_tab:
     st.write("Change any value and see what the model predicts for that one row. "
@@ -133,3 +158,10 @@ with what_if_tab:
                              for c in prediction.columns if c.startswith("proba_")}
             if probabilities:
                 st.plotly_chart(charts.class_probabilities(probabilities), width="stretch")
+            try:
+                with st.spinner("Working out what moved this prediction…"):
+                    explained = contributions.explain_rows(store, run.id, frame)
+            except UserError as exc:
+                st.error(escape_markdown(exc))
+            else:
+                show_explanation(explained)

@@ -314,3 +314,15 @@ def partial_dependence(column: str, curve: Mapping[str, Any], target: str) -> go
                       yaxis_title="predicted " + ("value" if list(curve["curves"]) == ["prediction"]
                                                   else "probability"), showlegend=len(curve["curves"]) > 1)
     return fig
+
+
+def contributions(values: pd.Series, output: str) -> go.Figure:
+    """One row's contribution of each column (largest in size at the top): green pushes the prediction up, red
+    down, from the baseline to the prediction."""
+    ordered = values.reindex(values.abs().sort_values().index)
+    fig = go.Figure(go.Bar(x=ordered.to_numpy(), y=[chart_text(c) for c in ordered.index], orientation="h",
+                           marker_color=["#16a34a" if v >= 0 else "#dc2626" for v in ordered],
+                           text=[f"{v:+.3g}" for v in ordered], textposition="outside"))
+    fig.update_layout(**LAYOUT, title="What moved this prediction", xaxis_title=f"change in {chart_text(output)}",
+                      height=120 + 26 * len(ordered))
+    return fig

@@ -78,6 +78,10 @@ def show_importance(store: Store, item_id: str, target: str, can_compute: bool) 
     if not explanation.importance:
         st.info("No column could be measured.")
         return
+    if all(abs(c.importance) < 1e-9 and (c.high is None or abs(c.high) < 1e-9) for c in explanation.importance):
+        st.info("Shuffling any one column leaves the test score unchanged: the model does not use its columns (it "
+                "predicts about the same for every row). The advice above says what to try.")
+        return
     st.plotly_chart(charts.importance_bars(explanation), width="stretch")
     group = any(c.low is not None for c in explanation.importance)
     st.caption(("Each bar: how much worse the model scores on its test rows when that column's values are shuffled "

@@ -292,6 +292,21 @@ def explain_csv(store, run_id: str, data: bytes) -> tuple[Prediction, Explanatio
     return prediction, explain(model, checked, run_typical_row(store, run_id, model))
 
 
+def explain_rows(store, run_id: str, frame: pd.DataFrame) -> Explanation:
+    """Explain rows given as the user's columns (a "what if" row, or rows picked from a predicted file)."""
+    model = load_model_for_run(store, run_id)
+    _check_size(len(frame))
+    return explain(model, model.check_schema(frame).frame, run_typical_row(store, run_id, model))
+
+
+def explain_file_rows(store, run_id: str, data: bytes, rows: list[int]) -> Explanation:
+    """Explain some rows (0-based positions) of a CSV file the run predicted."""
+    table = ingest_bytes(data).table
+    if any(not 0 <= i < len(table) for i in rows):
+        raise UserError(f"The file has rows 1 to {len(table):,}; choose one of them.")
+    return explain_rows(store, run_id, table.iloc[rows])
+
+
 def run_typical_row(store, run_id: str, model: TrainedModel) -> pd.DataFrame:
     """`typical_row` over the rows of the dataset the run was trained on."""
     from workbench.datasets import load_table
