@@ -101,7 +101,7 @@ def show_summary(run: Run) -> None:
                    "compare the whole group on Runs & Compare.")
     if run.sweep_id:
         st.page_link("pages/sweeps.py", query_params={"sweep": run.sweep_id}, icon=":material/travel_explore:",
-                     label=f"Trial {run.trial_number} of sweep {run.sweep_id}: see the whole search")
+                     label=f"Trial {run.trial_number:,} of sweep {escape_markdown(run.sweep_id)}: see the whole search")
     if run.error:
         (st.error if run.status == RunStatus.FAILED else st.warning)(escape_markdown(run.error))
 

@@ -70,9 +70,9 @@ def show_header(summary: sweeps.SweepSummary) -> None:
     best.metric(f"Best validation {escape_markdown(metric_label(summary.metric))}",
                 f"{summary.best.value:.4f}" if summary.best and summary.best.value is not None else "—",
                 help="Of the finished trials; its test score is on its run's page")
-    trials.metric("Trials ended", f"{done} of {sweep.n_trials}",
-                  help=f"{summary.n_complete} finished, {summary.n_pruned} stopped early, {summary.n_failed} failed"
-                       f"; {summary.n_running} training now")
+    trials.metric("Trials ended", f"{done:,} of {sweep.n_trials:,}",
+                  help=f"{summary.n_complete:,} finished, {summary.n_pruned:,} stopped early, {summary.n_failed:,} "
+                       f"failed; {summary.n_running:,} training now")
     duration.metric("Time", escape_markdown(format_duration(summary.duration_s) or "—"))
     if sweep.status == SweepStatus.RUNNING:
         st.progress(min(1.0, done / sweep.n_trials), text=escape_markdown(
@@ -149,7 +149,7 @@ def show_retrain(summary: sweeps.SweepSummary) -> None:
         except UserError as exc:
             st.error(escape_markdown(exc))
         else:
-            st.success(f"Queued run group {escape_markdown(group.id)}: the best settings, {group.n_members} "
+            st.success(f"Queued run group {escape_markdown(group.id)}: the best settings, {group.n_members:,} "
                        "repeats. Compare it on Runs & Compare when it has trained.")
 
 

@@ -131,3 +131,15 @@ def test_no_runs_yet(home):
     at = run_page()
     assert not at.exception
     assert "No runs yet" in texts(at.info)
+
+
+def test_the_advisors_suggestion_is_queued_in_one_click(store, dataset_id):
+    run_id = train(store, dataset_id, C=0.01)  # majority class only: the advisor names the imbalance
+    at = run_page(run_id)
+    [queue] = [b for b in at.button if b.label == "Queue this run"][:1]
+    queue.click().run()
+    assert not at.exception, at.exception
+    [queued] = store.list_runs(statuses=(RunStatus.QUEUED,))
+    assert queued.dataset_id == dataset_id and queued.target == "label"
+    assert f"Queued run {queued.id}" in texts(at.success)
+    assert any(link.proto.label == "Open its page" for link in at.get("page_link"))

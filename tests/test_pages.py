@@ -233,7 +233,7 @@ def test_submit_through_the_form_then_see_it_succeed(store, dataset_id):
     at.run()
     assert not at.exception
     assert store.get_run(run.id).status == "succeeded"
-    assert "succeeded" in at.dataframe[-1].value["Status"].iloc[0]
+    assert "succeeded" in table_with(at, "Status")["Status"].iloc[0]
 
 
 def test_impossible_settings_are_refused_plainly(store, dataset_id):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import streamlit as st
 
 from ui import charts
-from ui.tables import run_page_url
 from ui.text import escape_markdown
 from workbench import advisor, explain, jobs
 from workbench.errors import UserError
@@ -25,7 +24,7 @@ def show_advice(store: Store, item_id: str, heading: str = "What to try next") -
     advice = advisor.advise(store, item_id)
     if not advice:
         return
-    st.subheader(heading)
+    st.subheader(escape_markdown(heading))
     for i, piece in enumerate(advice):
         with st.container(border=True):
             show = st.success if piece.code == "ok" else st.warning
@@ -46,7 +45,9 @@ def show_advice(store: Store, item_id: str, heading: str = "What to try next") -
                 except UserError as exc:
                     st.error(escape_markdown(exc))
                 else:
-                    st.success(f"Queued run [{escape_markdown(queued.id)}]({run_page_url(queued.id)}).")
+                    st.success(f"Queued run {escape_markdown(queued.id)}.")
+                    st.page_link("pages/run.py", query_params={"run": queued.id}, label="Open its page",
+                                 icon=":material/open_in_new:")
             command_col.code(advisor.suggestion_command(store, item_id, piece.suggestion), language="bash",
                              wrap_lines=True)
 
