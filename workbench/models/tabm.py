@@ -33,7 +33,8 @@ class TabMParams(NeuralParams):
     k: int = param(32, "How many member networks train together; the prediction is their average. More members "
                    "are steadier but slower.", label="Ensemble members", min=1, max=128)
     width: int = param(512, "Neurons in each hidden layer of every member.", label="Layer width", min=1, max=8192)
-    n_blocks: int = param(3, "How many hidden layers each member has.", label="Hidden layers", min=1, max=16)
+    n_blocks: int = param(3, "How many hidden layers each member has.", label="Hidden layers", advanced=True, min=1,
+                          max=16)
     dropout: float = param(0.1, "Share of neurons switched off at random while training, against overfitting.",
                            label="Dropout", advanced=True, min=0.0, max=0.9)
     architecture: str = param("tabm", "tabm: the members share weights but each scales every layer its own way "
