@@ -18,7 +18,7 @@ REGRESSORS = [name for name, spec in MODELS.items() if "regression" in spec.task
 
 def test_catalog_entries_have_a_schema_with_defaults_and_help():
     entries = {e["name"]: e for e in catalog()}
-    assert set(entries) == {"linear", "mlp", "cnn", "rnn", "transformer", "logistic_regression", "ridge",
+    assert set(entries) == {"linear", "mlp", "cnn", "rnn", "transformer", "tabm", "logistic_regression", "ridge",
                             "random_forest", "gradient_boosting"}
     for entry in entries.values():
         assert entry["family"] in ("neural", "classical") and entry["description"]

@@ -220,3 +220,16 @@ def test_cancel_stops_a_tabm_run_in_seconds_and_keeps_its_history(store, home):
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+
+
+def test_the_train_page_shows_the_tabm_form_with_plain_labels_and_a_time_estimate(store, monkeypatch):
+    from tests.test_pages import customers, page, texts
+
+    monkeypatch.setattr(jobs.LocalExecutor, "ensure_running", lambda self: False)
+    datasets.add_dataset(store, customers().to_csv(index=False).encode(), "tiny.csv")
+    at = page("train").run()
+    at.selectbox(key="model").select("tabm").run()
+    assert not at.exception, at.exception
+    labels = [w.label for w in at.number_input]
+    assert {"Learning rate", "Ensemble members", "Layer width"} <= set(labels) and "k" not in labels
+    assert "Expected training time on this table" in texts(at.caption)
