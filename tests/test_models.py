@@ -18,7 +18,7 @@ REGRESSORS = [name for name, spec in MODELS.items() if "regression" in spec.task
 
 def test_catalog_entries_have_a_schema_with_defaults_and_help():
     entries = {e["name"]: e for e in catalog()}
-    assert set(entries) == {"linear", "mlp", "cnn", "rnn", "transformer", "logistic_regression", "ridge",
+    assert set(entries) == {"linear", "mlp", "cnn", "rnn", "transformer", "tabm", "logistic_regression", "ridge",
                             "random_forest", "gradient_boosting"}
     for entry in entries.values():
         assert entry["family"] in ("neural", "classical") and entry["description"]
@@ -81,8 +81,13 @@ def test_resolve_params_rejects_bad_settings(model, overrides, message):
         resolve_params(model, overrides)
 
 
+# tabm's defaults (32 members of 512 wide) take minutes on a CPU; its own tests (tests/test_tabm.py) check them. Here
+# it learns the same tables with fewer, narrower members, the rest at its defaults.
+CHEAPER = {"tabm": {"k": 8, "width": 64}}
+
+
 def _config(model, target):
-    return RunConfig(dataset_id="test", target=target, model=model)
+    return RunConfig(dataset_id="test", target=target, model=model, params=CHEAPER.get(model, {}))
 
 
 @pytest.mark.parametrize("model", CLASSIFIERS)

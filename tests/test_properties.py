@@ -93,6 +93,7 @@ def test_profile_with_every_column_as_target_never_raises(file):
 SMALL = {
     "linear": {"epochs": 1}, "mlp": {"epochs": 1, "hidden_sizes": "8"}, "cnn": {"epochs": 1, "channels": 4},
     "rnn": {"epochs": 1, "hidden_size": 8}, "transformer": {"epochs": 1, "d_model": 8, "n_layers": 1},
+    "tabm": {"epochs": 1, "k": 4, "width": 16},
     "random_forest": {"n_estimators": 5}, "gradient_boosting": {"max_iter": 5},
 }
 

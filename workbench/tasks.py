@@ -8,6 +8,7 @@ an `Objective` or the functions here; none of them branches on the task itself.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -92,8 +93,27 @@ class Objective:
         return higher_is_better(self.metric_name)
 
     # -- on network outputs (torch, on the training device) ------------------------------------------------------
+    # An ensemble network (TabM) outputs (batch, k, n_outputs), one output per member. Each member learns on its own
+    # (the loss is the mean of the members' losses, not the loss of their mean), and the network's prediction, which
+    # the metric judges, is the mean of the members' predictions: probabilities for classification, not logits
+    # (Gorishniy et al. 2025).
+
+    def members_mean(self, output: torch.Tensor) -> torch.Tensor:
+        """An ensemble's (batch, k, n_outputs) as one network's (batch, n_outputs) output of the members' mean
+        prediction: the logit of the mean probability (binary), the log of the mean probabilities (multiclass:
+        their softmax is those probabilities), or the mean value. Any other output is returned as it is."""
+        if output.dim() != 3:
+            return output
+        if self.task == Task.BINARY:  # log(mean p) - log(mean (1 - p)): the log k of each mean cancels
+            return (torch.logsumexp(nn.functional.logsigmoid(output), dim=1)
+                    - torch.logsumexp(nn.functional.logsigmoid(-output), dim=1))
+        if self.task == Task.MULTICLASS:
+            return torch.logsumexp(torch.log_softmax(output, dim=-1), dim=1) - math.log(output.shape[1])
+        return output.mean(dim=1)
 
     def loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if output.dim() == 3:  # each member's loss on the same rows, averaged over the rows and the members
+            return self.loss(output.flatten(0, 1), y.repeat_interleave(output.shape[1]))
         output = output.float()
         if self.task == Task.BINARY:
             return nn.functional.binary_cross_entropy_with_logits(output.squeeze(1), y.float())
@@ -102,6 +122,7 @@ class Objective:
         return nn.functional.mse_loss(output.squeeze(1), (y - self.y_mean) / self.y_std)
 
     def metric(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        output = self.members_mean(output)
         if self.task == Task.BINARY:
             return ((output.squeeze(1) > 0).long() == y).float().mean()
         if self.task == Task.MULTICLASS:
@@ -112,6 +133,8 @@ class Objective:
     def predictions(self, output: np.ndarray) -> np.ndarray:
         """Network outputs to class probabilities (n, n_classes), or values (n,) in the target's units."""
         output = np.asarray(output, dtype="float64")
+        if output.ndim == 3:
+            output = self.members_mean(torch.from_numpy(output).double()).numpy()
         if self.task == Task.BINARY:
             with np.errstate(over="ignore"):  # a huge negative logit: exp overflows to inf, p is 0 as it should be
                 p = 1.0 / (1.0 + np.exp(-output[:, 0]))

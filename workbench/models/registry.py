@@ -13,6 +13,7 @@ from workbench.models.linear import LinearModel, LinearParams
 from workbench.models.mlp import MLP, MLPParams
 from workbench.models.params import resolve, schema
 from workbench.models.rnn import RNN, RNNParams
+from workbench.models.tabm import TabM, TabMParams
 from workbench.models.transformer import FTTransformer, TransformerParams
 
 ALL_TASKS = ("binary", "multiclass", "regression")
@@ -47,6 +48,9 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
     ModelSpec("transformer", "neural", "FT-Transformer: attention between per-feature tokens; strong but slower.",
               "The strongest neural model on many tables, when you can wait for it.",
               TransformerParams, FTTransformer),
+    ModelSpec("tabm", "neural", "TabM: 32 MLPs sharing most of their weights, trained together and averaged.",
+              "The strongest neural model on many tables (on par with tuned boosted trees in its paper); slower "
+              "than an MLP.", TabMParams, TabM),
     ModelSpec("logistic_regression", "classical", "scikit-learn logistic regression (classification).",
               "A fast, explainable floor for classification.",
               classical.LogisticRegressionParams, classical.build_logistic_regression, categorical="onehot",
