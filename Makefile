@@ -12,7 +12,7 @@ $(STAMP): requirements.txt
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/streamlit run app.py --server.address 127.0.0.1
+	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(BIN)/streamlit run app.py --server.address 127.0.0.1
 
 # pytest exits 5 when it collects nothing; make would turn that into a failure of its own.
 test: $(STAMP)

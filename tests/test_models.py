@@ -82,8 +82,8 @@ def test_resolve_params_rejects_bad_settings(model, overrides, message):
 
 
 # tabm's defaults (32 members of 512 wide) take minutes on a CPU; its own tests (tests/test_tabm.py) check them. Here
-# it learns the same tables with fewer, narrower members, the rest at its defaults.
-CHEAPER = {"tabm": {"k": 8, "width": 64}}
+# it learns the same tables with fewer, narrower members for at most 40 epochs, the rest at its defaults.
+CHEAPER = {"tabm": {"k": 8, "width": 64, "epochs": 40}}
 
 
 def _config(model, target):
