@@ -4,7 +4,8 @@ Results are also written to bench-results/latest.json (git-ignored). Parts: thro
 sklearn_mlp, utilisation, ingest, train_memory, quality, runs_page, repeats (5 repeats against one run),
 estimates (the Train form's expected time against the real run), evaluation (the comparison statistics'
 simulations: false alarms, planted gaps, coverage), sweeps (a 30-trial MLP sweep against the defaults, with and
-without pruning, and its overhead). On a machine with CUDA, throughput,
+without pruning, and its overhead), advisor (planted problems: what the advisor names and whether following its
+first suggestion improves validation; importance's cost on the 50,000-row task). On a machine with CUDA, throughput,
 time_to_quality, sklearn_mlp and utilisation also run our trainer on the GPU (bf16 autocast, its default there).
 """
 
@@ -24,7 +25,7 @@ from workbench.devices import tune_cpu_allocator
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("throughput", "time_to_quality", "sklearn_mlp", "utilisation", "ingest", "train_memory", "quality",
-         "runs_page", "repeats", "estimates", "evaluation", "sweeps")
+         "runs_page", "repeats", "estimates", "evaluation", "sweeps", "advisor")
 
 
 def run_part(name: str, quick: bool, device: str, compile_model: bool) -> dict:
@@ -71,6 +72,9 @@ def run_part(name: str, quick: bool, device: str, compile_model: bool) -> dict:
     if name == "sweeps":
         from benchmarks import sweeps
         return sweeps.measure(2_000, trials=4, epochs=3, repeats=2) if quick else sweeps.measure()
+    if name == "advisor":
+        from benchmarks import advisor
+        return advisor.measure(quick)
     raise ValueError(name)
 
 
@@ -129,6 +133,16 @@ def targets(results: dict) -> list[dict]:
             swept["pruning_saved"] >= swept["target_pruning_saved"])
         add("sweep time outside the trials' epochs", f"<= {swept['target_overhead_share']:.0%}",
             swept["overhead_share"], swept["overhead_share"] <= swept["target_overhead_share"])
+    advised = results.get("advisor")
+    if advised and "cases" in advised:
+        problems = [c for c in advised["cases"] if c["planted"] != "ok"]
+        add("advisor names the planted problem", f"all {len(problems)} cases",
+            ", ".join(f"{c['case']}: {'first' if c['first'] else 'named' if c['named'] else 'missed'}" for c in problems),
+            advised["named_all"])
+        add("advisor on the healthy run", "ok only", ",".join(next(c["codes"] for c in advised["cases"]
+                                                                   if c["planted"] == "ok")), advised["healthy_ok_only"])
+        add("first suggestion improves validation", f">= {advised['target_improved']} of {advised['problem_cases']}",
+            advised["improved"], advised["improved"] >= advised["target_improved"])
     return out
 
 
@@ -187,6 +201,9 @@ def table(results: dict) -> str:
                      f"({u['wall_s']} s) -> saved {w['pruning_saved']:.0%}; best retrained x{b['repeats']}: test "
                      f"{b['test_mean']} {b['test_ci']}; outside epochs {w['overhead_share']:.1%}, outside runs "
                      f"{p['outside_runs_share']:.1%}")
+    if "advisor" in results:
+        from benchmarks.advisor import lines as advisor_lines
+        lines.extend(advisor_lines(results["advisor"]))
     for name, error in results.get("errors", {}).items():
         lines.append(f"ERROR {name}: {error}")
     lines.append("targets (quick sizes: a smoke check, not the targets' settings):" if results["quick"] else "targets:")

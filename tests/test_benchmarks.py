@@ -62,3 +62,23 @@ def test_quick_sweeps_part_reports_both_sweeps_and_the_retrained_best():
     assert result["pruned"]["n_complete"] + result["pruned"]["n_pruned"] == 2
     assert result["unpruned"]["n_pruned"] == 0 and result["unpruned"]["n_complete"] == 2
     assert 0 <= result["overhead_share"] <= 1 and result["best_retrained"]["test_mean"] is not None
+
+
+def test_quick_advisor_part_trains_every_planted_case_and_its_suggestion():
+    """Tiny sizes: every case is trained and advised, each problem case's first suggestion is trained, and the
+    importance cost is measured; the figures are there, not the targets (8 epochs say little about curves)."""
+    from benchmarks.advisor import cases, measure
+
+    result = measure(quick=True)
+    assert {"cases", "named_all", "first_all", "healthy_ok_only", "improved", "problem_cases", "importance"} <= set(result)
+    assert [c["case"] for c in result["cases"]] == [c.name for c in cases(quick=True)]
+    for case in result["cases"]:
+        assert case["codes"] and {"planted", "named", "first", "advice", "metric"} <= set(case)
+        if case["planted"] != "ok" and case["advice"][0]["suggestion"]:
+            assert {"val_before", "val_after", "improved", "outcome", "command"} <= set(case)
+            assert case["command"].startswith("python -m workbench train")
+    leak = next(c for c in result["cases"] if c["case"] == "leak")
+    assert leak["codes"][0] == "leak" and leak["suggestion"]["exclude"] == ["settled_amount"]
+    for model in ("mlp", "gradient_boosting"):
+        cost = result["importance"][model]
+        assert cost["explain_s"] > 0 and cost["train_s"] > 0 and len(cost["top_columns"]) == 3
