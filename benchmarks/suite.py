@@ -5,7 +5,9 @@ sklearn_mlp, utilisation, ingest, train_memory, quality, runs_page, repeats (5 r
 estimates (the Train form's expected time against the real run), evaluation (the comparison statistics'
 simulations: false alarms, planted gaps, coverage), sweeps (a 30-trial MLP sweep against the defaults, with and
 without pruning, and its overhead), collection (every default model, repeated, on the real tables of
-benchmarks/tables.py, with ranks, ties and the time to quality against the tutorial loop). On a machine with CUDA, throughput,
+benchmarks/tables.py, with ranks, ties and the time to quality against the tutorial loop), advisor (planted problems:
+what the advisor names and whether following its first suggestion improves validation; importance's cost on the
+50,000-row task). On a machine with CUDA, throughput,
 time_to_quality, sklearn_mlp and utilisation also run our trainer on the GPU (bf16 autocast, its default there).
 """
 
@@ -25,7 +27,7 @@ from workbench.devices import tune_cpu_allocator
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("throughput", "time_to_quality", "sklearn_mlp", "utilisation", "ingest", "train_memory", "quality",
-         "runs_page", "repeats", "estimates", "evaluation", "sweeps", "collection")
+         "runs_page", "repeats", "estimates", "evaluation", "sweeps", "collection", "advisor")
 
 
 def run_part(name: str, quick: bool, device: str, compile_model: bool) -> dict:
@@ -75,6 +77,9 @@ def run_part(name: str, quick: bool, device: str, compile_model: bool) -> dict:
     if name == "collection":
         from benchmarks import collection, tables
         return collection.measure(tables.smallest(3) if quick else None, repeats=2 if quick else collection.REPEATS)
+    if name == "advisor":
+        from benchmarks import advisor
+        return advisor.measure(quick)
     raise ValueError(name)
 
 
@@ -133,6 +138,17 @@ def targets(results: dict) -> list[dict]:
             swept["pruning_saved"] >= swept["target_pruning_saved"])
         add("sweep time outside the trials' epochs", f"<= {swept['target_overhead_share']:.0%}",
             swept["overhead_share"], swept["overhead_share"] <= swept["target_overhead_share"])
+    advised = results.get("advisor")
+    if advised and "cases" in advised:
+        problems = [c for c in advised["cases"] if c["planted"] != "ok"]
+        add("advisor names the planted problem", f"all {len(problems)} cases",
+            ", ".join(f"{c['case']}: {'first' if c['first'] else 'named' if c['named'] else 'missed'}" for c in problems),
+            advised["named_all"])
+        add("advisor on the healthy run", "ok only", ",".join(next(c["codes"] for c in advised["cases"]
+                                                                   if c["planted"] == "ok")), advised["healthy_ok_only"])
+        add("first suggestion improves validation", f">= {advised['target_improved']} of {advised['problem_cases']}",
+            f"{advised['improved']} (on the test rows: {advised['improved_on_test']})",
+            advised["improved"] >= advised["target_improved"])
     collection = results.get("collection")
     if collection:
         out.extend(collection_targets(collection))
@@ -227,6 +243,9 @@ def table(results: dict) -> str:
     if "collection" in results:
         from benchmarks.collection import lines as collection_lines
         lines.extend(collection_lines(results["collection"]))
+    if "advisor" in results:
+        from benchmarks.advisor import lines as advisor_lines
+        lines.extend(advisor_lines(results["advisor"]))
     for name, error in results.get("errors", {}).items():
         lines.append(f"ERROR {name}: {error}")
     lines.append("targets (quick sizes: a smoke check, not the targets' settings):" if results["quick"] else "targets:")

@@ -176,3 +176,23 @@ def test_collection_runs_tiny_and_reports_ranks_ties_and_time_to_quality():
     names = [t["name"] for t in collection_targets(result)]
     assert names == ["mlp wall time vs gradient boosting: carseats", "mlp or tabm tied with or better than gradient "
                      "boosting"]  # no table of 10,000 rows here, no ensemble
+
+
+def test_quick_advisor_part_advises_planted_cases_and_trains_the_suggestion():
+    """Tiny sizes, two cases (all six take minutes): each is trained and advised, the problem case's first suggestion
+    is trained, and the importance cost is measured; the figures are there, not the targets."""
+    from benchmarks.advisor import measure
+
+    result = measure(quick=True, names=["leak", "healthy"], importance_rows=300)
+    assert {"cases", "named_all", "first_all", "healthy_ok_only", "improved", "problem_cases", "importance"} <= set(result)
+    assert [c["case"] for c in result["cases"]] == ["leak", "healthy"] and result["problem_cases"] == 1
+    for case in result["cases"]:
+        assert case["codes"] and {"planted", "named", "first", "advice", "metric"} <= set(case)
+        if case["planted"] != "ok" and case["advice"][0]["suggestion"]:
+            assert {"val_before", "val_after", "improved", "improved_on_test", "outcome", "command"} <= set(case)
+            assert case["command"].startswith("python -m workbench train")
+    leak = next(c for c in result["cases"] if c["case"] == "leak")
+    assert leak["codes"][0] == "leak" and leak["suggestion"]["exclude"] == ["settled_amount"]
+    for model in ("mlp", "gradient_boosting"):
+        cost = result["importance"][model]
+        assert cost["explain_s"] > 0 and cost["train_s"] > 0 and len(cost["top_columns"]) == 3

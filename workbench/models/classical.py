@@ -62,6 +62,10 @@ class GradientBoostingParams:
                                        label="L2 regularisation", advanced=True, min=0.0, max=1e3)
     early_stopping: bool = param(True, "Stop adding trees when an internal validation score stops improving.",
                                 label="Early stopping", advanced=True)
+    balance_classes: bool = param(False, "Weigh each class by the inverse of its share, so a rare class counts as "
+                                  "much as a common one (classification; raises balanced accuracy and recall of a "
+                                  "rare class, at some cost in plain accuracy).", label="Balance classes",
+                                  advanced=True)
     seed: int = param(0, "Random seed: the same seed gives the same model.", label="Random seed", advanced=True,
                       min=0, max=2**31 - 1)
 
@@ -81,7 +85,9 @@ def build_random_forest(task: str, p: RandomForestParams):
 
 
 def build_gradient_boosting(task: str, p: GradientBoostingParams):
-    cls = HistGradientBoostingRegressor if task == Task.REGRESSION else HistGradientBoostingClassifier
-    return cls(learning_rate=p.learning_rate, max_iter=p.max_iter, max_leaf_nodes=p.max_leaf_nodes,
-               min_samples_leaf=p.min_samples_leaf, l2_regularization=p.l2_regularization,
-               early_stopping=p.early_stopping, random_state=p.seed)
+    common = {"learning_rate": p.learning_rate, "max_iter": p.max_iter, "max_leaf_nodes": p.max_leaf_nodes,
+              "min_samples_leaf": p.min_samples_leaf, "l2_regularization": p.l2_regularization,
+              "early_stopping": p.early_stopping, "random_state": p.seed}
+    if task == Task.REGRESSION:
+        return HistGradientBoostingRegressor(**common)
+    return HistGradientBoostingClassifier(**common, class_weight="balanced" if p.balance_classes else None)
