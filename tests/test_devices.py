@@ -44,3 +44,14 @@ print(json.dumps({{"cores": cores, "before": before, "threads": threads, "torch"
         assert seen["torch"] == seen["before"]
     else:
         assert seen["torch"] == min(share, 8) and all(n <= share for n in seen["pools"])
+
+
+@pytest.mark.parametrize(("rows", "limited"), [(600, True), (19_999, True), (20_000, False)])
+def test_scikit_learn_fits_on_small_tables_use_one_thread(rows, limited):
+    from threadpoolctl import threadpool_info
+
+    before = [p["num_threads"] for p in threadpool_info()]
+    with devices.classical_threads(rows):
+        inside = [p["num_threads"] for p in threadpool_info()]
+    assert inside and inside == ([1] * len(before) if limited else before)
+    assert [p["num_threads"] for p in threadpool_info()] == before  # restored afterwards

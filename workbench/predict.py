@@ -17,6 +17,7 @@ import torch
 from pandas.api import types as ptypes
 
 from workbench.artifacts import load_run
+from workbench.devices import classical_threads
 from workbench.errors import UserError
 from workbench.ingest import ingest_bytes
 from workbench.prepare import Preprocessor, as_datetime
@@ -167,7 +168,8 @@ class TrainedModel:
         objective = Objective.from_config(self.config)
         if isinstance(self.model, torch.nn.Module):
             return objective.predictions(predict_outputs(self.model, torch.as_tensor(x_num), torch.as_tensor(x_cat)).numpy())
-        return objective.estimator_predictions(self.model, x_num)
+        with classical_threads(len(x_num)):
+            return objective.estimator_predictions(self.model, x_num)
 
     def predict_rows(self, frame: pd.DataFrame, unread: Mapping[str, pd.Series] | None = None) -> Prediction:
         """The input columns plus `prediction`, for classification `proba_<class>` columns, and `warnings` (what

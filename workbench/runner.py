@@ -18,7 +18,7 @@ from sklearn.model_selection import train_test_split
 from workbench import memory
 from workbench.artifacts import save_run
 from workbench.callbacks import Callback, CallbackList, EpochRecord, RunCancelled
-from workbench.devices import select_device
+from workbench.devices import classical_threads, select_device
 from workbench.errors import UserError
 from workbench.evaluation import FoldAssignments, score_intervals
 from workbench.models.params import NeuralParams, as_dict
@@ -262,8 +262,9 @@ def _train_classical(spec: ModelSpec, prepared: Prepared, objective: Objective, 
             estimator.set_params(early_stopping=False)
     callbacks.on_train_begin(1, 1)
     started = time.perf_counter()
-    estimator.fit(prepared.x_num["train"], prepared.y["train"])
-    predictions = {s: objective.estimator_predictions(estimator, prepared.x_num[s]) for s in ("val", "test")}
+    with classical_threads(len(prepared.y["train"])):
+        estimator.fit(prepared.x_num["train"], prepared.y["train"])
+        predictions = {s: objective.estimator_predictions(estimator, prepared.x_num[s]) for s in ("val", "test")}
     val_loss, val_metric = objective.loss_and_metric(objective.score(prepared.y["val"], predictions["val"]))
     record = EpochRecord(1, float("nan"), val_loss, val_metric, objective.metric_name, 0.0,
                          time.perf_counter() - started)
