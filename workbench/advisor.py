@@ -133,6 +133,8 @@ def diagnose(run: Run, peers: Sequence[Run] = (), explanation: Explanation | Non
     curves = Curves.of(run.epochs) if neural else None
     advice: list[Advice] = []
     if run.status == RunStatus.DIVERGED:
+        if not neural:  # no learning rate to lower; its message says what happened
+            return []
         suggestion = Suggestion(run.model, {"lr": default_lr if lr is None or lr > default_lr else lr / LR_FACTOR})
         return [Advice("lr_too_high", f"The training diverged (its loss stopped being a number) at a learning rate of "
                                       f"{lr:g}; try a smaller one." if lr else "The training diverged; try a smaller "
