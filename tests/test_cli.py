@@ -151,7 +151,7 @@ def test_train_from_a_csv_path(home, capsys, regression_frame, tmp_path):
     (["--model", "nope"], "no model called 'nope'"),
     (["--model", "mlp", "--set", "wings=2"], "no hyperparameter 'wings'"),
     (["--model", "mlp", "--set", "lr=7"], "'lr' must be at most 1.0"),
-    (["--model", "mlp", "--set", "lr"], "--set takes KEY=VALUE"),
+    (["--model", "mlp", "--set", "lr"], "--set takes NAME=VALUE"),
     (["--model", "mlp", "--target", "missing"], "no column called 'missing'"),
     (["--model", "mlp", "--target", "constant"], "only one value"),
     (["--model", "mlp", "--repeats", "0"], "Repeats must be a whole number from 1 to 50, not 0"),

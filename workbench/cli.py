@@ -156,14 +156,15 @@ def cmd_models(args: argparse.Namespace) -> None:
             print(f"    {p['name']:<18} {p['label']}{tier}; default {p['default']!s}. {p['help']}")
 
 
-def _parse_sets(pairs: list[str]) -> dict[str, str]:
-    params = {}
+def _assignments(pairs: list[str], option: str) -> dict[str, str]:
+    """`NAME=VALUE` pairs of a repeatable option (`--set`, `--space`, `--fix`)."""
+    out = {}
     for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--set takes KEY=VALUE, not '{pair}'.")
-        params[key.strip()] = value.strip()
-    return params
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise UserError(f"{option} takes NAME=VALUE, not '{pair}'.")
+        out[name.strip()] = value.strip()
+    return out
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -174,7 +175,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     if bool(args.dataset) == bool(args.csv):
         raise UserError("Give either --dataset ID or --csv PATH.")
     dataset_id = args.dataset or datasets.add_path(store, args.csv).dataset.id
-    params = _parse_sets(args.set)
+    params = _assignments(args.set, "--set")
     if args.seed is not None:
         params["seed"] = args.seed
     config = RunConfig(dataset_id=dataset_id, target=args.target, model=args.model, task=args.task,
@@ -389,7 +390,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     every = args.model == "all"
     n_trials = args.trials if args.trials is not None else (1 if every else sweeps.DEFAULT_TRIALS)
     run = RunConfig(dataset_id=args.dataset, target=args.target, model=args.model, task=args.task,
-                    params=sweeps.parse_assignments(args.fix, "--fix"))
+                    params=_assignments(args.fix, "--fix"))
     known_good = []
     for run_id in args.try_run:  # known-good configurations: the settings of earlier runs, tried after the defaults
         earlier = store.get_run(run_id, with_epochs=False)
@@ -398,7 +399,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
                             f"a {args.model} run.")
         known_good.append(earlier.params)
     config = sweeps.SweepConfig(run, n_trials=n_trials, timeout_s=args.timeout_s,
-                                space=sweeps.parse_assignments(args.space, "--space"),
+                                space=_assignments(args.space, "--space"),
                                 prune=False if args.no_prune else None, seed=args.seed, known_good=known_good)
     submitted = sweeps.sweep_every_model(store, config) if every else [sweeps.submit_sweep(store, config)]
     if args.background:

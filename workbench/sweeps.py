@@ -283,17 +283,6 @@ class SearchSpace:
         return cls(data["model"], tuple(Dimension.from_dict(d) for d in data["dimensions"]))
 
 
-def parse_assignments(pairs: list[str], what: str) -> dict[str, str]:
-    """`NAME=VALUE` pairs from the CLI (`--space`, `--fix`)."""
-    out = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
-            raise UserError(f"{what} takes NAME=VALUE, not '{pair}'.")
-        out[name.strip()] = value.strip()
-    return out
-
-
 # -- the sweep's configuration ---------------------------------------------------------------------------------------
 
 
