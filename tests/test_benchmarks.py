@@ -68,6 +68,7 @@ def test_quick_sweeps_part_reports_both_sweeps_and_the_retrained_best():
     assert result["pruned"]["n_complete"] + result["pruned"]["n_pruned"] == 2
     assert result["unpruned"]["n_pruned"] == 0 and result["unpruned"]["n_complete"] == 2
     assert 0 <= result["overhead_share"] <= 1 and result["best_retrained"]["test_mean"] is not None
+    assert result["unpruned"]["epochs_trained"] == 4 and result["noise"] > 0 and result["defaults"]["epochs"] <= 2
 
 
 # -- the collection of real tables -------------------------------------------------------------------------------------
