@@ -14,13 +14,15 @@ The cases (the default model, gradient boosting, unless the problem names one):
 - imbalance: a 95/5 target -> "imbalance"; scored by validation balanced accuracy (accuracy would reward always
   answering the majority class).
 - healthy: a decent table (5,000 rows), defaults -> "ok" and nothing else.
-Except for the leak, "improves" means a strictly higher validation score (accuracy; balanced accuracy for the
-imbalance) of the suggested run than of the planted one, on the same validation rows (same split seed). The test
+Each case is trained on SPLIT_SEEDS splits of its table; on each, the first suggestion is followed on the same
+validation rows (same split seed). Except for the leak, "improves" means a strictly higher mean validation score
+(accuracy; balanced accuracy for the imbalance) of the suggested runs than of the planted ones; the splits where
+it rose are counted too. The test
 rows' figures are reported beside them: a neural run's validation score is the best of its epochs on those rows
 (early stopping keeps the best epoch), which flatters it against a classical suggestion on a few dozen rows.
 
 One process with its own WORKBENCH_HOME:
-    python -m benchmarks.advisor [--quick] [--case NAME ...] [--importance-rows N]
+    python -m benchmarks.advisor [--quick] [--case NAME ...] [--importance-rows N] [--splits N]
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ import pandas as pd
 
 IMPROVED_AT_LEAST = 4  # of the 5 problem cases, following the first suggestion improves validation
 IMPORTANCE_ROWS = 50_000
+# Each case is trained on this many splits of its table (split seeds 0..N-1), and the suggestion judged on the mean of
+# its validation scores: a 200-row table validates on 30 rows, where one row is 3 points and one split decides nothing.
+SPLIT_SEEDS = 5
 
 
 @dataclass(frozen=True)
@@ -79,10 +84,11 @@ def table(rows: int, seed: int = 0, minority: float | None = None, leak: bool = 
     return frame.assign(churned=np.where(label, "yes", "no")).to_csv(index=False).encode()
 
 
-def child(quick: bool, names: list[str] | None = None, importance_rows: int | None = None) -> dict:
+def child(quick: bool, names: list[str] | None = None, importance_rows: int | None = None,
+          n_seeds: int = SPLIT_SEEDS) -> dict:
     from workbench import datasets, jobs
     from workbench.advisor import advise, queue_suggestion, suggestion_command
-    from workbench.runconfig import RunConfig
+    from workbench.runconfig import RunConfig, SplitConfig
     from workbench.store import RunStatus, Store
 
     store = Store.from_settings()
@@ -100,38 +106,28 @@ def child(quick: bool, names: list[str] | None = None, importance_rows: int | No
         data = table(case.rows, minority=case.minority, leak=case.leak)
         dataset_id = datasets.add_dataset(store, data, f"{case.name}.csv").dataset.id
         params = {**(epochs if case.model != "gradient_boosting" else {}), **case.params}
-        run = train(RunConfig(dataset_id, "churned", case.model, params=params))
-        advice = advise(store, run.id)
-        codes = [a.code for a in advice]
-        row = {"case": case.name, "planted": case.planted, "rows": case.rows, "model": case.model,
-               "params": case.params, "status": str(run.status), "codes": codes,
-               "named": case.planted in codes, "first": bool(codes) and codes[0] == case.planted,
-               "only": codes == [case.planted], "metric": case.metric,
-               "advice": [a.to_dict() for a in advice]}
-        first = advice[0].suggestion if advice else None
-        if case.planted != "ok" and first is not None:
-            command = suggestion_command(store, run.id, first)
-            after = jobs.run_in_foreground(store, queue_suggestion(store, run.id, first))
-            before_v, after_v = score(run, "val", case.metric), score(after, "val", case.metric)
-            test_before, test_after = score(run, "test", case.metric), score(after, "test", case.metric)
-            if case.planted == "leak":
-                trivial = (after.baseline.get("test") or {}).get(case.metric)  # the trivial model's, as runs keep it
-                honest = (after.metrics.get("test") or {}).get(case.metric)
-                left_out = bool(first.exclude) and set(first.exclude) <= set(after.config.get("exclude") or [])
-                improved = left_out and honest is not None and trivial is not None and honest > trivial
-                outcome = "leak removed" if improved else "leak kept"
-            else:
-                improved = after_v is not None and (before_v is None or after_v > before_v)
-                outcome = "improved" if improved else "not improved"
-            # The test rows too: a neural run's validation score is the best of its epochs on those very rows
-            # (early stopping keeps the best), so it flatters the planted run against a classical suggestion.
-            improved_on_test = (improved if case.planted == "leak" else
-                                test_after is not None and (test_before is None or test_after > test_before))
-            row.update({"suggestion": {"model": first.model, "params": first.params, "exclude": first.exclude},
-                        "command": command, "after_status": str(after.status), "val_before": before_v,
-                        "val_after": after_v, "test_before": test_before, "test_after": test_after,
-                        "improved": improved, "improved_on_test": improved_on_test, "outcome": outcome})
-        out.append(row)
+        seeds = []
+        for split_seed in range(n_seeds):
+            run = train(RunConfig(dataset_id, "churned", case.model, params=params,
+                                  split=SplitConfig(seed=split_seed)))
+            advice = advise(store, run.id)
+            seed = {"split_seed": split_seed, "status": str(run.status), "codes": [a.code for a in advice],
+                    "advice": [a.to_dict() for a in advice]}
+            first = advice[0].suggestion if advice else None
+            if case.planted != "ok" and first is not None:
+                after = jobs.run_in_foreground(store, queue_suggestion(store, run.id, first))
+                seed.update({"suggestion": {"model": first.model, "params": first.params, "exclude": first.exclude},
+                             "command": suggestion_command(store, run.id, first), "after_status": str(after.status),
+                             "val_before": score(run, "val", case.metric), "val_after": score(after, "val", case.metric),
+                             "test_before": score(run, "test", case.metric),
+                             "test_after": score(after, "test", case.metric)})
+                if case.planted == "leak":
+                    trivial = (after.baseline.get("test") or {}).get(case.metric)  # the trivial model's, as kept
+                    honest = (after.metrics.get("test") or {}).get(case.metric)
+                    left_out = bool(first.exclude) and set(first.exclude) <= set(after.config.get("exclude") or [])
+                    seed["leak_removed"] = left_out and honest is not None and trivial is not None and honest > trivial
+            seeds.append(seed)
+        out.append(judge(case, seeds))
 
     problems = [r for r in out if r["planted"] != "ok"]
     result = {"cases": out, "named_all": all(r["named"] for r in problems),
@@ -141,8 +137,45 @@ def child(quick: bool, names: list[str] | None = None, importance_rows: int | No
               "improved_on_test": sum(bool(r.get("improved_on_test")) for r in problems),
               "target_improved": IMPROVED_AT_LEAST,
               "importance": importance_cost(store, importance_rows or (1_000 if quick else IMPORTANCE_ROWS), epochs)}
-    assert all(r["status"] in (RunStatus.SUCCEEDED, RunStatus.DIVERGED) for r in out), out
+    assert all(s["status"] in (RunStatus.SUCCEEDED, RunStatus.DIVERGED) for r in out for s in r["seeds"]), out
     return result
+
+
+def _mean(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(float(np.mean(values)), 4) if values else None
+
+
+def judge(case: Case, seeds: list[dict]) -> dict:
+    """One case over its splits: the advice on the first split (and on how many splits the planted problem was
+    named), the mean validation and test scores before and after following the first suggestion, and the verdict:
+    improved when the mean validation score rose (the leak: the named column was left out on every split and the
+    honest run still beat the trivial model)."""
+    codes = seeds[0]["codes"]
+    row = {"case": case.name, "planted": case.planted, "rows": case.rows, "model": case.model, "params": case.params,
+           "metric": case.metric, "splits": len(seeds), "codes": codes, "named": case.planted in codes,
+           "first": bool(codes) and codes[0] == case.planted, "only": codes == [case.planted],
+           "named_on_splits": sum(case.planted in s["codes"] for s in seeds),
+           "first_on_splits": sum(bool(s["codes"]) and s["codes"][0] == case.planted for s in seeds),
+           "advice": seeds[0]["advice"], "seeds": seeds}
+    followed = [s for s in seeds if "suggestion" in s]
+    if case.planted == "ok" or not followed:
+        return row
+    before, after = _mean([s["val_before"] for s in followed]), _mean([s["val_after"] for s in followed])
+    test_before, test_after = _mean([s["test_before"] for s in followed]), _mean([s["test_after"] for s in followed])
+    if case.planted == "leak":
+        improved = improved_on_test = all(s["leak_removed"] for s in followed)
+        outcome = "leak removed" if improved else "leak kept"
+    else:
+        improved = after is not None and (before is None or after > before)
+        improved_on_test = test_after is not None and (test_before is None or test_after > test_before)
+        outcome = "improved" if improved else "not improved"
+    row.update({"suggestion": followed[0]["suggestion"], "command": followed[0]["command"],
+                "val_before": before, "val_after": after, "test_before": test_before, "test_after": test_after,
+                "improved_splits": sum(s["val_after"] is not None and s["val_before"] is not None
+                                       and s["val_after"] > s["val_before"] for s in followed),
+                "improved": improved, "improved_on_test": improved_on_test, "outcome": outcome})
+    return row
 
 
 def importance_cost(store, rows: int, params: dict) -> dict:
@@ -166,12 +199,15 @@ def importance_cost(store, rows: int, params: dict) -> dict:
     return out
 
 
-def measure(quick: bool = False, names: list[str] | None = None, importance_rows: int | None = None) -> dict:
-    """`names`: only these cases; `importance_rows`: the importance task's size (default: 50,000; quick 1,000)."""
+def measure(quick: bool = False, names: list[str] | None = None, importance_rows: int | None = None,
+            splits: int | None = None) -> dict:
+    """`names`: only these cases; `importance_rows`: the importance task's size (default: 50,000; quick 1,000);
+    `splits`: the split seeds per case (default SPLIT_SEEDS; quick 1)."""
     from benchmarks.common import run_in_child
 
     args = (["--quick"] if quick else []) + [f"--case={name}" for name in names or ()]
     args += [f"--importance-rows={importance_rows}"] if importance_rows else []
+    args += [f"--splits={splits}"] if splits else []
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, WORKBENCH_HOME=str(Path(tmp) / "home"), WORKBENCH_WORKERS="1")
         env.pop("WORKBENCH_DATABASE_URL", None)
@@ -188,8 +224,8 @@ def lines(result: dict) -> list[str]:
         shown = "-" if suggestion is None else (
             f"{suggestion['model']} {json.dumps(suggestion['params'], separators=(',', ':'))}"
             + (f" without {','.join(suggestion['exclude'])}" if suggestion["exclude"] else ""))
-        scores = (f"{r['metric']} {r['val_before']} -> {r['val_after']} ({r['outcome']}); test {r['test_before']} -> "
-                  f"{r['test_after']}" if "outcome" in r else "")
+        scores = (f"{r['metric']} {r['val_before']} -> {r['val_after']} ({r['outcome']}; rose on {r['improved_splits']} "
+                  f"of {r['splits']} splits); test {r['test_before']} -> {r['test_after']}" if "outcome" in r else "")
         out.append(f"  {r['case']:<10} {r['planted']:<12} {','.join(r['codes']) + ' (' + mark + ')':<34} "
                    f"{shown[:44]:<44} {scores}")
     cost = result["importance"]
@@ -206,9 +242,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--case", action="append", choices=[c.name for c in cases(False)], help="only this case")
     parser.add_argument("--importance-rows", type=int)
+    parser.add_argument("--splits", type=int, help=f"split seeds per case (default {SPLIT_SEEDS}; --quick: 1)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    result = (child if args.child else measure)(args.quick, args.case, args.importance_rows)
+    if args.child:
+        result = child(args.quick, args.case, args.importance_rows, args.splits or (1 if args.quick else SPLIT_SEEDS))
+    else:
+        result = measure(args.quick, args.case, args.importance_rows, args.splits)
     print(json.dumps(result, default=str))
 
 

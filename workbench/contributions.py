@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from threadpoolctl import threadpool_limits
 
+from workbench.devices import one_thread
 from workbench.errors import UserError
 from workbench.ingest import ingest_bytes
 from workbench.predict import Prediction, TrainedModel, load_model_for_run
@@ -116,7 +116,7 @@ def explain(model: TrainedModel, frame: pd.DataFrame, typical: pd.DataFrame) -> 
     _check_size(len(frame))
     # One thread: the many small predictions spend more time waking OpenMP's threads than predicting (a boosted
     # model's 200 rows took 50 ms with every core, 3 ms with one, on a busy machine).
-    with threadpool_limits(limits=1):
+    with one_thread():
         return _explain(model, frame, typical)
 
 

@@ -7,6 +7,7 @@ import ctypes
 import os
 import sys
 from contextlib import nullcontext
+from functools import cache
 
 import torch
 
@@ -101,12 +102,10 @@ def share_cores(workers: int) -> int:
     """A worker process among `workers` on this machine trains on its share of the cores (torch, and scikit-learn's
     OpenMP and BLAS pools): with every core each, two workers' threads fight over the same cores and every step
     waits for its slowest thread. Returns the threads each worker gets."""
-    from threadpoolctl import threadpool_limits
-
     threads = max(1, _available_cores() // max(1, workers))
     if workers > 1:
         torch.set_num_threads(min(threads, MAX_CPU_THREADS))
-        threadpool_limits(limits=threads)
+        thread_pools().limit(limits=threads)
     return threads
 
 
@@ -118,9 +117,24 @@ def classical_threads(n_rows: int):
     There a histogram-boosting fit is all thread start-up and barriers: 600 rows took 0.6-0.8 s on two threads and
     0.05-0.07 s on one on a busy 2-core machine (and 2.3 s against 0.13 s once torch's own OpenMP pool had run in the
     same process). Larger tables keep every thread the worker has."""
-    from threadpoolctl import threadpool_limits
+    return one_thread() if n_rows < SMALL_TABLE_ROWS else nullcontext()
 
-    return threadpool_limits(limits=1) if n_rows < SMALL_TABLE_ROWS else nullcontext()
+
+def one_thread():
+    """A context in which scikit-learn's OpenMP and BLAS pools (and torch's OpenMP) use one thread."""
+    return thread_pools().limit(limits=1)
+
+
+@cache
+def thread_pools():
+    """The process's OpenMP and BLAS thread pools, found once. Finding them (threadpoolctl reads every loaded library)
+    took 70 ms on a busy machine: `threadpool_limits` does it on every call, which made each small prediction of a
+    boosted model cost 70 ms and permutation importance on 45 rows 24 s. scikit-learn's OpenMP library is loaded
+    first, so that it is among them."""
+    import sklearn.ensemble  # noqa: F401  (loads scikit-learn's libgomp)
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def _available_cores() -> int:
