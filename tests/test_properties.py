@@ -58,6 +58,22 @@ def test_ingest_loads_or_says_why(file):
             assert table[name].abs().max() < 2**63 - 1
 
 
+@scaled(2)
+@given(csv_files(), st.sampled_from(["utf-16", "utf-16-be", "utf-32"]))
+def test_a_utf16_or_utf32_file_reads_as_its_utf8_twin(file, wide):
+    """Excel's "Unicode text" is UTF-16 with a byte-order mark: the same table as the UTF-8 file, or the same refusal."""
+    text = file.data.decode(file.encoding)
+    if wide == "utf-16-be":
+        data = b"\xfe\xff" + text.encode(wide)
+    else:
+        data = text.encode(wide)  # the codec writes the byte-order mark
+    utf8 = ingest_or_none(text.encode("utf-8"))
+    widened = ingest_or_none(data)
+    assert (utf8 is None) == (widened is None)
+    if utf8 is not None:
+        pd.testing.assert_frame_equal(utf8.table, widened.table)
+
+
 @scaled(1)
 @given(st.binary(max_size=400) | st.text(max_size=200).map(str.encode))
 def test_ingest_of_any_bytes_loads_or_says_why(data):

@@ -39,6 +39,10 @@ BINARY_SIGNATURES = {
     b"\x1f\x8b": "a gzip archive",
     b"PAR1": "a Parquet file",
 }
+# Excel's "Unicode text" and some exports write UTF-16 (or UTF-32) with a byte-order mark; longest mark first.
+WIDE_ENCODINGS = {
+    b"\xff\xfe\x00\x00": "utf-32", b"\x00\x00\xfe\xff": "utf-32", b"\xff\xfe": "utf-16", b"\xfe\xff": "utf-16",
+}
 _DOT_DECIMAL = re.compile(r"^[+-]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?$")
 _COMMA_DECIMAL = re.compile(r"^[+-]?(\d{1,3}([. ]\d{3})+|\d+)(,\d+)?([eE][+-]?\d+)?$")
 _DATE_LIKE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$")
@@ -94,7 +98,13 @@ def ingest_bytes(data: bytes) -> Ingested:
     return Ingested(frame, notes, encoding, delimiter, unread)
 
 
+def _wide_encoding(data: bytes) -> str | None:
+    return next((encoding for mark, encoding in WIDE_ENCODINGS.items() if data.startswith(mark)), None)
+
+
 def _refuse_binary(data: bytes) -> None:
+    if _wide_encoding(data):  # its zero bytes are text
+        return
     for signature, what in BINARY_SIGNATURES.items():
         if data.startswith(signature):
             raise UserError(f"This file is {what}, not a CSV text file; export it as CSV first.")
@@ -103,6 +113,12 @@ def _refuse_binary(data: bytes) -> None:
 
 
 def _decode(data: bytes) -> tuple[str, str, list[str]]:
+    if wide := _wide_encoding(data):
+        try:  # the codec reads the mark, picks the byte order and drops the mark
+            return data.decode(wide), wide, [f"The file is {wide.upper()}; it was read as such."]
+        except UnicodeDecodeError:
+            raise UserError(f"The file starts like {wide.upper()} text but is not valid {wide.upper()}; save it "
+                            "again as CSV (UTF-8).") from None
     if data.startswith(b"\xef\xbb\xbf"):
         return data[3:].decode("utf-8", errors="replace"), "utf-8-sig", ["The file starts with a UTF-8 byte-order mark; it was removed."]
     try:
