@@ -296,3 +296,19 @@ def test_quickstart_user_errors_exit_2_and_queue_nothing(dataset_id, capsys, arg
     assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1, err
     code, out, _ = run_cli(capsys, "runs", "--json")
     assert json.loads(out) == []
+
+
+def test_output_piped_into_a_reader_that_stops_early_is_not_an_error(home, tmp_path):
+    """`workbench profile ID | head -1`: the reader closes the pipe; no traceback, no `error:`, exit 0."""
+    path = tmp_path / "wide.csv"
+    path.write_text(",".join(f"column_{i}" for i in range(2000)) + "\n" + ",".join("1" for _ in range(2000)) + "\n")
+    env = dict(os.environ, WORKBENCH_HOME=str(home))
+    ingested = subprocess.run([sys.executable, "-m", "workbench", "ingest", str(path), "--json"], env=env, cwd=ROOT,
+                              capture_output=True, text=True, check=True)
+    dataset_id = json.loads(ingested.stdout)["dataset_id"]
+    reader = subprocess.Popen([sys.executable, "-m", "workbench", "profile", dataset_id], env=env, cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert reader.stdout.readline()
+    reader.stdout.close()  # like `head -1` after its line
+    assert reader.wait(timeout=60) == 0
+    assert reader.stderr.read() == b""
