@@ -47,6 +47,8 @@ from workbench.tasks import Objective, Task
 __all__ = ["CHECK_ROWS", "TOLERANCE", "Check", "bundle_check", "check_bundle", "convert", "export_onnx",
            "preprocess_spec"]
 
+log = logging.getLogger(__name__)
+
 CHECK_ROWS = 100  # test rows predicted both ways before an export is handed out
 TOLERANCE = 1e-4  # the largest difference allowed: of a probability, or relative, of a regression value
 OPSET = 18
@@ -127,9 +129,11 @@ def convert(trained: TrainedModel, spec: ModelSpec) -> tuple[bytes, dict[str, An
         if spec.family == "neural":
             return _convert_network(trained), {"output": "prediction", "output_classes": None}
         return _convert_estimator(trained)
-    except Exception as exc:  # any converter failure: the family is refused, in one sentence
-        raise UserError(f"The {spec.name} model ({spec.family}) cannot be exported to ONNX: its converter failed "
-                        f"({_first_line(exc)}).") from exc
+    except Exception as exc:  # any converter failure: the family is refused, in one sentence; the details are logged
+        log.warning("converting a %s model to ONNX failed", spec.name, exc_info=True)
+        converter = "torch.onnx" if spec.family == "neural" else "skl2onnx"
+        raise UserError(f"The {spec.name} model cannot be exported to ONNX: {converter} cannot convert this kind of "
+                        "model; the native export still works.") from exc
 
 
 class _Predictions(nn.Module):
@@ -224,11 +228,6 @@ def _convert_estimator(trained: TrainedModel) -> tuple[bytes, dict[str, Any]]:
     present = [int(k) for k in getattr(estimator, "classes_", [])]
     partial = classifier and len(present) != len(trained.classes)
     return graph.SerializeToString(), {"output": output, "output_classes": present if partial else None}
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0][:200] if text else type(exc).__name__).rstrip(".")
 
 
 # -- the preprocessing as JSON ----------------------------------------------------------------------------------------
