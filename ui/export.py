@@ -14,16 +14,17 @@ def onnx_export(store, run_id: str) -> None:
     """A button that builds the run's ONNX bundle, then the download button for it (kept for the session)."""
     key = f"onnx_export.{run_id}"
     if key not in st.session_state:
-        if st.button("Build a portable ONNX bundle", key=f"{key}.build",
-                     help="model.onnx with a predict.py and serve.py that need only onnxruntime and numpy; checked "
-                          "against this workbench's predictions on test rows before it is offered"):
-            with st.spinner("Converting the model and checking it on test rows…"):
-                try:
-                    st.session_state[key] = export_onnx(store, run_id)
-                except UserError as exc:
-                    st.session_state[key] = str(exc)
-        else:
+        slot = st.empty()  # the button, gone once it is clicked
+        if not slot.button("Build a portable ONNX bundle", key=f"{key}.build",
+                           help="model.onnx with a predict.py and serve.py that need only onnxruntime and numpy; "
+                                "checked against this workbench's predictions on test rows before it is offered"):
             return
+        slot.empty()
+        with st.spinner("Converting the model and checking it on test rows…"):
+            try:
+                st.session_state[key] = export_onnx(store, run_id)
+            except UserError as exc:
+                st.session_state[key] = str(exc)
     built = st.session_state[key]
     if isinstance(built, str):  # the refusal, in one sentence
         st.warning(escape_markdown(built))

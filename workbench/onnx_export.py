@@ -20,6 +20,7 @@ import logging
 import math
 import re
 import sys
+import threading
 import warnings
 import zipfile
 from dataclasses import asdict, dataclass
@@ -56,6 +57,9 @@ BUNDLE_CODE = Path(__file__).resolve().parent / "onnx_bundle"
 # What the bundle's requirements.txt pins when this environment lacks a package (serving needs FastAPI and uvicorn,
 # which the Workbench itself does not).
 FALLBACK_VERSIONS = {"fastapi": "0.163.2", "uvicorn": "0.54.0"}
+# One conversion at a time: the app exports from several threads, and the converters' workarounds below (a logger's
+# level, a function of skl2onnx swapped for the conversion) are process-wide.
+_CONVERTING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -126,9 +130,10 @@ def convert(trained: TrainedModel, spec: ModelSpec) -> tuple[bytes, dict[str, An
     """The ONNX model (bytes) whose output is the Workbench's prediction, and what the bundle needs to read it: the
     output's name and, for an estimator that saw only some classes in training, which classes its columns are."""
     try:
-        if spec.family == "neural":
-            return _convert_network(trained), {"output": "prediction", "output_classes": None}
-        return _convert_estimator(trained)
+        with _CONVERTING:
+            if spec.family == "neural":
+                return _convert_network(trained), {"output": "prediction", "output_classes": None}
+            return _convert_estimator(trained)
     except Exception as exc:  # any converter failure: the family is refused, in one sentence; the details are logged
         log.warning("converting a %s model to ONNX failed", spec.name, exc_info=True)
         converter = "torch.onnx" if spec.family == "neural" else "skl2onnx"
@@ -173,7 +178,7 @@ def _convert_network(trained: TrainedModel) -> bytes:
     # Two rows: a batch of one would be traced as a constant size. DYNAMIC leaves the batch axis free.
     example = (torch.zeros((2, pre.n_numeric_out_)), torch.zeros((2, len(pre.cardinalities_)), dtype=torch.long))
     batch = torch.export.Dim.DYNAMIC
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet("torch.onnx"), torch.no_grad():
+    with warnings.catch_warnings(), _quiet("torch.onnx"), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's notes on its own internals (and on torchvision's absence)
         program = torch.onnx.export(_Predictions(network, Objective.from_config(trained.config)).eval(), example,
                                     input_names=["x_num", "x_cat"], output_names=["prediction"], dynamo=True,
@@ -414,7 +419,7 @@ def bundle_readme(run: Run, trained: TrainedModel, spec: ModelSpec, dataset_name
         + (f", trained on the dataset {_code(dataset_name)}" if dataset_name else "") + f"; {task_words}.",
         f"Model: {spec.name} ({spec.family}): {spec.description}",
         "",
-        "This folder runs without the Workbench: it needs Python 3.10 or newer and the packages in "
+        "This folder runs without the Workbench: it needs Python 3.11 or newer and the packages in "
         "`requirements.txt` (onnxruntime and numpy; FastAPI and uvicorn to serve).",
         "",
         "## Check",

@@ -1,8 +1,8 @@
 """Predict with this exported Workbench model: python predict.py input.csv output.csv
 
-Needs only onnxruntime and numpy (requirements.txt). The preprocessing the model was trained with is in
-preprocess.json; this file applies it with numpy, then runs model.onnx. The Workbench checks at export time that
-this very code predicts what the Workbench predicts (README.md gives the largest difference it found).
+Needs Python 3.11 or newer and only onnxruntime and numpy (requirements.txt). The preprocessing the model was
+trained with is in preprocess.json; this file applies it with numpy, then runs model.onnx. The Workbench checks at
+export time that this very code predicts what the Workbench predicts (README.md gives the largest difference found).
 
 From Python: `Bundle.load("path/to/this/folder").predict(records)` with records as dicts of column -> text.
 """
