@@ -4,6 +4,7 @@ sentence; and the bundle runs in a fresh virtual environment with only its own r
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import io
 import json
@@ -177,6 +178,26 @@ def test_cli_writes_the_onnx_bundle_and_says_how_close_it_is(trained, tmp_path, 
     assert main(["export", run_id, "--out", str(tmp_path / "native.zip")]) == 0  # native stays the default
     with zipfile.ZipFile(tmp_path / "native.zip") as archive:
         assert any(name.endswith("/model.skops") for name in archive.namelist())
+
+
+def test_the_bundles_predict_script_writes_csv_that_a_spreadsheet_cannot_run(trained, tmp_path, capsys):
+    """Protection: formula neutralisation in the bundle's own CSV writer (it cannot use the Workbench's)."""
+    folder = unzip(export_onnx(trained.store, trained.runs[("gradient_boosting", "label", None)]), tmp_path)
+    rows = new_rows()
+    rows.loc[5, "colour"] = "=HYPERLINK(1)"
+    rows.loc[6, "x1"] = "-1.5"
+    rows["@extra"] = "+1"
+    rows.to_csv(tmp_path / "in.csv", index=False)
+    assert bundle_code(folder).main([str(tmp_path / "in.csv"), str(tmp_path / "out.csv")]) == 0
+    assert "note: 4 row(s) have values that did not fit" in capsys.readouterr().err
+    with open(tmp_path / "out.csv", newline="", encoding="utf-8") as handle:
+        written = list(csv.reader(handle))
+    header, cells = written[0], written[1:]
+    assert "'@extra" in header and header[-1] == "warnings"
+    assert cells[5][header.index("colour")] == "'=HYPERLINK(1)"
+    assert cells[6][header.index("x1")] == "-1.5"  # a number stays a number
+    assert all(row[header.index("'@extra")] == "+1" for row in cells)  # '+1' is a number too
+    assert "was never seen in training" in cells[5][-1]
 
 
 # -- refusals -------------------------------------------------------------------------------------------------------
