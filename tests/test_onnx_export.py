@@ -58,13 +58,15 @@ CASES = [("linear", "churned", None), ("mlp", "label", None), ("cnn", "churned",
 
 
 def messy_frame(n: int, seed: int) -> pd.DataFrame:
-    """Numbers with gaps, a category with gaps and unicode, true/false, dates with times, three targets."""
+    """Numbers with gaps, a category with gaps, unicode and a rare value, true/false, dates with times, three
+    targets."""
     frame = make_classification_frame(n=n, n_classes=3, seed=seed)
     rng = np.random.default_rng(seed)
     frame["churned"] = np.where(frame["x1"] + frame["flag"] > 0.5, "yes", "no")
     frame["amount"] = 1000 + 40 * frame["x1"] - 25 * frame["x2"] + rng.normal(scale=2, size=n)
     frame["colour"] = frame["colour"].replace({"blue": "bleu ciel 🎨"}).astype(object)
     frame.loc[::9, "colour"] = None
+    frame.loc[[1, 2, 4], "colour"] = "rare 🐢"  # under 5 rows: grouped with other rare categories by the encoder
     frame.loc[::7, "x2"] = np.nan
     frame["größe (cm)"] = rng.integers(150, 200, size=n).astype(float)
     frame.loc[::5, "größe (cm)"] = np.nan
