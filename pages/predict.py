@@ -6,6 +6,7 @@ import streamlit as st
 
 from ui import charts
 from ui.auth import require_access
+from ui.export import onnx_export
 from ui.forms import remembered_selectbox, what_if_inputs
 from ui.frame import require_frame
 from ui.resources import get_store, load_table, max_upload_mb
@@ -88,6 +89,7 @@ except UserError as exc:
 st.download_button("Export this model (zip)", export_run(store, run.id), file_name=f"workbench-run-{run.id}.zip",
                    mime="application/zip", help="config.json, the preprocessing (skops) and the weights "
                    "(safetensors or skops): safe formats that load without unpickling.")
+onnx_export(store, run.id)
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def explain_file_row(run_id: str, data: bytes, row: int) -> contributions.Explanation:

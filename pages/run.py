@@ -8,6 +8,7 @@ import streamlit as st
 from ui import charts
 from ui.auth import require_access
 from ui.explain import show_advice, show_importance
+from ui.export import onnx_export
 from ui.frame import require_frame
 from ui.guard import guarded_fragment
 from ui.resources import get_store, model_defaults
@@ -140,6 +141,8 @@ def show_actions(run: Run) -> None:
     if trained:
         export_col.download_button("Export the model (zip)", lambda: export_run(store, run.id), on_click="ignore",
                                    file_name=f"workbench-run-{run.id}.zip", mime="application/zip")
+        with export_col:
+            onnx_export(store, run.id)
     with retrain_col:
         st.page_link("pages/train.py", query_params={"from_run": run.id}, label="Retrain with changes",
                      icon=":material/tune:", help="The Train form with this run's settings filled in")

@@ -489,6 +489,15 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
+    if args.format == "onnx":
+        from workbench.onnx_export import bundle_check, export_onnx
+
+        data = export_onnx(_store(), args.run_id)
+        out = Path(args.out or f"workbench-run-{args.run_id}-onnx.zip")
+        out.write_bytes(data)
+        print(f"wrote the ONNX bundle of run {args.run_id} to {terminal_safe(str(out))}")
+        print(bundle_check(data).sentence())
+        return
     from workbench.predict import export_run
 
     data = export_run(_store(), args.run_id)
@@ -609,8 +618,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "typical row) and a sentence ('explanation'); at most 2,000 rows")
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("export", help="export a trained model as a zip of safe files")
+    p = sub.add_parser("export", help="export a trained model as a zip of safe files, or as a portable ONNX bundle")
     p.add_argument("run_id")
+    p.add_argument("--format", choices=("native", "onnx"), default="native",
+                   help="native: the Workbench's own files (default); onnx: model.onnx with a predict.py and serve.py "
+                        "that need only onnxruntime and numpy (and FastAPI to serve)")
     p.add_argument("--out")
     p.set_defaults(func=cmd_export)
 
