@@ -201,6 +201,12 @@ MUTATIONS = [
   ["tests/test_tabm.py::test_ensemble_predictions_are_the_mean_of_the_members_predictions"]),
  ("workers share the cores", "workbench/devices.py", "    if workers > 1:\n        torch.set_num_threads", "    if False:\n        torch.set_num_threads",
   ["tests/test_devices.py::test_each_of_several_workers_trains_on_its_share_of_the_cores"]),
+ ("ONNX export not checked against the workbench", "workbench/onnx_export.py", "    if not check.passed:\n", "    if False:\n",
+  ["tests/test_onnx_export.py::test_a_bundle_that_would_predict_otherwise_is_refused",
+   "tests/test_page_run_onnx.py::test_a_refused_onnx_export_is_one_sentence_on_the_predict_page"]),
+ ("bundle CSV formulas not neutralised", "workbench/onnx_bundle/predict.py",
+  "    if isinstance(text, str) and text.startswith(FORMULA_PREFIXES) and _number(text) is None:\n",
+  "    if False:\n", ["tests/test_onnx_export.py::test_the_bundles_predict_script_writes_csv_that_a_spreadsheet_cannot_run"]),
 ]
 
 
