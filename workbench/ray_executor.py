@@ -202,9 +202,8 @@ class Dispatcher:
         for sweep in self.store.list_sweeps(statuses=(SweepStatus.RUNNING,)):
             in_flight = sum(key == sweep.id for key in self.in_flight.values())
             left = sweep.n_trials - sweep.trials_started
-            if left <= 0:
-                if not in_flight:  # its last trials ended, or died: reconcile them and finish it
-                    settle(self.store, sweep.id)
+            if left <= 0:  # finish it once its last trials ended (a dead node's: reconciled as failed)
+                settle(self.store, sweep.id)
                 continue
             params = Plan.of(sweep).config.run.params
             for _ in range(min(left, capacity) - in_flight):
