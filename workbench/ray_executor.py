@@ -56,7 +56,7 @@ def connect(settings: Settings) -> None:
         socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
     except (OSError, ValueError):
         raise UserError(f"The Ray cluster at {address} cannot be reached; start its head node (ray start --head) "
-                        "or correct RAY_ADDRESS, and the queued runs will start then.") from None
+                        "or correct RAY_ADDRESS (queued runs start with the next submission that reaches it).") from None
     if ray.is_initialized():
         if ray.get_runtime_context().gcs_address == address:
             return
