@@ -104,7 +104,9 @@ def training_on_both_nodes(store: Store, run_ids: list[str]) -> dict[str, str]:
     return wait_for(placed, store=store)
 
 
-def test_unreachable_cluster_is_one_plain_error_at_once(store, monkeypatch):
+def test_unreachable_cluster_is_one_plain_error_at_once(home, monkeypatch):
+    """Protection: the address is probed first; Ray itself would wait a minute or more for it."""
+    monkeypatch.setenv("WORKBENCH_EXECUTOR", "ray")
     monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{_free_port()}")
     started = time.monotonic()
     with pytest.raises(UserError, match=r"^The Ray cluster at 127\.0\.0\.1:\d+ cannot be reached; .*\.$"):
