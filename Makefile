@@ -3,6 +3,9 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Ray (requirements-cluster.txt) only for what needs it: the tests (CI runs the Ray cluster tests) and benchmarks;
+# `make run` stays on the lean install.
+CLUSTER_STAMP := $(VENV)/.installed-cluster
 
 .PHONY: run test bench protections lint worker clean
 
@@ -11,17 +14,21 @@ $(STAMP): requirements.txt
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
 	@touch $(STAMP)
 
+$(CLUSTER_STAMP): requirements-cluster.txt $(STAMP)
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements-cluster.txt
+	@touch $(CLUSTER_STAMP)
+
 run: $(STAMP)
 	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(BIN)/streamlit run app.py --server.address 127.0.0.1
 
 # pytest exits 5 when it collects nothing; make would turn that into a failure of its own.
-test: $(STAMP)
+test: $(CLUSTER_STAMP)
 	$(BIN)/python -m pytest -q; status=$$?; if [ $$status -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$status
 
-bench: $(STAMP)
+bench: $(CLUSTER_STAMP)
 	$(BIN)/python -m benchmarks
 
-protections: $(STAMP)
+protections: $(CLUSTER_STAMP)
 	$(BIN)/python scripts/check_protections.py
 
 lint: $(STAMP)

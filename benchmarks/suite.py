@@ -7,7 +7,8 @@ simulations: false alarms, planted gaps, coverage), sweeps (a 30-trial MLP sweep
 without pruning, and its overhead), collection (every default model, repeated, on the real tables of
 benchmarks/tables.py, with ranks, ties and the time to quality against the tutorial loop), advisor (planted problems:
 what the advisor names and whether following its first suggestion improves validation; importance's cost on the
-50,000-row task). On a machine with CUDA, throughput,
+50,000-row task), cluster (a 12-trial MLP sweep on a local two-node Ray cluster against one node, and the Ray
+executor's dispatch overhead against a local worker's). On a machine with CUDA, throughput,
 time_to_quality, sklearn_mlp and utilisation also run our trainer on the GPU (bf16 autocast, its default there).
 """
 
@@ -27,7 +28,7 @@ from workbench.devices import tune_cpu_allocator
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("throughput", "time_to_quality", "sklearn_mlp", "utilisation", "ingest", "train_memory", "quality",
-         "runs_page", "repeats", "estimates", "evaluation", "sweeps", "collection", "advisor")
+         "runs_page", "repeats", "estimates", "evaluation", "sweeps", "collection", "advisor", "cluster")
 
 
 def run_part(name: str, quick: bool, device: str, compile_model: bool) -> dict:
@@ -80,6 +81,9 @@ def run_part(name: str, quick: bool, device: str, compile_model: bool) -> dict:
     if name == "advisor":
         from benchmarks import advisor
         return advisor.measure(quick)
+    if name == "cluster":
+        from benchmarks import cluster
+        return cluster.measure(trials=4, rows=1000, epochs=3) if quick else cluster.measure()
     raise ValueError(name)
 
 
@@ -154,6 +158,10 @@ def targets(results: dict) -> list[dict]:
     collection = results.get("collection")
     if collection:
         out.extend(collection_targets(collection))
+    cluster = results.get("cluster")
+    if cluster and "ratio" in cluster:
+        add(f"{cluster['trials']}-trial MLP sweep on 2 Ray nodes vs 1", f">= {cluster['target_ratio']}x",
+            cluster["ratio"], cluster["met"])
     return out
 
 
@@ -249,6 +257,9 @@ def table(results: dict) -> str:
     if "advisor" in results:
         from benchmarks.advisor import lines as advisor_lines
         lines.extend(advisor_lines(results["advisor"]))
+    if "cluster" in results:
+        from benchmarks.cluster import lines as cluster_lines
+        lines.extend(cluster_lines(results["cluster"]))
     for name, error in results.get("errors", {}).items():
         lines.append(f"ERROR {name}: {error}")
     lines.append("targets (quick sizes: a smoke check, not the targets' settings):" if results["quick"] else "targets:")

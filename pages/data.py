@@ -118,7 +118,7 @@ if target is not None:
             except UserError as exc:
                 st.error(escape_markdown(exc))
             else:
-                jobs.LocalExecutor(store).ensure_running()
+                jobs.executor_for(store).ensure_running()
                 st.session_state["quick_started"] = {"dataset_id": dataset_id, "target": target,
                                                      "runs": [r.id for r in queued]}
         started = st.session_state.get("quick_started")

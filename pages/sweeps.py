@@ -145,7 +145,7 @@ def show_retrain(summary: sweeps.SweepSummary) -> None:
     if button_col.button("Retrain the best with repeats", type="primary", key=f"sweeps.retrain.{summary.sweep.id}"):
         try:
             group, _ = sweeps.retrain_best(store, summary.sweep.id, int(repeats))
-            jobs.LocalExecutor(store).ensure_running()
+            jobs.executor_for(store).ensure_running()
         except UserError as exc:
             st.error(escape_markdown(exc))
         else:

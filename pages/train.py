@@ -337,7 +337,7 @@ if st.button("Start training", type="primary"):
     try:
         with st.spinner("Checking the settings…"):
             run = jobs.submit_run(store, config)
-            jobs.LocalExecutor(store).ensure_running()
+            jobs.executor_for(store).ensure_running()
     except UserError as exc:
         st.error(escape_markdown(exc))
     else:
@@ -379,7 +379,7 @@ def search_panel() -> None:
                 known_good=([chosen] if try_form and chosen else []) + [earlier[i].params for i in try_runs])
             with st.spinner("Setting up the search…"):
                 sweep = sweeps.submit_sweep(store, sweep_config)
-                jobs.LocalExecutor(store).ensure_running()
+                jobs.executor_for(store).ensure_running()
         except UserError as exc:
             st.error(escape_markdown(exc))
         else:
@@ -392,7 +392,7 @@ def search_panel() -> None:
         try:
             with st.spinner("Checking the settings…"):
                 sweeps.try_every_model(store, dataset_id, target, repeats=int(repeats), task=task, base=config)
-                jobs.LocalExecutor(store).ensure_running()
+                jobs.executor_for(store).ensure_running()
         except UserError as exc:
             st.error(escape_markdown(exc))
         else:

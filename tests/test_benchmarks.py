@@ -197,3 +197,18 @@ def test_quick_advisor_part_advises_planted_cases_and_trains_the_suggestion():
     for model in ("mlp", "gradient_boosting"):
         cost = result["importance"][model]
         assert cost["explain_s"] > 0 and cost["train_s"] > 0 and len(cost["top_columns"]) == 3
+
+
+def test_cluster_part_reports_the_ratio_and_both_dispatch_overheads():
+    """The figures' shape, from a result as benchmarks.cluster.measure returns it (running it takes minutes: the
+    Ray executor itself is tested on a real cluster in tests/test_ray_executor.py)."""
+    from benchmarks.cluster import lines
+    from benchmarks.suite import targets
+
+    result = {"trials": 12, "rows": 3000, "epochs": 15, "one_node": {"wall_s": 80.0, "succeeded": 12, "nodes": 1},
+              "two_nodes": {"wall_s": 45.0, "succeeded": 12, "nodes": 2}, "ratio": 1.78, "target_ratio": 1.6,
+              "met": True, "dispatch_s": {"ray": 0.9, "local": 0.6}, "load_avg_1m": 1.0}
+    assert targets({"cluster": result}) == [{"name": "12-trial MLP sweep on 2 Ray nodes vs 1", "target": ">= 1.6x",
+                                             "measured": 1.78, "met": True}]
+    assert "1 node 80.0 s, 2 nodes 45.0 s -> 1.78x; dispatch (submit to first epoch) ray 0.9 s, local worker 0.6 s" \
+        in lines(result)[0]

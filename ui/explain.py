@@ -41,7 +41,7 @@ def show_advice(store: Store, item_id: str, heading: str = "What to try next") -
                                  icon=":material/play_arrow:", help="Train the suggested run now, in the background"):
                 try:
                     queued = advisor.queue_suggestion(store, item_id, piece.suggestion)
-                    jobs.LocalExecutor(store).ensure_running()
+                    jobs.executor_for(store).ensure_running()
                 except UserError as exc:
                     st.error(escape_markdown(exc))
                 else:

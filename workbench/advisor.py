@@ -391,7 +391,7 @@ def suggested_config(store, item_id: str, suggestion: Suggestion):
 
 def queue_suggestion(store, item_id: str, suggestion: Suggestion) -> Run:
     """Queue the suggested run (a group's suggestion: a group with the same repeats; its first member is returned).
-    The caller starts the workers (jobs.LocalExecutor(store).ensure_running())."""
+    The caller starts the workers (jobs.executor_for(store).ensure_running())."""
     from workbench.jobs import submit_run
 
     return submit_run(store, suggested_config(store, item_id, suggestion))

@@ -188,7 +188,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         return
     run = jobs.submit_run(store, config)
     if args.background:
-        started = jobs.LocalExecutor(store).ensure_running()
+        started = jobs.executor_for(store).ensure_running()
         if args.json:
             _print_json({"run_id": run.id, "status": run.status, "worker_started": started})
         else:
@@ -204,7 +204,7 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
 
     store = _store()
     runs = quick_start(store, args.dataset, args.target)
-    started = jobs.LocalExecutor(store).ensure_running()
+    started = jobs.executor_for(store).ensure_running()
     if args.json:
         _print_json({"runs": [{"run_id": r.id, "model": r.model, "task": r.task, "status": r.status} for r in runs],
                      "worker_started": started})
@@ -221,7 +221,7 @@ def _train_group(store, config, args: argparse.Namespace) -> None:
 
     group, members = jobs.submit_group(store, config)
     if args.background:
-        started = jobs.LocalExecutor(store).ensure_running()
+        started = jobs.executor_for(store).ensure_running()
         if args.json:
             _print_json({"group_id": group.id, "run_ids": [r.id for r in members], "status": RunStatus.QUEUED,
                          "worker_started": started})
@@ -403,7 +403,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
                                 prune=False if args.no_prune else None, seed=args.seed, known_good=known_good)
     submitted = sweeps.sweep_every_model(store, config) if every else [sweeps.submit_sweep(store, config)]
     if args.background:
-        started = jobs.LocalExecutor(store).ensure_running()
+        started = jobs.executor_for(store).ensure_running()
         if not args.json:
             print("\n".join(f"queued sweep {s.id} ({s.model}, {s.n_trials} trials)" for s in submitted)
                   + (" (started a worker)" if started else ""))

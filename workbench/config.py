@@ -10,6 +10,7 @@ from pathlib import Path
 from workbench.errors import UserError
 
 DEFAULT_HOME = "workbench-data"
+EXECUTORS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,9 @@ class Settings:
     heartbeat_timeout_s: float = 30.0
     # Local worker processes the app keeps running (members of a repeated run train in parallel).
     workers: int = 1
+    # Who trains queued runs: "local" worker processes, or "ray": tasks on the Ray cluster at RAY_ADDRESS.
+    executor: str = "local"
+    ray_address: str | None = None
 
     @property
     def datasets_dir(self) -> Path:
@@ -52,7 +56,16 @@ def get_settings() -> Settings:
         max_rows=int(_positive_number("WORKBENCH_MAX_ROWS", 5_000_000, whole=True)),
         heartbeat_timeout_s=_positive_number("WORKBENCH_HEARTBEAT_TIMEOUT_S", 30, whole=False),
         workers=int(_positive_number("WORKBENCH_WORKERS", default_workers(), whole=True)),
+        executor=_executor(),
+        ray_address=os.environ.get("RAY_ADDRESS", "").strip() or None,
     )
+
+
+def _executor() -> str:
+    name = os.environ.get("WORKBENCH_EXECUTOR", "").strip().lower() or "local"
+    if name not in EXECUTORS:
+        raise UserError(f"The environment variable WORKBENCH_EXECUTOR must be local or ray, not '{name}'.")
+    return name
 
 
 def default_workers() -> int:

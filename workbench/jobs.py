@@ -1,7 +1,7 @@
 """Running runs: submit to the queue, the local worker that claims and trains them, and the executor seam.
 
-The executor is an interface so that a cluster executor (Ray) can later replace `LocalExecutor`;
-today WORKBENCH_WORKERS local worker processes per WORKBENCH_HOME each train queued runs one after another.
+`executor_for` picks who trains queued runs: WORKBENCH_WORKERS local worker processes per WORKBENCH_HOME, each
+training queued runs one after another (LocalExecutor), or Ray tasks on a cluster (workbench.ray_executor).
 """
 
 from __future__ import annotations
@@ -314,9 +314,9 @@ def _train_next_trial(store: Store, worker_id: str, heartbeat: _Heartbeat) -> bo
     return True
 
 
-def run_in_foreground(store: Store, run: Run) -> Run:
-    """Train a just-submitted run in this process (the CLI's `train` without --background)."""
-    worker = store.register_worker()
+def run_in_foreground(store: Store, run: Run, worker_id: str | None = None) -> Run:
+    """Train a just-submitted run in this process (the CLI's `train` without --background, a Ray task)."""
+    worker = store.register_worker(worker_id=worker_id)
     heartbeat = _Heartbeat(store, worker.id)
     heartbeat.start()
     try:
@@ -329,6 +329,25 @@ def run_in_foreground(store: Store, run: Run) -> Run:
         heartbeat.stop()
         store.stop_worker(worker.id)
     return store.get_run(run.id)
+
+
+def trial_in_foreground(store: Store, sweep_id: str, worker_id: str | None = None) -> Run | None:
+    """Start and train the next trial of a sweep in this process (a Ray task); None when it has no trial left."""
+    worker = store.register_worker(worker_id=worker_id)
+    heartbeat = _Heartbeat(store, worker.id)
+    heartbeat.start()
+    try:
+        from workbench.sweeps import start_next_trial, train_trial  # sweeps imports jobs
+
+        started = start_next_trial(store, worker.id, sweep_id)
+        if started is None:
+            return None
+        heartbeat.run_id = started.run.id
+        train_trial(store, started)
+        return store.get_run(started.run.id, with_epochs=False)
+    finally:
+        heartbeat.stop()
+        store.stop_worker(worker.id)
 
 
 def sweep_in_foreground(store: Store, sweep_ids: list[str], extra_workers: int = 0) -> None:
@@ -365,9 +384,23 @@ def _raise_system_exit(signum, _frame) -> None:  # noqa: ANN001
 
 
 class Executor(Protocol):
-    """Where queued runs get trained. LocalExecutor today; a Ray executor can implement the same."""
+    """Where queued runs and sweep trials get trained: LocalExecutor, or ray_executor.RayExecutor."""
 
-    def ensure_running(self) -> None: ...
+    def ensure_running(self) -> bool: ...
+
+
+def executor_for(store: Store) -> Executor:
+    """The executor that WORKBENCH_EXECUTOR names: local worker processes (the default) or the Ray cluster."""
+    if store.settings.executor == "ray":
+        try:
+            from workbench.ray_executor import RayExecutor
+        except ImportError as exc:
+            if exc.name != "ray":
+                raise
+            raise UserError("WORKBENCH_EXECUTOR=ray needs Ray, an optional install: "
+                            "pip install -r requirements-cluster.txt") from None
+        return RayExecutor(store)
+    return LocalExecutor(store)
 
 
 class LocalExecutor:

@@ -37,7 +37,7 @@ def quick_start_plan(task: Task, n_rows: int) -> list[tuple[str, dict[str, Any]]
 def quick_start(store: Store, dataset_id: str, target: str | None) -> list[Run]:
     """Queue the quick-start runs for predicting `target` from this dataset; returns them in queue order.
     Validated like any submit, all before any is queued: a user error is one sentence and queues nothing.
-    A worker must be started to train them (`jobs.LocalExecutor(store).ensure_running()`)."""
+    A worker must be started to train them (`jobs.executor_for(store).ensure_running()`)."""
     if not target:
         raise UserError("Choose the column to predict before a quick start.")
     table = load_table(store, dataset_id)

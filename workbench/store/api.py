@@ -616,10 +616,11 @@ class Store:
 
     # -- workers ------------------------------------------------------------------------------
 
-    def register_worker(self, pid: int | None = None) -> Worker:
+    def register_worker(self, pid: int | None = None, worker_id: str | None = None) -> Worker:
+        """`worker_id`: the caller's own id (a Ray task's names its node), unique, at most 64 characters."""
         now = utcnow()
-        row = WorkerRow(id=new_id(), pid=pid or os.getpid(), hostname=socket.gethostname(), started_at=now,
-                        heartbeat_at=now)
+        row = WorkerRow(id=worker_id or new_id(), pid=pid or os.getpid(), hostname=socket.gethostname(),
+                        started_at=now, heartbeat_at=now)
         self._transaction(lambda s: s.add(row))
         return _worker(row)
 
