@@ -207,6 +207,9 @@ MUTATIONS = [
  ("bundle CSV formulas not neutralised", "workbench/onnx_bundle/predict.py",
   "    if isinstance(text, str) and text.startswith(FORMULA_PREFIXES) and _number(text) is None:\n",
   "    if False:\n", ["tests/test_onnx_export.py::test_the_bundles_predict_script_writes_csv_that_a_spreadsheet_cannot_run"]),
+ ("ray cluster not probed before connecting", "workbench/ray_executor.py",
+  "        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()\n", "        pass\n",
+  ["tests/test_ray_executor.py::test_unreachable_cluster_is_one_plain_error_at_once"]),
 ]
 
 
