@@ -26,7 +26,7 @@ from workbench.errors import UserError
 from workbench.models.ensemble import Ensemble, EnsembleParams, average, select
 from workbench.runconfig import RunConfig
 from workbench.runner import SplitPredictions, Trained, load_predictions
-from workbench.store import RunStatus, Store
+from workbench.store import Run, RunStatus, Store
 from workbench.tasks import Objective
 from workbench.training import FitResult
 
@@ -207,3 +207,16 @@ def config_for(store: Store, run_ids: Sequence[str]) -> RunConfig:
     return RunConfig(dataset_id=first.dataset_id, target=first.target, model=ENSEMBLE, task=runs[0].task,
                      exclude=sorted(excluded), params={"members": ",".join(r.id for r in runs)}, split=first.split,
                      prep=first.prep)
+
+
+def proposal(runs: Sequence[Run]) -> list[Run]:
+    """Of `runs`, those an ensemble can be built from in one click: the succeeded single runs (not repeats, which
+    test on folds, nor ensembles) on the same dataset, target and test rows; the largest such set, [] if under two."""
+    from workbench.predict import comparable_group
+
+    by_rows: dict[tuple, list[Run]] = {}
+    for run in runs:
+        if run.status == RunStatus.SUCCEEDED and run.model != ENSEMBLE and run.group_id is None:
+            by_rows.setdefault(comparable_group(run), []).append(run)
+    largest = max(by_rows.values(), key=len, default=[])
+    return largest if len(largest) >= 2 else []
