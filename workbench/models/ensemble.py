@@ -32,7 +32,7 @@ PROBABILITY_FLOOR = 1e-15  # log loss of a probability of 0 is infinite; as scik
 @dataclass(frozen=True)
 class EnsembleParams:
     members: str = param("", "The finished runs to choose from, as run ids separated by commas. Empty: every finished "
-                         "run on the same dataset, target and test rows.", label="Runs to choose from (empty: all)")
+                         "run on the same dataset, target and test rows.", label="Runs to choose from")
     max_rounds: int = param(50, "How many times a run is picked (a run can be picked again, which weighs it more); "
                             "the round that scored best on the validation rows is kept.", label="Selection rounds",
                             min=1, max=1000)
