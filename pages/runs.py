@@ -54,7 +54,9 @@ tried_ids = [i for i in st.query_params.get("every", "").split(",") if i]
 if tried_ids:
     tried_runs = store.get_runs(tried_ids)
     if tried_runs and all(r.is_final for r in tried_runs):
-        st.success(f"Try every model: all {len(tried_runs):,} runs have finished; see the leaderboard below.")
+        succeeded = sum(r.status == RunStatus.SUCCEEDED for r in tried_runs)
+        st.success(f"Try every model: all {len(tried_runs):,} runs have ended, {succeeded:,} of them successfully; "
+                   "see the leaderboard below.")
         offer_ensemble(store, tried_runs, key="ensemble.tried")
     elif tried_runs:
         tried_progress([r.id for r in tried_runs])

@@ -267,3 +267,13 @@ def test_cli_trains_an_ensemble(binary_runs, capsys):
     code, _, err = run_cli(capsys, "train", "--dataset", dataset_id, "--target", "label", "--model", "ensemble",
                            "--set", f"members={runs[0]}")
     assert code == 2 and err.startswith("error: An ensemble needs at least two runs") and err.count("\n") == 1
+
+
+def test_picking_the_best_member_again_is_not_mistaken_for_progress():
+    """Averaging a member with itself changes the average only by rounding: the first round is kept."""
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=200) * 1e3
+    good, poor = y + rng.normal(size=200), y + 50 * rng.normal(size=200)
+    selection = select(Task.REGRESSION, y, [poor, good / 3 * 3], 40)
+    assert selection.counts.tolist() == [0, 1] and selection.best_round == 1
+    assert len(set(selection.scores)) == 1

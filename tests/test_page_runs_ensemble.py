@@ -49,7 +49,7 @@ def test_try_every_model_ends_by_proposing_an_ensemble_of_its_runs(binary_runs):
     jobs.run_worker(store, once=True)
     at = runs_page(every=",".join([*runs, waiting.id]))
     assert not at.exception, at.exception
-    assert "all 4 runs have finished" in texts(at.success)
+    assert "all 4 runs have ended, 4 of them successfully" in texts(at.success)
     build_button(at).click().run()
     assert not at.exception, at.exception
     assert at.title[0].value == "Run"

@@ -27,6 +27,7 @@ from workbench.tasks import Task
 MEMBERS_DIR = "members"  # the members' saved models, copied into the ensemble's run folder
 RUN_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 PROBABILITY_FLOOR = 1e-15  # log loss of a probability of 0 is infinite; as scikit-learn, clip it
+SIGNIFICANT_DIGITS = 10  # of a selection score
 
 
 @dataclass(frozen=True)
@@ -43,14 +44,20 @@ class EnsembleParams:
 
 
 def score(task: str, y: np.ndarray, predictions: np.ndarray) -> tuple[float, float]:
-    """(metric, -loss) with higher better: (accuracy, -log loss) for classification; (-RMSE, -MSE) for regression."""
+    """(metric, -loss) with higher better: (accuracy, -log loss) for classification; (-RMSE, -MSE) for regression.
+    To SIGNIFICANT_DIGITS: picking a member again leaves the average as it was but for rounding, and such noise
+    must not make a later round, with more picks, look better than the same ensemble found earlier."""
     if Task(task) == Task.REGRESSION:
         mse = float(np.mean((predictions - y) ** 2))
-        return -float(np.sqrt(mse)), -mse
+        return _rounded(-float(np.sqrt(mse))), _rounded(-mse)
     rows = np.arange(len(y))
     accuracy = float(np.mean(predictions.argmax(axis=1) == y))
     log_loss = float(-np.mean(np.log(np.clip(predictions[rows, y], PROBABILITY_FLOOR, None))))
-    return accuracy, -log_loss
+    return _rounded(accuracy), _rounded(-log_loss)
+
+
+def _rounded(value: float) -> float:
+    return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
 
 
 def average(predictions: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
