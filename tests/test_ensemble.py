@@ -8,7 +8,9 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import tempfile
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +20,13 @@ from hypothesis import strategies as st
 
 from tests.test_tabm import messy_table
 from workbench import contributions, datasets, jobs, sweeps
+from workbench.ensembles import Candidate
 from workbench.errors import UserError
+from workbench.evaluation import fold_assignments
 from workbench.models.ensemble import average, score, select
 from workbench.predict import export_run, load_model, load_model_for_run
 from workbench.runconfig import RunConfig
-from workbench.runner import load_predictions, save_predictions
+from workbench.runner import Member, execute, load_predictions, save_predictions
 from workbench.store import RunStatus, Store
 from workbench.tasks import Task, higher_is_better
 
@@ -218,8 +222,10 @@ def test_an_ensemble_needs_two_runs_on_the_same_rows(store):
         jobs.submit_run(store, named)
     with pytest.raises(UserError, match="There is no run 'nope'"):
         jobs.submit_run(store, RunConfig(dataset_id, "label", "ensemble", params={"members": f"{first.id},nope"}))
-    with pytest.raises(UserError, match="not repeated"):
+    with pytest.raises(UserError, match="at least two finished runs .* there is none"):  # none on the first fold
         jobs.submit_run(store, RunConfig(dataset_id, "label", "ensemble", repeats=3))
+    with pytest.raises(UserError, match="leave the runs to choose from empty"):
+        jobs.submit_run(store, replace(named, repeats=3))
     with pytest.raises(UserError, match="no settings worth searching"):
         sweeps.submit_sweep(store, sweeps.SweepConfig(run=config, n_trials=2))
     assert "ensemble" not in sweeps.models_for(store, dataset_id, "label")  # try every model trains the members
@@ -277,3 +283,26 @@ def test_picking_the_best_member_again_is_not_mistaken_for_progress():
     selection = select(Task.REGRESSION, y, [poor, good / 3 * 3], 40)
     assert selection.counts.tolist() == [0, 1] and selection.best_round == 1
     assert len(set(selection.scores)) == 1
+
+
+def test_a_repeat_of_an_ensemble_chooses_from_the_runs_on_its_fold():
+    """A repeated ensemble's member trains on its fold's rows, where the same repeat of other models' run groups
+    trained: those runs are its candidates, and a run on another fold is not."""
+    frame = messy_table("binary")
+    assignment = fold_assignments(frame["label"], 2, 0, Task.BINARY)
+    fold, other = (Member(assignment, assignment.member_name(*m)) for m in assignment.members[:2])
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        found = []
+        for name, model, member in (("a", "logistic_regression", fold), ("b", "random_forest", fold),
+                                    ("c", "gradient_boosting", other)):
+            outcome = execute(RunConfig("d", "label", model, params=dict(MEMBERS["classification"])[model]), frame,
+                              folder / name, member=member, predictions_path=folder / f"{name}.npz")
+            assert outcome.status == RunStatus.SUCCEEDED, outcome.error
+            found.append(Candidate(name, model, "binary", folder / name, folder / f"{name}.npz"))
+        outcome = execute(RunConfig("d", "label", "ensemble", params={"max_rounds": 5}), frame, folder / "e",
+                          member=fold, predictions_path=folder / "e.npz", candidates=found)
+        assert outcome.status == RunStatus.SUCCEEDED, outcome.error
+        assert outcome.params["members"] == "a,b" and outcome.split_fingerprint == fold.fingerprint()
+        with pytest.raises(UserError, match="there is one"):
+            execute(RunConfig("d", "label", "ensemble"), frame, folder / "f", member=other, candidates=found)

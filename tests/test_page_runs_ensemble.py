@@ -79,7 +79,8 @@ def test_the_train_form_builds_an_ensemble_of_every_finished_run(binary_runs):  
     at.run()
     assert not at.exception, at.exception
     assert at.selectbox(key="model").value == "ensemble"
-    assert "Runs to choose from" in [w.label for w in at.text_input]
+    members = next(w for w in at.text_input if w.label == "Runs to choose from")
+    assert members.value == "" and members.proto.placeholder == "every finished run on these rows"
     next(b for b in at.button if b.label == "Start training").click().run()
     assert not at.exception and not at.error, (at.exception, texts(at.error))
     [queued] = [r for r in store.list_runs() if r.model == "ensemble"]

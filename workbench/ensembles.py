@@ -8,6 +8,10 @@ run ids each must qualify, or the ensemble is refused with the reason.
 
 The members' saved models are copied into the ensemble's run folder (artifacts.save_run), so deleting a member run
 later leaves the ensemble whole: it predicts, explains and exports as before.
+
+A repeated ensemble (a run group) is one ensemble per fold: each repeat trains on its fold's rows, where the same
+repeat of the other models' run groups trained, so it chooses from those runs; it compares with their groups on the
+same folds.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import pandas as pd
 from workbench.callbacks import CallbackList, EpochRecord, RunCancelled
 from workbench.errors import UserError
 from workbench.models.ensemble import Ensemble, EnsembleParams, average, select
+from workbench.prepare import Split
 from workbench.runconfig import RunConfig
 from workbench.runner import SplitPredictions, Trained, load_predictions
 from workbench.store import Run, RunStatus, Store
@@ -142,13 +147,19 @@ def _unfit(candidate: Candidate, kept: dict[str, SplitPredictions], rows: Rows) 
     return None
 
 
-def check_submission(store: Store, config: RunConfig, table: pd.DataFrame, task: str) -> None:
+def check_submission(store: Store, config: RunConfig, table: pd.DataFrame, task: str, split: Split | None = None,
+                     ) -> None:
     """Refuse an ensemble before it is queued when it would have fewer than two members (or a named run does not
-    fit): the same check training makes, on the rows this config splits off, without preprocessing."""
+    fit): the same check training makes, on the rows this config splits off (or `split`: a repeat's fold), without
+    preprocessing. A repeated ensemble chooses on each fold from the runs on that fold's rows (the repeats of other
+    models' run groups on the same folds), so it cannot name its runs."""
     from workbench.prepare import choose_features, split_table
 
     params = _params(config)
-    parts = split_table(table, config.target, task, config.split)
+    if split is not None and params.run_ids():
+        raise UserError("A repeated ensemble chooses from the finished runs on each repeat's rows; leave the runs to "
+                        "choose from empty.")
+    parts = split_table(table, config.target, task, config.split, split)
     features = choose_features(parts.data, config.target, config.exclude,
                                config.prep.datetime_parts)
     ids = {"val": parts.rows.val, "test": parts.rows.test}

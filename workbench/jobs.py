@@ -72,18 +72,19 @@ def submit_group(store: Store, config: RunConfig) -> tuple[RunGroup, list[Run]]:
     made so, and stored with the group), and one queued member run per (round, fold). Members are ordinary runs
     with one repeat; each trains with the training seed plus its round."""
     from workbench.datasets import load_table
-    from workbench.ensembles import ENSEMBLE
+    from workbench.ensembles import ENSEMBLE, check_submission
     from workbench.evaluation import assignment_seed, fold_assignments
-    from workbench.runner import validate_config
+    from workbench.runner import Member, member_split, validate_config
 
     config.validate()
-    if config.model == ENSEMBLE:
-        raise UserError("An ensemble is built from finished runs and is not repeated; set repeats to 1.")
     dataset = store.get_dataset(config.dataset_id)
     table = load_table(store, dataset)
     resolved = validate_config(config, table)
     assignment = fold_assignments(table[config.target].dropna(), config.repeats,
                                   assignment_seed(dataset.id, config.target), resolved.task)
+    if config.model == ENSEMBLE:  # each repeat ensembles the runs on its fold's rows: checked on the first fold
+        first = Member(assignment, assignment.member_name(*assignment.members[0]))
+        check_submission(store, config, table, resolved.task, member_split(table, config, resolved.task, first))
     members = []
     for round_, fold in assignment.members:
         params, member_params = dict(resolved.params), dict(config.params)

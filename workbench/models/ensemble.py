@@ -33,7 +33,8 @@ SIGNIFICANT_DIGITS = 10  # of a selection score
 @dataclass(frozen=True)
 class EnsembleParams:
     members: str = param("", "The finished runs to choose from, as run ids separated by commas. Empty: every finished "
-                         "run on the same dataset, target and test rows.", label="Runs to choose from")
+                         "run on the same dataset, target and test rows.", label="Runs to choose from",
+                         placeholder="every finished run on these rows")
     max_rounds: int = param(50, "How many times a run is picked (a run can be picked again, which weighs it more); "
                             "the round that scored best on the validation rows is kept.", label="Selection rounds",
                             min=1, max=1000)
