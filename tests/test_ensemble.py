@@ -183,10 +183,14 @@ def test_an_ensemble_run_trains_scores_predicts_explains_exports_and_outlives_it
     predicted = model.predict_proba(model.check_schema(test_rows).frame)
     np.testing.assert_allclose(predicted, own["test"].predictions, rtol=1e-6, atol=1e-6)
 
-    # Explained after training (permutation importance over the wrapper); per-row explanations refused plainly.
+    # Explained after training (permutation importance over the wrapper), and row by row: its runs' contributions
+    # weighed as their predictions, adding up to its own prediction.
     assert run.explanation["importance"] and run.explanation["metric"] == metric
-    with pytest.raises(UserError, match="explain one of its runs"):
-        contributions.explain_rows(store, run.id, test_rows.head(2))
+    rows = contributions.explain_rows(store, run.id, test_rows.head(3))
+    row_predictions = predicted[:3] if task == "regression" else predicted[np.arange(3), predicted[:3].argmax(axis=1)]
+    np.testing.assert_allclose(rows.predicted, row_predictions, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(rows.baseline + rows.contributions.sum(axis=1), rows.predicted, rtol=1e-6, atol=1e-6)
+    assert list(rows.contributions.columns) == model.input_columns and all(rows.sentences)
 
     # The native zip carries the members; loaded from it, it predicts the same.
     with zipfile.ZipFile(io.BytesIO(export_run(store, run.id))) as archive:

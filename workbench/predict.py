@@ -171,8 +171,7 @@ class TrainedModel:
     def predict_arrays(self, x_num: np.ndarray, x_cat: np.ndarray) -> np.ndarray:
         """`predict_proba` of already preprocessed rows (the preprocessor's numeric matrix and category codes)."""
         if isinstance(self.model, Ensemble):  # its members preprocess the original columns, each its own way
-            raise UserError("An ensemble predicts from the original columns only, so per-row explanations are not "
-                            "available for it; explain one of its runs instead.")
+            raise ValueError("an ensemble predicts from the original columns (predict_proba), not preprocessed rows")
         objective = Objective.from_config(self.config)
         if isinstance(self.model, torch.nn.Module):
             return objective.predictions(predict_outputs(self.model, torch.as_tensor(x_num), torch.as_tensor(x_cat)).numpy())
