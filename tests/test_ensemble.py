@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.test_tabm import messy_table
-from workbench import contributions, datasets, jobs, sweeps
+from workbench import contributions, datasets, ensembles, jobs, sweeps
 from workbench.ensembles import Candidate
 from workbench.errors import UserError
 from workbench.evaluation import fold_assignments
@@ -27,7 +27,7 @@ from workbench.models.ensemble import average, score, select
 from workbench.predict import export_run, load_model, load_model_for_run
 from workbench.runconfig import RunConfig
 from workbench.runner import Member, execute, load_predictions, save_predictions
-from workbench.store import RunStatus, Store
+from workbench.store import RunResult, RunStatus, Store
 from workbench.tasks import Task, higher_is_better
 
 TARGETS = {"binary": "label", "multiclass": "label", "regression": "y"}
@@ -310,3 +310,29 @@ def test_a_repeat_of_an_ensemble_chooses_from_the_runs_on_its_fold():
         assert outcome.params["members"] == "a,b" and outcome.split_fingerprint == fold.fingerprint()
         with pytest.raises(UserError, match="there is one"):
             execute(RunConfig("d", "label", "ensemble"), frame, folder / "f", member=other, candidates=found)
+
+
+def test_the_one_click_proposal_takes_runs_on_one_split_or_one_repeat_of_run_groups(store):
+    dataset_id = add_table(store, "binary")
+
+    def finish(run, fingerprint: str, status=RunStatus.SUCCEEDED):
+        store.finish_run(run.id, RunResult(status, primary_metric="accuracy", primary_value=0.9,
+                                           split_fingerprint=fingerprint))
+        return store.get_run(run.id, with_epochs=False)
+
+    single = [finish(jobs.submit_run(store, RunConfig(dataset_id, "label", m, exclude=exclude)), "fp")
+              for m, exclude in (("logistic_regression", ["x1"]), ("random_forest", ["x1", "x2"]))]
+    failed = finish(jobs.submit_run(store, RunConfig(dataset_id, "label", "mlp")), "fp", RunStatus.FAILED)
+    assert ensembles.proposal([*single, failed]) == single
+    assert ensembles.proposal([single[0], failed]) == []
+    config = ensembles.config_for(store, [r.id for r in single])
+    assert config.params == {"members": ",".join(r.id for r in single)} and config.repeats == 1
+    assert config.exclude == ["x1"]  # a column any of them uses is the ensemble's
+
+    repeats = [run for model in ("logistic_regression", "random_forest")
+               for run in jobs.submit_group(store, RunConfig(dataset_id, "label", model, repeats=2))[1]]
+    repeats = [finish(r, f"fold-{r.member}") for r in repeats]
+    chosen = ensembles.proposal(repeats)
+    assert len(chosen) == 2 and len({r.member for r in chosen}) == 1 and len({r.group_id for r in chosen}) == 2
+    config = ensembles.config_for(store, [r.id for r in chosen])
+    assert config.repeats == 2 and config.params == {}  # each repeat chooses from the runs on its own fold

@@ -18,9 +18,11 @@ def offer_ensemble(store: Store, runs: Sequence[Run], key: str) -> None:
     members = ensembles.proposal(runs)
     if not members:
         return
+    repeated = " Repeated runs give a repeated ensemble on the same folds, compared with them with intervals." \
+        if members[0].group_id else ""
     if st.button("Build an ensemble of these runs", key=key, icon=":material/join:",
                  help=f"A weighted average of these {len(members)} runs, chosen on their validation rows (greedy "
-                      "ensemble selection): it usually beats the best of them. It trains in seconds."):
+                      f"ensemble selection): it usually beats the best of them. It trains in seconds.{repeated}"):
         try:
             with st.spinner("Checking the runs…"):
                 run = jobs.submit_run(store, ensembles.config_for(store, [r.id for r in members]))
@@ -28,4 +30,4 @@ def offer_ensemble(store: Store, runs: Sequence[Run], key: str) -> None:
         except UserError as exc:
             st.error(escape_markdown(exc))
         else:
-            st.switch_page("pages/run.py", query_params={"run": run.id})
+            st.switch_page("pages/run.py", query_params={"run": run.id})  # a group's first repeat: links to it

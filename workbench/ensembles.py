@@ -112,9 +112,9 @@ def members(found: Sequence[Candidate], rows: Rows, explicit: bool) -> list[Memb
         elif explicit:
             raise UserError(f"Run {candidate.run_id} cannot be in this ensemble: it {reason}.")
     if len(chosen) < 2:
-        found_words = {0: "there is none", 1: "there is one"}.get(len(chosen), "")
         raise UserError("An ensemble needs at least two finished runs that predict the same target of the same "
-                        f"dataset on the same validation and test rows; {found_words}." if not explicit else
+                        f"dataset on the same validation and test rows; there is {'one' if chosen else 'none'}."
+                        if not explicit else
                         "An ensemble needs at least two runs; name two or more run ids, or leave the list empty "
                         "for every finished run that fits.")
     return chosen
@@ -209,25 +209,32 @@ def train(prepared, objective: Objective, params: EnsembleParams, callbacks: Cal
 
 
 def config_for(store: Store, run_ids: Sequence[str]) -> RunConfig:
-    """An ensemble of exactly these runs: their dataset, target, task and split; the columns any of them uses."""
+    """An ensemble of exactly these runs: their dataset, target, task and split; the columns any of them uses. Of
+    repeats of run groups (`proposal`'s runs on one fold): a repeated ensemble on the same folds, each repeat
+    choosing from the runs on its fold (their groups' repeats)."""
     runs = store.get_runs(list(run_ids))
     if len(runs) < 2:
         raise UserError("An ensemble needs at least two runs.")
     first = RunConfig.from_dict(runs[0].config)
     excluded = set.intersection(*(set(RunConfig.from_dict(r.config).exclude) for r in runs))
-    return RunConfig(dataset_id=first.dataset_id, target=first.target, model=ENSEMBLE, task=runs[0].task,
-                     exclude=sorted(excluded), params={"members": ",".join(r.id for r in runs)}, split=first.split,
-                     prep=first.prep)
+    config = RunConfig(dataset_id=first.dataset_id, target=first.target, model=ENSEMBLE, task=runs[0].task,
+                       exclude=sorted(excluded), params={"members": ",".join(r.id for r in runs)}, split=first.split,
+                       prep=first.prep)
+    if runs[0].group_id is None:
+        return config
+    repeats = RunConfig.from_dict(store.get_group(runs[0].group_id).config).repeats
+    return replace(config, params={}, repeats=repeats)
 
 
 def proposal(runs: Sequence[Run]) -> list[Run]:
-    """Of `runs`, those an ensemble can be built from in one click: the succeeded single runs (not repeats, which
-    test on folds, nor ensembles) on the same dataset, target and test rows; the largest such set, [] if under two."""
+    """Of `runs`, those an ensemble can be built from in one click: the succeeded runs (not ensembles) on the same
+    dataset, target and test rows (single runs on one split, or the same repeat of several run groups); the largest
+    such set, [] if under two."""
     from workbench.predict import comparable_group
 
     by_rows: dict[tuple, list[Run]] = {}
     for run in runs:
-        if run.status == RunStatus.SUCCEEDED and run.model != ENSEMBLE and run.group_id is None:
+        if run.status == RunStatus.SUCCEEDED and run.model != ENSEMBLE:
             by_rows.setdefault(comparable_group(run), []).append(run)
     largest = max(by_rows.values(), key=len, default=[])
     return largest if len(largest) >= 2 else []
