@@ -259,7 +259,8 @@ def test_a_saved_ensemble_naming_a_member_outside_its_folder_is_refused(binary_r
                                                                               params={"max_rounds": 3})))
     path = store.settings.runs_dir / ensemble.id / "config.json"
     config = json.loads(path.read_text())
-    config["members"][0]["run_id"] = "../" + config["members"][0]["run_id"]
+    # members/../../<id> is the member run's own folder, outside the ensemble's: it must not be read
+    config["members"][0]["run_id"] = "../../" + config["members"][0]["run_id"]
     path.write_text(json.dumps(config))
     with pytest.raises(UserError, match="is damaged"):
         load_model_for_run(store, ensemble.id)
