@@ -45,7 +45,7 @@ def tried_progress(run_ids: list[str]) -> None:
     finished = sum(r.is_final for r in tried)
     if finished == len(tried):
         st.rerun()
-    st.info(f"Try every model: {finished:,} of {len(tried):,} runs have finished. When all have, an ensemble of "
+    st.info(f"Try every model: {finished:,} of {len(tried):,} runs have ended. When all have, an ensemble of "
             "them can be built here in one click.")
 
 

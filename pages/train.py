@@ -387,8 +387,7 @@ def search_panel() -> None:
     st.divider()
     repeated = f", each with {int(repeats)} repeats" if repeats > 1 else ""
     st.caption(f"Or train every model that fits this task once with its defaults{escape_markdown(repeated)}, "
-               "and see which is best on the leaderboard of Runs & Compare"
-               + (", which then offers an ensemble of them." if repeats == 1 else "."))
+               "and see which is best on the leaderboard of Runs & Compare, which then offers an ensemble of them.")
     if st.button("Try every model", icon=":material/apps:"):
         try:
             with st.spinner("Checking the settings…"):

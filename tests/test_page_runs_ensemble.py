@@ -43,7 +43,7 @@ def test_try_every_model_ends_by_proposing_an_ensemble_of_its_runs(binary_runs):
     waiting = jobs.submit_run(store, RunConfig(dataset_id, "label", "logistic_regression", params={"C": 0.5}))
     at = runs_page(every=",".join([*runs, waiting.id]))
     assert not at.exception, at.exception
-    assert "Try every model: 3 of 4 runs have finished." in texts(at.info)
+    assert "Try every model: 3 of 4 runs have ended." in texts(at.info)
     assert build_button(at) is None  # not before every run has ended
 
     jobs.run_worker(store, once=True)
