@@ -78,7 +78,7 @@ def measure(quick: bool = False, generated_rows: int = 100_000, datasets: tuple[
     for name, (table, target) in tables.items():
         rows = {}
         for model, spec in MODELS.items():
-            if models and model not in models:
+            if (models and model not in models) or spec.family == "ensemble":  # made of runs: benchmarks/collection.py
                 continue
             big_table = len(table) > 20_000
             if model in BIG_MODELS and (quick or big_table):

@@ -8,8 +8,10 @@ import streamlit as st
 
 from ui import charts
 from ui.auth import require_access
+from ui.ensemble import offer_ensemble
 from ui.explain import show_advice, show_importance
 from ui.frame import require_frame
+from ui.guard import guarded_fragment
 from ui.resources import get_store, model_defaults
 from ui.tables import (
     format_interval,
@@ -32,6 +34,32 @@ require_access(logout_button=False)  # also when Streamlit runs this file withou
 store = get_store()
 jobs.recover_stale_runs(store)  # once per page load: a dead worker's run reads as interrupted
 st.title("Runs & Compare")
+TRIED_REFRESH_S = 2.0
+
+
+@st.fragment(run_every=TRIED_REFRESH_S)
+@guarded_fragment
+def tried_progress(run_ids: list[str]) -> None:
+    """How many runs of "Try every model" have ended; once all have, the whole page offers their ensemble."""
+    tried = store.get_runs(run_ids)
+    finished = sum(r.is_final for r in tried)
+    if finished == len(tried):
+        st.rerun()
+    st.info(f"Try every model: {finished:,} of {len(tried):,} runs have ended. When all have, an ensemble of "
+            "them can be built here in one click.")
+
+
+# "Try every model" comes here with its runs (?every=id,id,...): it ends by proposing their ensemble.
+tried_ids = [i for i in st.query_params.get("every", "").split(",") if i]
+if tried_ids:
+    tried_runs = store.get_runs(tried_ids)
+    if tried_runs and all(r.is_final for r in tried_runs):
+        succeeded = sum(r.status == RunStatus.SUCCEEDED for r in tried_runs)
+        st.success(f"Try every model: all {len(tried_runs):,} runs have ended, {succeeded:,} of them successfully; "
+                   "see the leaderboard below.")
+        offer_ensemble(store, tried_runs, key="ensemble.tried")
+    elif tried_runs:
+        tried_progress([r.id for r in tried_runs])
 
 runs = store.list_runs()
 if not runs:
@@ -262,6 +290,7 @@ if selected:
         show_advice(store, selected[0])
     if len(selected) > 1:
         show_verdict(selected)
+        offer_ensemble(store, store.get_runs([i for i in selected if i not in summaries]), key="ensemble.selected")
     elif selected[0] in summaries:
         show_group(summaries[selected[0]])
         with st.expander("What the group's model relies on", icon=":material/insights:"):

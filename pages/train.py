@@ -387,16 +387,16 @@ def search_panel() -> None:
     st.divider()
     repeated = f", each with {int(repeats)} repeats" if repeats > 1 else ""
     st.caption(f"Or train every model that fits this task once with its defaults{escape_markdown(repeated)}, "
-               "and see which is best on the leaderboard of Runs & Compare.")
+               "and see which is best on the leaderboard of Runs & Compare, which then offers an ensemble of them.")
     if st.button("Try every model", icon=":material/apps:"):
         try:
             with st.spinner("Checking the settings…"):
-                sweeps.try_every_model(store, dataset_id, target, repeats=int(repeats), task=task, base=config)
+                tried = sweeps.try_every_model(store, dataset_id, target, repeats=int(repeats), task=task, base=config)
                 jobs.executor_for(store).ensure_running()
         except UserError as exc:
             st.error(escape_markdown(exc))
-        else:
-            st.switch_page("pages/runs.py")
+        else:  # Runs & Compare follows these runs and, once they have finished, proposes their ensemble
+            st.switch_page("pages/runs.py", query_params={"every": ",".join(r.id for r in tried)})
 
 
 with st.expander("Not sure which settings or model? Search", icon=":material/travel_explore:"):

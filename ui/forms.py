@@ -91,7 +91,7 @@ def _param_widget(spec: Mapping[str, Any], key: str) -> Any:
                                                                   f"(Setting: {spec['name']})".strip()))
         return parse_list(text)
     st.session_state.setdefault(key, "" if default is None else str(default))
-    return st.text_input(label, key=key, help=help_text)
+    return st.text_input(label, key=key, help=help_text, placeholder=spec.get("placeholder"))
 
 
 def parse_list(text: str) -> list[int | float | str]:

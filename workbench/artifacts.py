@@ -1,7 +1,8 @@
 """Save and load a trained run. Safe formats only: loading never unpickles anything.
 
 A run folder holds `config.json` (what the model is, its task and which columns it needs), the fitted column
-transformer as skops, and the weights as safetensors (neural) or the estimator as skops (classical).
+transformer as skops, and the weights as safetensors (neural), the estimator as skops (classical), or for an
+ensemble its members' run folders under `members/` (their weights are in config.json).
 skops is loaded with an explicit allow-list of the few types it does not trust by default. A folder whose files
 cannot be read, or do not fit together, is refused in one sentence: it is damaged.
 """
@@ -20,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from workbench.errors import UserError, storage_error_message
+from workbench.models.ensemble import MEMBERS_DIR, Ensemble
 from workbench.models.params import saved
 from workbench.prepare import Preprocessor
 
@@ -39,11 +41,17 @@ def save_run(run_dir: Path, config: dict[str, Any], preprocessor: Preprocessor, 
     tmp = Path(tempfile.mkdtemp(dir=run_dir.parent, prefix=f".{run_dir.name}-"))
     try:
         config = {**config, "format_version": FORMAT_VERSION, **preprocessor.to_config()}
+        if isinstance(model, Ensemble):
+            config["members"] = model.to_config()
         (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
         sio.dump(preprocessor.transformer_, tmp / "preprocessor.skops")
         if isinstance(model, torch.nn.Module):
             state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
             save_file(state, tmp / "weights.safetensors")
+        elif isinstance(model, Ensemble):
+            # Copies, not links: the ensemble stays whole when a member run is deleted, and exports as one folder.
+            for run_id, folder in zip(model.run_ids, model.folders, strict=True):
+                shutil.copytree(folder, tmp / MEMBERS_DIR / run_id)
         else:
             sio.dump(model, tmp / "model.skops")
         if run_dir.exists():
@@ -65,7 +73,8 @@ def load_skops(path: Path) -> Any:
 
 
 def load_run(run_dir: Path) -> tuple[dict[str, Any], Preprocessor, Any]:
-    """Returns the config, the fitted preprocessor and the model (an nn.Module on the CPU, or an estimator).
+    """Returns the config, the fitted preprocessor and the model (an nn.Module on the CPU, an estimator, or an
+    Ensemble, whose members workbench.predict.load_model loads).
     A damaged folder (a file missing, cut short or overwritten, weights that do not fit the model) raises one
     UserError that says so."""
     from workbench.models.registry import MODELS
@@ -85,7 +94,12 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], Preprocessor, Any]:
         reading = "preprocessor.skops"  # it must make the columns that config.json names
         if [str(name) for name in transformer.get_feature_names_out()] != preprocessor.feature_names_:
             raise ValueError("the preprocessing does not match config.json")
-        if spec.family == "neural":
+        if spec.family == "ensemble":
+            reading = MEMBERS_DIR
+            model = Ensemble.from_config(config["members"], run_dir)
+            if not model.run_ids or not all((folder / "config.json").is_file() for folder in model.folders):
+                raise ValueError("a member's saved model is missing")
+        elif spec.family == "neural":
             reading = "weights.safetensors"
             model = spec.build(preprocessor.n_numeric_out_, preprocessor.cardinalities_, int(config["n_outputs"]),
                                params)

@@ -32,6 +32,7 @@ import torch
 from workbench.devices import one_thread
 from workbench.errors import UserError
 from workbench.ingest import ingest_bytes
+from workbench.models.ensemble import Ensemble
 from workbench.predict import Prediction, TrainedModel, load_model_for_run
 from workbench.prepare import DATE_PARTS
 from workbench.tasks import Task
@@ -126,13 +127,23 @@ def _check_size(n_rows: int) -> None:
                         "explain a smaller part of the file.")
 
 
-def _explain(model: TrainedModel, frame: pd.DataFrame, typical: pd.DataFrame) -> Explanation:
+def explained_classes(model: TrainedModel, predictions: np.ndarray) -> np.ndarray | None:
+    """Per row, the class whose probability is explained: binary, always the positive class, so a column's sign
+    means the same on every row; multiclass, the predicted one. None for regression."""
+    if model.task == Task.REGRESSION:
+        return None
+    return np.ones(len(predictions), dtype="int64") if model.task == Task.BINARY else predictions.argmax(axis=1)
+
+
+def _explain(model: TrainedModel, frame: pd.DataFrame, typical: pd.DataFrame,
+             target: np.ndarray | None = None) -> Explanation:
+    """`target`: the explained class of each row (an ensemble's, for its members), else `explained_classes`."""
+    if isinstance(model.model, Ensemble):
+        return _explain_ensemble(model, frame, typical)
     x_num, x_cat = model.preprocessor.transform(frame.reset_index(drop=True))
     predictions = model.predict_arrays(x_num, x_cat)
     rows = np.arange(len(frame))
-    # binary: always the positive class, so a column's sign means the same on every row; multiclass: the predicted one
-    target = None if model.task == Task.REGRESSION else (
-        np.ones(len(frame), dtype="int64") if model.task == Task.BINARY else predictions.argmax(axis=1))
+    target = explained_classes(model, predictions) if target is None else target
     predicted = predictions if target is None else predictions[rows, target]
     numeric_groups, code_groups = column_groups(model)
     if _tree_explained(model):
@@ -151,11 +162,36 @@ def _explain(model: TrainedModel, frame: pd.DataFrame, typical: pd.DataFrame) ->
     np.add.at(values, numeric_groups, per_numeric.T)
     np.add.at(values, code_groups, per_code.T)
     contributions = pd.DataFrame(values.T, columns=model.input_columns)
-    explained_class = [None] * len(frame) if target is None else [model.classes[k] for k in target]
+    return _explanation(model, frame, typical, contributions, predicted, baseline, target, method, baseline_words)
+
+
+def _explanation(model: TrainedModel, frame: pd.DataFrame, typical: pd.DataFrame, contributions: pd.DataFrame,
+                 predicted: np.ndarray, baseline: np.ndarray, target: np.ndarray | None, method: str,
+                 baseline_words: str) -> Explanation:
+    """The explanation with a sentence per row."""
+    classes = [None] * len(frame) if target is None else [model.classes[k] for k in target]
     sentences = [sentence(model, frame.iloc[i], typical.iloc[0], contributions.iloc[i], predicted[i], baseline[i],
-                          explained_class[i], baseline_words) for i in rows]
-    return Explanation(contributions, predicted, baseline, explained_class, sentences, typical, method,
-                       baseline_words)
+                          classes[i], baseline_words) for i in range(len(frame))]
+    return Explanation(contributions, predicted, baseline, classes, sentences, typical, method, baseline_words)
+
+
+def _explain_ensemble(model: TrainedModel, frame: pd.DataFrame, typical: pd.DataFrame) -> Explanation:
+    """Shapley values add up over a weighted sum of models: an ensemble's contributions are its runs'
+    contributions (each run explaining the ensemble's class of the row) weighed as the ensemble weighs their
+    predictions, and they add up to the ensemble's prediction minus the runs' baselines weighed the same way."""
+    target = explained_classes(model, model.predict_proba(frame))
+    weights = model.model.weights
+    parts = [_explain(member, frame[member.input_columns], typical[member.input_columns], target)
+             for member in model.members]
+    contributions = sum(w * p.contributions.reindex(columns=model.input_columns, fill_value=0.0)
+                        for p, w in zip(parts, weights, strict=True))
+    predicted = sum(w * p.predicted for p, w in zip(parts, weights, strict=True))
+    baseline = sum(w * p.baseline for p, w in zip(parts, weights, strict=True))
+    words = {p.baseline_words for p in parts}
+    baseline_words = words.pop() if len(words) == 1 else "its runs' references"
+    methods = "; ".join(sorted({p.method for p in parts}))
+    return _explanation(model, frame, typical, contributions, predicted, baseline, target,
+                        f"its runs' explanations, weighed as the ensemble weighs them ({methods})", baseline_words)
 
 
 def _tree_explained(model: TrainedModel) -> bool:

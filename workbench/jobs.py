@@ -51,6 +51,7 @@ def submit_run(store: Store, config: RunConfig) -> Run:
 def submit_runs(store: Store, configs: list[RunConfig]) -> list[Run]:
     """Validate every config against its dataset first, then queue them in order: all or none."""
     from workbench.datasets import load_table  # not at the top: datasets imports jobs, and `runs` stays light
+    from workbench.ensembles import ENSEMBLE, check_submission
     from workbench.runner import validate_config
 
     tables = {}
@@ -60,6 +61,8 @@ def submit_runs(store: Store, configs: list[RunConfig]) -> list[Run]:
         if config.dataset_id not in tables:
             tables[config.dataset_id] = load_table(store, store.get_dataset(config.dataset_id))
         resolved.append(validate_config(config, tables[config.dataset_id]))
+        if config.model == ENSEMBLE:
+            check_submission(store, config, tables[config.dataset_id], resolved[-1].task)
     return [store.create_run(config.to_dict(), model=config.model, target=config.target, task=r.task,
                              params=r.params) for config, r in zip(configs, resolved, strict=True)]
 
@@ -69,8 +72,9 @@ def submit_group(store: Store, config: RunConfig) -> tuple[RunGroup, list[Run]]:
     made so, and stored with the group), and one queued member run per (round, fold). Members are ordinary runs
     with one repeat; each trains with the training seed plus its round."""
     from workbench.datasets import load_table
+    from workbench.ensembles import ENSEMBLE, check_submission
     from workbench.evaluation import assignment_seed, fold_assignments
-    from workbench.runner import validate_config
+    from workbench.runner import Member, member_split, validate_config
 
     config.validate()
     dataset = store.get_dataset(config.dataset_id)
@@ -78,6 +82,9 @@ def submit_group(store: Store, config: RunConfig) -> tuple[RunGroup, list[Run]]:
     resolved = validate_config(config, table)
     assignment = fold_assignments(table[config.target].dropna(), config.repeats,
                                   assignment_seed(dataset.id, config.target), resolved.task)
+    if config.model == ENSEMBLE:  # each repeat ensembles the runs on its fold's rows: checked on the first fold
+        first = Member(assignment, assignment.member_name(*assignment.members[0]))
+        check_submission(store, config, table, resolved.task, member_split(table, config, resolved.task, first))
     members = []
     for round_, fold in assignment.members:
         params, member_params = dict(resolved.params), dict(config.params)
@@ -119,6 +126,7 @@ def execute_run(store: Store, run: Run, callbacks: Sequence[Callback] = ()) -> s
     """Train one claimed run and record how it ended. Never raises for a run's own failure. `callbacks` come after
     the store's (a sweep trial's pruning callback: the epoch is recorded before it may stop the run)."""
     from workbench.datasets import load_table
+    from workbench.ensembles import ENSEMBLE, candidates
     from workbench.explain import explain_after_training
     from workbench.runner import execute
 
@@ -128,7 +136,8 @@ def execute_run(store: Store, run: Run, callbacks: Sequence[Callback] = ()) -> s
         table = load_table(store, config.dataset_id)
         member = run_member(store, run)
         outcome = execute(config, table, run_dir, callbacks=[StoreCallback(store, run.id), *callbacks],
-                          member=member, predictions_path=test_predictions_path(store, run.id))
+                          member=member, predictions_path=test_predictions_path(store, run.id),
+                          candidates=candidates(store, config) if config.model == ENSEMBLE else ())
     except UserError as exc:
         store.finish_run(run.id, RunResult(RunStatus.FAILED, error=str(exc)))
         return RunStatus.FAILED
@@ -254,7 +263,7 @@ def remove_run_files(store: Store, run_id: str) -> None:
 
 
 def test_predictions_path(store: Store, run_id: str) -> Path:
-    """Where a run's test targets and predictions are kept (workbench.runner.save_test_predictions)."""
+    """Where a run's validation and test targets and predictions are kept (workbench.runner.save_predictions)."""
     return store.settings.test_predictions_dir / f"{run_id}.npz"
 
 

@@ -7,7 +7,7 @@ import math
 import re
 import zipfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from workbench.artifacts import load_run
 from workbench.devices import classical_threads
 from workbench.errors import UserError
 from workbench.ingest import ingest_bytes
+from workbench.models.ensemble import Ensemble, average
 from workbench.prepare import Preprocessor, as_datetime
 from workbench.safe_csv import to_safe_csv
 from workbench.store.entities import Run, RunStatus
@@ -35,6 +36,7 @@ class TrainedModel:
     config: dict[str, Any]
     preprocessor: Preprocessor
     model: Any
+    members: list[TrainedModel] = field(default_factory=list)  # an ensemble's members, in `model.run_ids`' order
 
     @property
     def task(self) -> str:
@@ -160,11 +162,16 @@ class TrainedModel:
                            "and those rows are flagged.")
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """Class probabilities (n, n_classes) or regression predictions (n,) of an already checked frame."""
+        """Class probabilities (n, n_classes) or regression predictions (n,) of an already checked frame. An
+        ensemble averages its members' predictions, each from its own preprocessing of the frame, by their weights."""
+        if isinstance(self.model, Ensemble):
+            return average([m.predict_proba(frame[m.input_columns]) for m in self.members], self.model.weights)
         return self.predict_arrays(*self.preprocessor.transform(frame))
 
     def predict_arrays(self, x_num: np.ndarray, x_cat: np.ndarray) -> np.ndarray:
         """`predict_proba` of already preprocessed rows (the preprocessor's numeric matrix and category codes)."""
+        if isinstance(self.model, Ensemble):  # its members preprocess the original columns, each its own way
+            raise ValueError("an ensemble predicts from the original columns (predict_proba), not preprocessed rows")
         objective = Objective.from_config(self.config)
         if isinstance(self.model, torch.nn.Module):
             return objective.predictions(predict_outputs(self.model, torch.as_tensor(x_num), torch.as_tensor(x_cat)).numpy())
@@ -261,7 +268,15 @@ def best_run_ids(runs: Iterable[Run]) -> set[str]:
 
 
 def load_model(run_dir: Path) -> TrainedModel:
-    return TrainedModel(*load_run(Path(run_dir)))
+    config, preprocessor, model = load_run(Path(run_dir))
+    if not isinstance(model, Ensemble):
+        return TrainedModel(config, preprocessor, model)
+    members = [load_model(folder) for folder in model.folders]
+    for run_id, member in zip(model.run_ids, members, strict=True):
+        if isinstance(member.model, Ensemble) or member.task != config["task"] or member.classes != config["classes"]:
+            raise UserError(f"The saved model of run {Path(run_dir).name} is damaged (its member {run_id} does not "
+                            "fit it); train it again.")
+    return TrainedModel(config, preprocessor, model, members)
 
 
 def load_model_for_run(store, run_id: str) -> TrainedModel:
@@ -287,8 +302,9 @@ def export_run(store, run_id: str) -> bytes:
     buffer = io.BytesIO()
     run_dir = store.settings.runs_dir / run_id
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(run_dir.iterdir()):
-            archive.write(path, f"{folder}/{path.name}")
+        for path in sorted(run_dir.rglob("*")):  # an ensemble's members are folders inside it
+            if path.is_file():
+                archive.write(path, f"{folder}/{path.relative_to(run_dir).as_posix()}")
         archive.writestr(f"{folder}/README.md", export_readme(run, model, dataset_name, sorted(
             p.name for p in run_dir.iterdir())))
         archive.writestr(f"{folder}/predict.py", PREDICT_SCRIPT)
@@ -435,6 +451,7 @@ FILE_WORDS = {
     "preprocessor.skops": "the fitted preprocessing (skops: loads without unpickling).",
     "weights.safetensors": "the network's weights (safetensors).",
     "model.skops": "the fitted scikit-learn model (skops: loads without unpickling).",
+    "members": "the saved models of the ensemble's runs, one folder each (their weights are in config.json).",
 }
 
 

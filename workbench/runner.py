@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,7 @@ from workbench.callbacks import Callback, CallbackList, EpochRecord, RunCancelle
 from workbench.devices import classical_threads, select_device
 from workbench.errors import UserError
 from workbench.evaluation import FoldAssignments, score_intervals
+from workbench.models.ensemble import Ensemble
 from workbench.models.params import NeuralParams, as_dict
 from workbench.models.registry import ModelSpec, get_model, resolve_params
 from workbench.prepare import MIN_TRAIN_ROWS, Prepared, Split, class_labels, detect_task, prepare, time_order
@@ -28,6 +29,9 @@ from workbench.runconfig import RunConfig
 from workbench.store.entities import RunStatus
 from workbench.tasks import Objective, Task
 from workbench.training import FitResult, Tensors, fit, predict_outputs
+
+if TYPE_CHECKING:
+    from workbench.ensembles import Candidate
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
@@ -128,12 +132,14 @@ def validate_config(config: RunConfig, table: pd.DataFrame) -> Resolved:
 
 
 def execute(config: RunConfig, table: pd.DataFrame, run_dir: Path, callbacks: Sequence[Callback] = (),
-            member: Member | None = None, predictions_path: Path | None = None) -> RunOutcome:
+            member: Member | None = None, predictions_path: Path | None = None,
+            candidates: Sequence[Candidate] = ()) -> RunOutcome:
     """Train one run and save it to run_dir when it succeeds. A UserError is raised before training; any other
     failure during training ends the run 'failed' with the message, so a worker never crashes on a run.
     A member of a repeated run trains and tests on its member's rows of the stored folds, not on `config.split`.
-    `predictions_path`: where to keep the test rows' targets and predictions (outside the model folder, so an export
-    of the model does not carry them), for paired comparisons."""
+    `predictions_path`: where to keep the validation and test rows' targets and predictions (outside the model folder,
+    so an export of the model does not carry them), for paired comparisons and ensembles.
+    `candidates`: an ensemble's runs to choose from (workbench.ensembles.candidates)."""
     started = time.perf_counter()
     resolved = validate_config(config, table)
     spec = get_model(config.model)
@@ -157,7 +163,7 @@ def execute(config: RunConfig, table: pd.DataFrame, run_dir: Path, callbacks: Se
     callback_list = CallbackList(callbacks)
     try:
         _train_score_save(outcome, config, spec, prepared, objective, resolved.hyperparameters, run_dir,
-                          callback_list, predictions_path)
+                          callback_list, predictions_path, candidates)
     except UserError:
         raise
     except Exception as exc:
@@ -170,9 +176,14 @@ def execute(config: RunConfig, table: pd.DataFrame, run_dir: Path, callbacks: Se
 
 def _train_score_save(outcome: RunOutcome, config: RunConfig, spec: ModelSpec, prepared: Prepared,
                       objective: Objective, params: Any, run_dir: Path, callbacks: CallbackList,
-                      predictions_path: Path | None) -> None:
-    train = _train_neural if spec.family == "neural" else _train_classical
-    trained = train(spec, prepared, objective, params, callbacks)
+                      predictions_path: Path | None, candidates: Sequence[Candidate]) -> None:
+    if spec.family == "ensemble":
+        from workbench import ensembles  # it imports this module
+
+        trained = ensembles.train(prepared, objective, params, callbacks, candidates)
+    else:
+        train = _train_neural if spec.family == "neural" else _train_classical
+        trained = train(spec, prepared, objective, params, callbacks)
     fitted = trained.fitted
     outcome.params, outcome.device = as_dict(trained.params), trained.device
     outcome.status, outcome.error = fitted.status, fitted.error
@@ -188,17 +199,47 @@ def _train_score_save(outcome: RunOutcome, config: RunConfig, spec: ModelSpec, p
         artifact_config = {"model": spec.name, "family": spec.family, "target": config.target,
                            "classes": prepared.classes, "params": outcome.params, **objective.to_config()}
         save_run(run_dir, artifact_config, prepared.preprocessor, trained.model)
+        if isinstance(trained.model, Ensemble):
+            outcome.notes.append(trained.model.summary())
         if predictions_path is not None:
-            save_test_predictions(predictions_path, y["test"], predictions["test"])
+            save_predictions(predictions_path, {s: SplitPredictions(y[s], predictions[s], prepared.row_ids[s])
+                                                for s in ("val", "test")})
 
 
-def save_test_predictions(path: Path, y: np.ndarray, predictions: np.ndarray) -> None:
-    """The test rows' targets and predictions, written whole or not at all (a temporary file, then a rename)."""
+@dataclass
+class SplitPredictions:
+    """One split's targets, a run's predictions of them (probabilities, or values in the target's units) and the
+    table's row ids they are of."""
+
+    y: np.ndarray
+    predictions: np.ndarray
+    rows: np.ndarray
+
+
+# The keys of each split in a run's predictions file; the test rows keep the names of the file's first version.
+PREDICTION_KEYS = {"test": ("y", "predictions", "rows"), "val": ("val_y", "val_predictions", "val_rows")}
+
+
+def save_predictions(path: Path, splits: dict[str, SplitPredictions]) -> None:
+    """The validation and test rows' targets and predictions, written whole or not at all (a temporary file, then a
+    rename): the test rows' for paired comparisons, the validation rows' for ensembles."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
+    arrays = {key: value for split, kept in splits.items()
+              for key, value in zip(PREDICTION_KEYS[split], (kept.y, kept.predictions, kept.rows), strict=True)}
     with open(tmp, "wb") as f:
-        np.savez_compressed(f, y=y, predictions=predictions)
+        np.savez_compressed(f, **arrays)
     tmp.replace(path)
+
+
+def load_predictions(path: Path) -> dict[str, SplitPredictions]:
+    """A run's kept predictions by split; a split is absent for a run trained before it was kept ({}: never
+    scored, or trained before any was kept)."""
+    if not path.is_file():
+        return {}
+    with np.load(path, allow_pickle=False) as data:
+        return {split: SplitPredictions(*(data[k] for k in keys)) for split, keys in PREDICTION_KEYS.items()
+                if all(k in data for k in keys)}
 
 
 def load_test_predictions(path: Path) -> tuple[np.ndarray, np.ndarray] | None:

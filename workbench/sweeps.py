@@ -408,6 +408,9 @@ def submit_sweep(store: Store, config: SweepConfig) -> Sweep:
     from workbench.runner import validate_config
 
     config.validate()
+    if get_model(config.run.model).family == "ensemble":
+        raise UserError("An ensemble is made from finished runs and has no settings worth searching; train it "
+                        "once its runs have finished.")
     resolved = validate_config(config.run, load_table(store, store.get_dataset(config.run.dataset_id)))
     space = SearchSpace.for_model(config.run.model, config.space, config.run.params)
     known = [resolve_params(config.run.model, {**config.run.params, **k}) for k in config.known_good]
@@ -691,7 +694,8 @@ def retrain_best(store: Store, sweep_id: str, repeats: int | None = None) -> tup
 
 
 def models_for(store: Store, dataset_id: str, target: str, task: str = "auto") -> list[str]:
-    """The catalog's models that do this dataset's task for `target`, in catalog order."""
+    """The catalog's models that do this dataset's task for `target`, in catalog order; not the ensemble, which is
+    made of their runs once they have finished."""
     from workbench.datasets import load_table
     from workbench.prepare import detect_task
 
@@ -699,7 +703,7 @@ def models_for(store: Store, dataset_id: str, target: str, task: str = "auto") -
     if target not in table.columns:
         raise UserError(f"There is no column called '{target}' to predict.")
     detected = detect_task(table[target].dropna(), task)
-    return [name for name, spec in MODELS.items() if detected in spec.tasks]
+    return [name for name, spec in MODELS.items() if detected in spec.tasks and spec.family != "ensemble"]
 
 
 def try_every_model(store: Store, dataset_id: str, target: str, repeats: int = 1, task: str = "auto",

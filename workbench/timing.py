@@ -35,6 +35,7 @@ EPOCH_OVERHEAD = 1.1
 CLASSICAL_CALIBRATION_ROWS = 2000
 CALIBRATION_TREES = 30  # forests: fitted with this many trees, and the time scaled to the trees asked for
 DEFAULT_TRAIN_SHARE = 0.70
+ENSEMBLE_SECONDS = 1.0  # about what an ensemble's selection over its runs' kept predictions takes
 
 
 def expected_seconds(model: str, params: dict[str, Any], n_rows: int, n_columns: int, task: str,
@@ -43,6 +44,8 @@ def expected_seconds(model: str, params: dict[str, Any], n_rows: int, n_columns:
     rows and `n_columns` feature columns for `task` (binary, multiclass or regression), the preprocessing excluded."""
     spec = get_model(model)
     resolved = resolve_params(model, params)
+    if spec.family == "ensemble":  # a selection over stored predictions, not a fit
+        return ENSEMBLE_SECONDS
     n_train = max(2, int(n_rows * train_share))
     n_features = max(1, n_columns)
     if spec.family == "neural":

@@ -13,12 +13,13 @@ P = TypeVar("P")
 
 def param(default: Any, help: str, *, label: str, advanced: bool = False, zero: str | None = None,
           suggested: Any = None, min: float | None = None, max: float | None = None, choices: tuple | None = None,
-          kind: str | None = None) -> Any:
+          kind: str | None = None, placeholder: str | None = None) -> Any:
     """A hyperparameter field: its default, a plain `label` and a one-line `help` for non-experts, its range or
     choices, and whether the form tucks it under "Advanced". `zero` names what 0 means where 0 is a switch ("automatic",
-    "off"): the form shows it as a toggle, with `suggested` as the value it offers when the toggle is turned off."""
+    "off"): the form shows it as a toggle, with `suggested` as the value it offers when the toggle is turned off.
+    `placeholder`: what an empty text setting means, shown in its empty box."""
     meta = {"help": help, "label": label, "advanced": advanced, "zero": zero, "suggested": suggested, "min": min,
-            "max": max, "choices": choices, "kind": kind}
+            "max": max, "choices": choices, "kind": kind, "placeholder": placeholder}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -43,6 +44,7 @@ def schema(params_cls: type) -> list[dict[str, Any]]:
             "help": f.metadata.get("help", ""), "advanced": f.metadata["advanced"], "zero": f.metadata["zero"],
             "suggested": f.metadata["suggested"], "min": f.metadata.get("min"), "max": f.metadata.get("max"),
             "choices": list(f.metadata["choices"]) if f.metadata.get("choices") else None,
+            "placeholder": f.metadata.get("placeholder"),
         })
     return out
 

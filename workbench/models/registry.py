@@ -9,6 +9,7 @@ from typing import Any
 from workbench.errors import UserError
 from workbench.models import classical
 from workbench.models.cnn import CNN, CNNParams
+from workbench.models.ensemble import EnsembleParams
 from workbench.models.linear import LinearModel, LinearParams
 from workbench.models.mlp import MLP, MLPParams
 from workbench.models.params import resolve, schema
@@ -22,12 +23,12 @@ ALL_TASKS = ("binary", "multiclass", "regression")
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    family: str  # "neural" (PyTorch) or "classical" (scikit-learn)
+    family: str  # "neural" (PyTorch), "classical" (scikit-learn) or "ensemble" (of finished runs)
     description: str
     when_to_use: str  # one line for a newcomer choosing between models
     params: type
-    build: Callable  # neural: (n_numeric, cardinalities, n_outputs, params) -> nn.Module; classical: (task, params)
-    # (params: an instance of `params`)
+    build: Callable | None  # neural: (n_numeric, cardinalities, n_outputs, params) -> nn.Module; classical: (task,
+    # params) (params: an instance of `params`); None for the ensemble, made of other runs (workbench.ensembles)
     categorical: str = "embedding"  # how categories reach the model: "embedding" codes or "onehot" columns
     tasks: tuple[str, ...] = ALL_TASKS
 
@@ -64,6 +65,9 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
     ModelSpec("gradient_boosting", "classical", "Histogram gradient-boosted trees: the bar to beat on tabular data.",
               "Start here: usually the best score on a table, in seconds.",
               classical.GradientBoostingParams, classical.build_gradient_boosting, categorical="onehot"),
+    ModelSpec("ensemble", "ensemble", "A weighted average of finished runs, chosen greedily on the validation rows.",
+              "Last: after several models have trained on the same rows, it usually beats the best of them.",
+              EnsembleParams, None, categorical="onehot"),
 )}
 # What the Train form picks first: on tables, boosted trees usually score best and train in seconds (issue 20: on a
 # 54,000-row table it beat the default MLP in under a second against a minute).
