@@ -210,6 +210,20 @@ MUTATIONS = [
  ("ray cluster not probed before connecting", "workbench/ray_executor.py",
   "        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()\n", "        pass\n",
   ["tests/test_ray_executor.py::test_unreachable_cluster_is_one_plain_error_at_once"]),
+ ("ensemble member folder named outside its own", "workbench/models/ensemble.py",
+  '        if not all(isinstance(m["run_id"], str) and RUN_ID.fullmatch(m["run_id"]) for m in members):',
+  '        if False:',
+  ["tests/test_ensemble.py::test_a_saved_ensemble_naming_a_member_outside_its_folder_is_refused"]),
+ ("ensemble links its members instead of copying them", "workbench/artifacts.py",
+  '                shutil.copytree(folder, tmp / MEMBERS_DIR / run_id)',
+  '                (tmp / MEMBERS_DIR).mkdir(exist_ok=True)\n                (tmp / MEMBERS_DIR / run_id).symlink_to(folder.resolve())',
+  ["tests/test_ensemble.py::test_an_ensemble_run_trains_scores_predicts_explains_exports_and_outlives_its_members[regression]",
+   "tests/test_ensemble.py::test_an_ensemble_run_trains_scores_predicts_explains_exports_and_outlives_its_members[multiclass]"]),
+ ("ensemble members on other rows", "workbench/ensembles.py",
+  '        if not (np.array_equal(kept[split].rows, rows.ids[split]) and np.array_equal(kept[split].y, rows.y[split])):',
+  '        if False:',
+  ["tests/test_ensemble.py::test_an_ensemble_needs_two_runs_on_the_same_rows",
+   "tests/test_ensemble.py::test_a_repeat_of_an_ensemble_chooses_from_the_runs_on_its_fold"]),
 ]
 
 

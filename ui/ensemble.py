@@ -26,7 +26,7 @@ def offer_ensemble(store: Store, runs: Sequence[Run], key: str) -> None:
         try:
             with st.spinner("Checking the runs…"):
                 run = jobs.submit_run(store, ensembles.config_for(store, [r.id for r in members]))
-                jobs.LocalExecutor(store).ensure_running()
+                jobs.executor_for(store).ensure_running()
         except UserError as exc:
             st.error(escape_markdown(exc))
         else:
