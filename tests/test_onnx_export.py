@@ -320,3 +320,15 @@ def test_the_bundle_predicts_and_serves_in_a_fresh_virtual_environment(trained, 
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_an_ensemble_is_refused_in_one_sentence_that_points_to_the_native_export(trained):
+    store = trained.store
+    member = store.get_run(trained.runs[("random_forest", "churned", None)], with_epochs=False)
+    ensemble = jobs.submit_run(store, RunConfig(member.dataset_id, "churned", "ensemble",
+                                                exclude=[t for t in TARGETS if t != "churned"]))
+    jobs.run_worker(store, once=True)
+    assert store.get_run(ensemble.id).status == RunStatus.SUCCEEDED, store.get_run(ensemble.id).error
+    with pytest.raises(UserError, match="native export") as refused:
+        export_onnx(store, ensemble.id)
+    assert "\n" not in str(refused.value)

@@ -129,6 +129,9 @@ def bundle_check(data: bytes) -> Check:
 def convert(trained: TrainedModel, spec: ModelSpec) -> tuple[bytes, dict[str, Any]]:
     """The ONNX model (bytes) whose output is the Workbench's prediction, and what the bundle needs to read it: the
     output's name and, for an estimator that saw only some classes in training, which classes its columns are."""
+    if spec.family == "ensemble":
+        raise UserError("An ensemble averages several saved models, each with its own preprocessing, and is not one "
+                        "ONNX graph; use the native export, or export its member runs one by one.")
     try:
         with _CONVERTING:
             if spec.family == "neural":
