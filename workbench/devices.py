@@ -4,6 +4,7 @@ in words for the Home page and the CLI."""
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 from contextlib import nullcontext
@@ -118,9 +119,17 @@ def classical_threads(n_rows: int):
     There a histogram-boosting fit is all thread start-up and barriers: 600 rows took 0.6-0.8 s on two threads and
     0.05-0.07 s on one on a busy 2-core machine (and 2.3 s against 0.13 s once torch's own OpenMP pool had run in the
     same process). Larger tables keep every thread the worker has."""
-    from threadpoolctl import threadpool_limits
+    return _thread_pools().limit(limits=1) if n_rows < SMALL_TABLE_ROWS else nullcontext()
 
-    return threadpool_limits(limits=1) if n_rows < SMALL_TABLE_ROWS else nullcontext()
+
+@functools.cache
+def _thread_pools():
+    """threadpoolctl's handle on the loaded OpenMP and BLAS libraries, made once: making it scans every loaded library
+    (3 ms), which a served model's one-row prediction must not pay per request. It is first made at a fit or
+    prediction, when scikit-learn's libraries are loaded; one loaded later would only not be limited."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def _available_cores() -> int:
