@@ -196,3 +196,14 @@ def test_quick_advisor_part_advises_planted_cases_and_trains_the_suggestion():
     for model in ("mlp", "gradient_boosting"):
         cost = result["importance"][model]
         assert cost["explain_s"] > 0 and cost["train_s"] > 0 and len(cost["top_columns"]) == 3
+
+
+def test_serving_measures_a_real_server():
+    """The serving part trains, serves and calls a model over HTTP (tiny: one model, a few requests)."""
+    from benchmarks import serving
+
+    result = serving.measure(rows=300, requests=5, batch_rows=40, batches=1, models=("gradient_boosting",))
+    (figures,) = result["models"].values()
+    assert result["requests"] == 5 and 0 < figures["p50_ms"] <= figures["p99_ms"]
+    assert figures["batch_json_rows_per_s"] > 0 and figures["batch_csv_rows_per_s"] > 0
+    assert result["met"] == (figures["p50_ms"] <= serving.TARGET_P50_MS)
