@@ -88,7 +88,8 @@ except UserError:  # the dataset was deleted: the columns still show, without ex
     example = dict.fromkeys(columns)
 st.caption("One row with typical values of the training data (the median of numbers, the most common category); "
            "send more rows in the list, or a CSV file with Content-Type: text/csv.")
-st.code(serving.curl_example(url, example, token_required=token_set), language="bash")
+example = {name: float(f"{value:.4g}") if isinstance(value, float) else value for name, value in example.items()}
+st.code(serving.curl_example(url, example, token_required=token_set), language="bash", wrap_lines=True)
 if token_set:
     st.caption("Requests need the API token: this workbench runs with WORKBENCH_API_TOKEN set, so the server answers "
                "only requests that send it as `Authorization: Bearer <token>` (all but /health).")
@@ -96,4 +97,5 @@ else:
     st.caption("No token is needed: any program on this machine can call it. To require one, set WORKBENCH_API_TOKEN "
                "before starting the workbench. From a terminal, `python -m workbench serve RUN_ID --host 0.0.0.0` "
                "serves to other machines, and refuses to without the token.")
-st.text(f"The server's log: {serving.log_path(store, run_id)}")
+if serving.log_path(store, run_id).is_file():
+    st.text(f"The server's log: {serving.log_path(store, run_id)}")
