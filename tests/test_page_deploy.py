@@ -12,6 +12,7 @@ import pytest
 from tests.test_pages import _no_background_worker, customers, page, texts, train  # noqa: F401
 from tests.test_serving import free_port
 from workbench import datasets, serving
+from workbench.errors import UserError
 
 
 @pytest.fixture
@@ -51,6 +52,8 @@ def test_start_and_stop_a_served_run_from_the_page(store, customers_id, monkeypa
         assert health(served.url) == {"status": "ok", "run_id": good}
         assert "This run is being served" in texts(at.success)
         assert at.code[0].value == served.url
+        with pytest.raises(UserError, match="already served at http://127.0.0.1"):
+            serving.start_served_run(store, good, free_port())
         # The curl example on the page predicts the row, as a user pasting it into a shell would.
         done = subprocess.run(["bash", "-c", at.code[1].value], capture_output=True, text=True, timeout=60)
         assert json.loads(done.stdout)["rows"] == 1, done.stderr
@@ -65,6 +68,11 @@ def test_start_and_stop_a_served_run_from_the_page(store, customers_id, monkeypa
         for leftover in serving.served_runs(store):
             serving.stop_served_run(store, leftover.run_id)
     assert serving.served_runs(store) == []
+    with pytest.raises(OSError):
+        health(served.url)
+    assert (store.settings.home / f"serve-{good}.log").is_file()
+    with pytest.raises(UserError, match="not being served"):
+        serving.stop_served_run(store, good)
     assert not any(b.label == "Stop" for b in again.button)
     assert any(b.label == "Start serving" for b in again.button)
 

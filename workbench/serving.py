@@ -332,18 +332,17 @@ def _alive(served: ServedRun) -> bool:
 
 
 def served_runs(store) -> list[ServedRun]:
-    """The runs served now by processes this workbench started, by port; forgets those whose process is gone."""
+    """The runs served now by processes this workbench started, by port. A record whose process is gone (or is
+    unreadable) counts as not served; it is only read here (reads never write), and replaced at the next start."""
     folder = _serving_dir(store)
     found = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
             served = ServedRun(**json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError):
-            served = None
-        if served is not None and _alive(served):
+            continue
+        if _alive(served):
             found.append(served)
-        else:
-            path.unlink(missing_ok=True)
     return sorted(found, key=lambda s: s.port)
 
 
