@@ -28,7 +28,7 @@ from workbench.devices import tune_cpu_allocator
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("throughput", "time_to_quality", "sklearn_mlp", "utilisation", "ingest", "train_memory", "quality",
-         "runs_page", "repeats", "estimates", "evaluation", "sweeps", "collection", "advisor", "cluster")
+         "runs_page", "repeats", "estimates", "evaluation", "sweeps", "collection", "advisor", "cluster", "serving")
 
 
 def run_part(name: str, quick: bool, device: str, compile_model: bool) -> dict:
@@ -84,6 +84,9 @@ def run_part(name: str, quick: bool, device: str, compile_model: bool) -> dict:
     if name == "cluster":
         from benchmarks import cluster
         return cluster.measure(trials=4, rows=1000, epochs=3) if quick else cluster.measure()
+    if name == "serving":
+        from benchmarks import serving
+        return serving.measure(1_000, requests=100, batch_rows=1_000, batches=1) if quick else serving.measure()
     raise ValueError(name)
 
 
@@ -155,6 +158,11 @@ def targets(results: dict) -> list[dict]:
         add("first suggestion improves validation", f">= {advised['target_improved']} of {advised['problem_cases']}",
             f"{advised['improved']} (on the test rows: {advised['improved_on_test']})",
             advised["improved"] >= advised["target_improved"])
+    served = results.get("serving")
+    if served and "models" in served:
+        for model, row in served["models"].items():
+            add(f"API one-row request, {model} (p50; p99 {row['p99_ms']} ms)", f"p50 <= {served['target_p50_ms']} ms",
+                row["p50_ms"], row["p50_ms"] <= served["target_p50_ms"])
     collection = results.get("collection")
     if collection:
         out.extend(collection_targets(collection))

@@ -212,3 +212,12 @@ def test_cluster_part_reports_the_ratio_and_both_dispatch_overheads():
                                              "measured": 1.78, "met": True}]
     assert "1 node 80.0 s, 2 nodes 45.0 s -> 1.78x; dispatch (submit to first epoch) ray 0.9 s, local worker 0.6 s" \
         in lines(result)[0]
+def test_serving_measures_a_real_server():
+    """The serving part trains, serves and calls a model over HTTP (tiny: one model, a few requests)."""
+    from benchmarks import serving
+
+    result = serving.measure(rows=300, requests=5, batch_rows=40, batches=1, models=("gradient_boosting",))
+    (figures,) = result["models"].values()
+    assert result["requests"] == 5 and 0 < figures["p50_ms"] <= figures["p99_ms"]
+    assert figures["batch_json_rows_per_s"] > 0 and figures["batch_csv_rows_per_s"] > 0
+    assert result["met"] == (figures["p50_ms"] <= serving.TARGET_P50_MS)

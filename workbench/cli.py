@@ -531,6 +531,13 @@ def cmd_worker(args: argparse.Namespace) -> None:
     print(f"worker processed {processed} runs")
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    from workbench.serving import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s serve[%(process)d] %(message)s")
+    serve(_store(), args.run_id, args.host, args.port)
+
+
 # -- wiring --------------------------------------------------------------------------------------
 
 
@@ -625,6 +632,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "that need only onnxruntime and numpy (and FastAPI to serve)")
     p.add_argument("--out")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("serve", help="serve a finished run as an HTTP prediction API (FastAPI, docs at /docs)")
+    p.add_argument("run_id")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="another machine's reach needs WORKBENCH_API_TOKEN set (requests send it as a bearer token)")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("compare", help="is A better than B: compare runs and run groups on the same test rows")
     p.add_argument("ids", nargs="+", metavar="ID", help="a run id or a run group id")

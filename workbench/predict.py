@@ -71,7 +71,7 @@ class TrainedModel:
             check.frame[name] = self._checked_numbers(check, name, unread.get(name), name in features.boolean)
         for name in features.datetime:
             check.frame[name] = self._checked_dates(check, name, unread.get(name))
-        for name, known in zip(features.categorical, self._known_categories(), strict=True):
+        for name, known in zip(features.categorical, self.known_categories(), strict=True):
             self._flag_unseen(check, name, known)
         for name in self.input_columns:
             if len(frame) and frame[name].isna().all():
@@ -139,7 +139,8 @@ class TrainedModel:
                            f"{'has' if len(wrong) == 1 else 'have'} other values (such as {examples}); "
                            "they were treated as missing and those rows are flagged.")
 
-    def _known_categories(self) -> list[set[str]]:
+    def known_categories(self) -> list[set[str]]:
+        """Per categorical input column, the categories seen in training (as text)."""
         if not self.preprocessor.features.categorical:
             return []
         encoder = self.preprocessor.transformer_.named_transformers_["categorical"].named_steps["encode"]
