@@ -224,6 +224,18 @@ MUTATIONS = [
   '        if False:',
   ["tests/test_ensemble.py::test_an_ensemble_needs_two_runs_on_the_same_rows",
    "tests/test_ensemble.py::test_a_repeat_of_an_ensemble_chooses_from_the_runs_on_its_fold"]),
+ ("API token not checked", "workbench/serving.py",
+  "        if not hmac.compare_digest(given.encode(), token.encode()):  # in constant time\n", "        if False:\n",
+  ["tests/test_serving.py::test_without_the_token_only_health_and_docs_answer"]),
+ ("reachable address served without a token", "workbench/serving.py",
+  "    if not is_loopback(host) and not token:\n", "    if False:\n",
+  ["tests/test_serving.py::test_a_reachable_address_needs_a_token"]),
+ ("no API request size limit", "workbench/serving.py",
+  "    limit = max_request_bytes or store.settings.max_upload_bytes\n", "    limit = 10**15\n",
+  ["tests/test_serving.py::test_an_oversize_body_is_413_declared_or_streamed"]),
+ ("streamed API body not counted", "workbench/serving.py",
+  "        if size > limit:\n            raise too_large\n", "",
+  ["tests/test_serving.py::test_an_oversize_body_is_413_declared_or_streamed"]),
 ]
 
 
