@@ -163,7 +163,7 @@ def test_a_database_at_revision_0001_with_data_is_upgraded_to_groups_and_interva
     assert Store.from_settings(migrate=False).schema_revision() == "0001"
 
     store = Store.from_settings()
-    assert store.schema_revision() == schema.head_revision() == "0004"
+    assert store.schema_revision() == schema.head_revision() == "0005"
     old, queued = store.get_runs(["r1", "r2"])
     assert (old.status, old.primary_value, old.metrics, old.params) == (
         RunStatus.SUCCEEDED, 0.75, {"test": {"accuracy": 0.75}}, {"lr": 0.01})
