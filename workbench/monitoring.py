@@ -326,13 +326,13 @@ def drift_statistics(reference: np.ndarray, current: np.ndarray) -> tuple[np.nda
     used = (reference + current) > 0
     n_used = used.sum(axis=-1, keepdims=True)
     n_ref, n_cur = reference.sum(axis=-1, keepdims=True), current.sum(axis=-1, keepdims=True)
-    p_ref = (reference + SMOOTHING) / (n_ref + SMOOTHING * n_used)
-    p_cur = (current + SMOOTHING) / (n_cur + SMOOTHING * n_used)
-    psi = np.where(used, (p_cur - p_ref) * np.log(p_cur / p_ref), 0.0).sum(axis=-1)
     total = reference + current
     n = np.maximum(n_ref + n_cur, 1)
     e_ref, e_cur = total * n_ref / n, total * n_cur / n
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # the cells of unused bins (0/0) are dropped below
+        p_ref = (reference + SMOOTHING) / (n_ref + SMOOTHING * n_used)
+        p_cur = (current + SMOOTHING) / (n_cur + SMOOTHING * n_used)
+        psi = np.where(used, (p_cur - p_ref) * np.log(p_cur / p_ref), 0.0).sum(axis=-1)
         cells = (reference - e_ref) ** 2 / e_ref + (current - e_cur) ** 2 / e_cur
     statistic = np.where(used & (e_ref > 0) & (e_cur > 0), cells, 0.0).sum(axis=-1)
     dof = n_used[..., 0] - 1
@@ -467,7 +467,7 @@ def _prediction_shift(spec: dict[str, Any] | None, pooled: list[dict[str, Any]])
         psi_value, p_value = drift_statistics(reference, current)
         psi, p = float(psi_value), float(p_value)
         drifted = bool(is_drifted(psi, p, 1))
-    labels = [*spec["labels"], "other"] if spec["kind"] == "classes" else bin_labels(spec)[:-1]
+    labels = [*spec["labels"], "other"] if spec["kind"] == "classes" else bin_labels(spec)
     return PredictionShift(spec["kind"], rows, psi, p, drifted, labels, _shares(reference), _shares(current),
                            spec.get("mean"), _pooled_mean(pooled) if spec["kind"] == "numbers" else None)
 
