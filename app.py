@@ -21,6 +21,7 @@ navigation = st.navigation(
         st.Page("pages/run.py", title="Run", icon=":material/article:"),
         st.Page("pages/sweeps.py", title="Sweeps", icon=":material/travel_explore:"),
         st.Page("pages/predict.py", title="Predict", icon=":material/online_prediction:"),
+        st.Page("pages/monitor.py", title="Monitor", icon=":material/monitoring:"),
     ]
 )
 resume_page()

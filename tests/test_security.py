@@ -814,7 +814,7 @@ def app(monkeypatch, password: str | None = None, env_password: str | None = Non
 
 TITLES = {"pages/home.py": "Workbench", "pages/data.py": "Data", "pages/train.py": "Train",
           "pages/runs.py": "Runs & Compare", "pages/run.py": "Run", "pages/sweeps.py": "Sweeps",
-          "pages/predict.py": "Predict"}
+          "pages/monitor.py": "Monitor", "pages/predict.py": "Predict"}  # the last one asked for: Predict
 PAGES = list(TITLES)
 
 

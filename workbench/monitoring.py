@@ -499,13 +499,13 @@ def _column_alarm(column: ColumnDrift) -> str:
     start = f"Column '{column.column}' has drifted from the training rows (PSI {column.psi:.2f})"
     k = _largest_change(column.labels, column.reference_share, column.current_share)
     label = column.labels[k]
-    if column.kind == "category" or label == "missing":
-        words = {"other": "categories rare or never seen in training", "missing": "missing"}.get(label, f"'{label}'")
-        if label == "missing":
-            return (f"{start}: {column.current_share[k]:.0%} of its recent values are missing, against "
-                    f"{column.reference_share[k]:.0%} in training.")
-        return (f"{start}: {words} make up {column.current_share[k]:.0%} of its recent values, against "
-                f"{column.reference_share[k]:.0%} in training.")
+    shares = f"{column.current_share[k]:.0%} of its recent values, against {column.reference_share[k]:.0%} in training"
+    if k == len(column.labels) - 1:  # the missing values' bin (a category may be called "missing" too)
+        return f"{start}: {shares.replace(' of its recent values', ' of its recent values are missing', 1)}."
+    if column.kind == "category":
+        if k == len(column.labels) - 2:  # "other"
+            return f"{start}: categories rare or never seen in training make up {shares}."
+        return f"{start}: '{label}' is {shares}."
     return (f"{start}: its recent mean is {format_value(column.current_mean, column.kind)}, against "
             f"{format_value(column.reference_mean, column.kind)} in training.")
 
