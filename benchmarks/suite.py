@@ -7,7 +7,7 @@ simulations: false alarms, planted gaps, coverage), sweeps (a 30-trial MLP sweep
 without pruning, and its overhead), collection (every default model, repeated, on the real tables of
 benchmarks/tables.py, with ranks, ties and the time to quality against the tutorial loop), advisor (planted problems:
 what the advisor names and whether following its first suggestion improves validation; importance's cost on the
-50,000-row task). On a machine with CUDA, throughput,
+50,000-row task), drift (alarm rates of the monitoring on 100 simulated batches per scenario). On a machine with CUDA, throughput,
 time_to_quality, sklearn_mlp and utilisation also run our trainer on the GPU (bf16 autocast, its default there).
 """
 
@@ -27,7 +27,7 @@ from workbench.devices import tune_cpu_allocator
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("throughput", "time_to_quality", "sklearn_mlp", "utilisation", "ingest", "train_memory", "quality",
-         "runs_page", "repeats", "estimates", "evaluation", "sweeps", "collection", "advisor")
+         "runs_page", "repeats", "estimates", "evaluation", "sweeps", "collection", "advisor", "drift")
 
 
 def run_part(name: str, quick: bool, device: str, compile_model: bool) -> dict:
@@ -80,6 +80,9 @@ def run_part(name: str, quick: bool, device: str, compile_model: bool) -> dict:
     if name == "advisor":
         from benchmarks import advisor
         return advisor.measure(quick)
+    if name == "drift":
+        from benchmarks import drift
+        return drift.measure(batches=100, rows=1_000)  # the targets' own sizes: milliseconds on summaries
     raise ValueError(name)
 
 
@@ -152,6 +155,13 @@ def targets(results: dict) -> list[dict]:
     collection = results.get("collection")
     if collection:
         out.extend(collection_targets(collection))
+    drifted = results.get("drift")
+    if drifted and "scenarios" in drifted:
+        for r in (r for r in drifted["scenarios"] if r["target"]):
+            add(f"drift alarm: {r['scenario']}", f">= {drifted['target_detection']:.0%} detected, <= "
+                f"{drifted['target_false_alarms']:.0%} false alarms",
+                (f"{r['detection_rate']:.0%} detected, " if "detection_rate" in r else "")
+                + f"{r['false_alarm_rate']:.0%} false alarms", r["met"])
     return out
 
 
@@ -246,6 +256,9 @@ def table(results: dict) -> str:
     if "advisor" in results:
         from benchmarks.advisor import lines as advisor_lines
         lines.extend(advisor_lines(results["advisor"]))
+    if "drift" in results:
+        from benchmarks.drift import lines as drift_lines
+        lines.extend(drift_lines(results["drift"]))
     for name, error in results.get("errors", {}).items():
         lines.append(f"ERROR {name}: {error}")
     lines.append("targets (quick sizes: a smoke check, not the targets' settings):" if results["quick"] else "targets:")

@@ -196,3 +196,17 @@ def test_quick_advisor_part_advises_planted_cases_and_trains_the_suggestion():
     for model in ("mlp", "gradient_boosting"):
         cost = result["importance"][model]
         assert cost["explain_s"] > 0 and cost["train_s"] > 0 and len(cost["top_columns"]) == 3
+
+
+def test_drift_part_reports_each_scenarios_rates_and_meets_the_targets():
+    """The full-size drift part takes milliseconds (it works on summaries), so the smoke test runs it as measured."""
+    from benchmarks.drift import lines
+    from benchmarks.suite import run_part, targets
+
+    result = run_part("drift", quick=True, device="cpu", compile_model=False)
+    assert [r["scenario"] for r in result["scenarios"]][:3] == ["unchanged", "number shifted 1 std",
+                                                                "category share 30% -> 60%"]
+    assert result["met"] and result["seconds"] < 10
+    rows = [t for t in targets({"drift": result}) if t["name"].startswith("drift alarm")]
+    assert len(rows) == 3 and all(t["met"] for t in rows)
+    assert "detected" in "\n".join(lines(result))

@@ -281,11 +281,9 @@ def record_batch(store: Store, run_id: str, frame: pd.DataFrame, prediction_tabl
         source = Source(source)
         try:
             summary = summarise(load_reference(store, run_id), frame, prediction_table)
-        except UserError as exc:  # e.g. the run's dataset file is gone: the batch is still counted
+        except Exception as exc:  # e.g. the run's dataset file is gone: the batch is still counted
             log.warning("prediction batch of run %s logged without its summary: %s", run_id, exc)
-            summary = {}
-        except Exception:
-            log.exception("prediction batch of run %s logged without its summary", run_id)
+            log.debug("why", exc_info=True)
             summary = {}
         rows_file = _write_rows(store, run_id, frame, prediction_table) if log_rows_enabled() else None
         try:
@@ -294,8 +292,10 @@ def record_batch(store: Store, run_id: str, frame: pd.DataFrame, prediction_tabl
             if rows_file:
                 (run_folder(store, run_id) / rows_file).unlink(missing_ok=True)
             raise
-    except Exception:
-        log.exception("logging a prediction batch of run %s failed; the prediction itself is unaffected", run_id)
+    except Exception as exc:  # one line, also on the CLI's stderr; the traceback at debug level
+        log.warning("logging a prediction batch of run %s failed (%s); the prediction itself is unaffected", run_id,
+                    exc)
+        log.debug("why", exc_info=True)
 
 
 def _write_rows(store: Store, run_id: str, frame: pd.DataFrame, prediction_table: pd.DataFrame) -> str:
