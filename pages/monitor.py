@@ -83,7 +83,8 @@ total_batches, total_rows = len(batches), sum(b.n_rows for b in batches)
 left, middle, right = st.columns(3)
 left.metric("Batches", f"{total_batches:,}")
 middle.metric("Rows predicted", f"{total_rows:,}")
-right.metric("Last prediction", escape_markdown(f"{batches[0].created_at:%Y-%m-%d %H:%M} UTC"))
+right.metric("Last prediction", escape_markdown(f"{batches[0].created_at:%b %d, %H:%M}"),
+             help=escape_markdown(f"{batches[0].created_at:%Y-%m-%d %H:%M:%S} UTC"))
 
 st.subheader("Requests over time")
 requests, period = monitoring.requests_over_time(batches)
@@ -98,8 +99,10 @@ else:
                                   "Predictions: recent rows against the test rows", "test rows",
                                   f"latest {shift.rows:,} rows"), width="stretch")
     if shift.psi is not None:
-        st.caption(f"PSI {shift.psi:.3f}, p-value {shift.p_value:.2g}: "
-                   + ("shifted." if shift.drifted else "no shift beyond chance."))
+        verdict = ("shifted" if shift.drifted else "no shift beyond chance" if shift.p_value >= monitoring.ALPHA
+                   else f"a real but small shift (PSI under {monitoring.PSI_THRESHOLD:g})")
+        st.caption(f"Against the run's predictions on its test rows: PSI {shift.psi:.3f}, p-value "
+                   f"{shift.p_value:.2g}; {verdict}.")
 
 st.subheader("Drift of each column against the training rows")
 table = pd.DataFrame([{"column": c.column, "kind": KIND_WORDS.get(c.kind, c.kind), "recent rows": c.rows,

@@ -468,6 +468,8 @@ def _prediction_shift(spec: dict[str, Any] | None, pooled: list[dict[str, Any]])
         psi, p = float(psi_value), float(p_value)
         drifted = bool(is_drifted(psi, p, 1))
     labels = [*spec["labels"], "other"] if spec["kind"] == "classes" else bin_labels(spec)
+    if spec["kind"] == "classes" and reference[-1] == current[-1] == 0:  # no label outside the classes: no "other"
+        labels, reference, current = labels[:-1], reference[:-1], current[:-1]
     return PredictionShift(spec["kind"], rows, psi, p, drifted, labels, _shares(reference), _shares(current),
                            spec.get("mean"), _pooled_mean(pooled) if spec["kind"] == "numbers" else None)
 
