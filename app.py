@@ -22,6 +22,7 @@ navigation = st.navigation(
         st.Page("pages/sweeps.py", title="Sweeps", icon=":material/travel_explore:"),
         st.Page("pages/predict.py", title="Predict", icon=":material/online_prediction:"),
         st.Page("pages/deploy.py", title="Deploy", icon=":material/rocket_launch:"),
+        st.Page("pages/monitor.py", title="Monitor", icon=":material/monitoring:"),
     ]
 )
 resume_page()

@@ -8,7 +8,8 @@ without pruning, and its overhead), collection (every default model, repeated, o
 benchmarks/tables.py, with ranks, ties and the time to quality against the tutorial loop), advisor (planted problems:
 what the advisor names and whether following its first suggestion improves validation; importance's cost on the
 50,000-row task), cluster (a 12-trial MLP sweep on a local two-node Ray cluster against one node, and the Ray
-executor's dispatch overhead against a local worker's). On a machine with CUDA, throughput,
+executor's dispatch overhead against a local worker's), drift (alarm rates of the monitoring on 100 simulated
+batches per scenario). On a machine with CUDA, throughput,
 time_to_quality, sklearn_mlp and utilisation also run our trainer on the GPU (bf16 autocast, its default there).
 """
 
@@ -28,7 +29,7 @@ from workbench.devices import tune_cpu_allocator
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("throughput", "time_to_quality", "sklearn_mlp", "utilisation", "ingest", "train_memory", "quality",
-         "runs_page", "repeats", "estimates", "evaluation", "sweeps", "collection", "advisor", "cluster", "serving")
+         "runs_page", "repeats", "estimates", "evaluation", "sweeps", "collection", "advisor", "cluster", "serving", "drift")
 
 
 def run_part(name: str, quick: bool, device: str, compile_model: bool) -> dict:
@@ -87,6 +88,9 @@ def run_part(name: str, quick: bool, device: str, compile_model: bool) -> dict:
     if name == "serving":
         from benchmarks import serving
         return serving.measure(1_000, requests=100, batch_rows=1_000, batches=1) if quick else serving.measure()
+    if name == "drift":
+        from benchmarks import drift
+        return drift.measure(batches=100, rows=1_000)  # the targets' own sizes: milliseconds on summaries
     raise ValueError(name)
 
 
@@ -170,6 +174,13 @@ def targets(results: dict) -> list[dict]:
     if cluster and "ratio" in cluster:
         add(f"{cluster['trials']}-trial MLP sweep on 2 Ray nodes vs 1", f">= {cluster['target_ratio']}x",
             cluster["ratio"], cluster["met"])
+    drifted = results.get("drift")
+    if drifted and "scenarios" in drifted:
+        for r in (r for r in drifted["scenarios"] if r["target"]):
+            add(f"drift alarm: {r['scenario']}", f">= {drifted['target_detection']:.0%} detected, <= "
+                f"{drifted['target_false_alarms']:.0%} false alarms",
+                (f"{r['detection_rate']:.0%} detected, " if "detection_rate" in r else "")
+                + f"{r['false_alarm_rate']:.0%} false alarms", r["met"])
     return out
 
 
@@ -268,6 +279,9 @@ def table(results: dict) -> str:
     if "cluster" in results:
         from benchmarks.cluster import lines as cluster_lines
         lines.extend(cluster_lines(results["cluster"]))
+    if "drift" in results:
+        from benchmarks.drift import lines as drift_lines
+        lines.extend(drift_lines(results["drift"]))
     for name, error in results.get("errors", {}).items():
         lines.append(f"ERROR {name}: {error}")
     lines.append("targets (quick sizes: a smoke check, not the targets' settings):" if results["quick"] else "targets:")

@@ -8,6 +8,7 @@ from ui.frame import require_frame
 from ui.resources import device_description, get_store, model_defaults
 from ui.tables import runs_column_config, runs_frame
 from ui.text import escape_markdown
+from workbench.monitoring import recent_alarms
 
 require_frame(__file__)
 require_access(logout_button=False)  # also when Streamlit runs this file without app.py
@@ -26,6 +27,15 @@ device, precision = device_description()
 left.metric("Trains on", escape_markdown(device), help=escape_markdown(precision))
 middle.metric("Datasets", len(all_datasets))
 right.metric("Runs", f"{n_runs:,}")
+
+drifting = recent_alarms(store)  # the runs that predicted most recently, a few JSON summaries each
+if drifting:
+    st.subheader("Drift alarms")
+    for run_id, alarms in drifting:
+        more = f" ({len(alarms):,} alarms; the first:)" if len(alarms) > 1 else ""
+        st.warning(f"Run **{escape_markdown(run_id)}**{more} {escape_markdown(alarms[0])}", icon=":material/warning:")
+        st.page_link("pages/monitor.py", query_params={"run": run_id}, label=f"Monitor run {escape_markdown(run_id)}",
+                     icon=":material/monitoring:")
 
 st.subheader("Try a sample dataset")
 added = sample_picker(store, "Sample", "Add this sample", type="primary")

@@ -1,5 +1,5 @@
 """Predict: pick a dataset and one of its trained runs (the best preselected), predict a CSV (download the result)
-or try one row by hand; export the model with instructions."""
+or try one row by hand; export the model with instructions. Each prediction is logged for the Monitor page."""
 
 import pandas as pd
 import streamlit as st
@@ -14,12 +14,14 @@ from ui.tables import format_value, metric_label, run_label
 from ui.text import escape_markdown, show_notes
 from workbench import contributions
 from workbench.errors import UserError
+from workbench.monitoring import record_batch
 from workbench.predict import best_run_ids, best_runs, comparable_group, export_run, load_model_for_run, predict_file
 from workbench.safe_csv import to_safe_csv
 from workbench.store import RunStatus
 
 PREVIEW_ROWS = 1_000
 SHOWN_RUN_KEY = "predict_run_shown"  # the run this page showed last
+LOGGED_KEY = "predict_logged"  # (run, uploaded file) pairs already logged for monitoring: a rerun predicts again
 
 require_frame(__file__)
 require_access(logout_button=False)  # also when Streamlit runs this file without app.py
@@ -118,6 +120,10 @@ with file_tab:
             st.error(escape_markdown(exc))
         else:
             result = prediction.table
+            logged = st.session_state.setdefault(LOGGED_KEY, set())
+            if (run.id, uploaded.file_id) not in logged:  # once per file, not on every rerun of the page
+                record_batch(store, run.id, result, result, source="page")
+                logged.add((run.id, uploaded.file_id))
             flagged = int((result["warnings"] != "").sum())
             st.success(f"{len(result):,} predictions" + (f"; {flagged:,} rows are flagged in the **warnings** column."
                                                         if flagged else "."))
@@ -152,6 +158,7 @@ with what_if_tab:
         except UserError as exc:
             st.error(escape_markdown(exc))
         else:
+            record_batch(store, run.id, frame, checked.table, source="page")
             show_notes(checked.notes)
             prediction = checked.table
             predicted = format_value(prediction["prediction"].iloc[0])

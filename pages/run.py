@@ -146,6 +146,9 @@ def show_actions(run: Run) -> None:
     with retrain_col:
         st.page_link("pages/train.py", query_params={"from_run": run.id}, label="Retrain with changes",
                      icon=":material/tune:", help="The Train form with this run's settings filled in")
+        if trained:
+            st.page_link("pages/monitor.py", query_params={"run": run.id}, label="Monitor its predictions",
+                         icon=":material/monitoring:", help="What it was asked since, and drift against its training rows")
 
 
 def show_scores(run: Run) -> None:

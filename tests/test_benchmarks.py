@@ -221,3 +221,15 @@ def test_serving_measures_a_real_server():
     assert result["requests"] == 5 and 0 < figures["p50_ms"] <= figures["p99_ms"]
     assert figures["batch_json_rows_per_s"] > 0 and figures["batch_csv_rows_per_s"] > 0
     assert result["met"] == (figures["p50_ms"] <= serving.TARGET_P50_MS)
+def test_drift_part_reports_each_scenarios_rates_and_meets_the_targets():
+    """The full-size drift part takes milliseconds (it works on summaries), so the smoke test runs it as measured."""
+    from benchmarks.drift import lines
+    from benchmarks.suite import run_part, targets
+
+    result = run_part("drift", quick=True, device="cpu", compile_model=False)
+    assert [r["scenario"] for r in result["scenarios"]][:3] == ["unchanged", "number shifted 1 std",
+                                                                "category share 30% -> 60%"]
+    assert result["met"] and result["seconds"] < 10
+    rows = [t for t in targets({"drift": result}) if t["name"].startswith("drift alarm")]
+    assert len(rows) == 3 and all(t["met"] for t in rows)
+    assert "detected" in "\n".join(lines(result))

@@ -814,7 +814,8 @@ def app(monkeypatch, password: str | None = None, env_password: str | None = Non
 
 TITLES = {"pages/home.py": "Workbench", "pages/data.py": "Data", "pages/train.py": "Train",
           "pages/runs.py": "Runs & Compare", "pages/run.py": "Run", "pages/sweeps.py": "Sweeps",
-          "pages/deploy.py": "Deploy", "pages/predict.py": "Predict"}  # the page asked for last: Predict
+          "pages/deploy.py": "Deploy", "pages/monitor.py": "Monitor",
+          "pages/predict.py": "Predict"}  # the page asked for last: Predict
 PAGES = list(TITLES)
 
 

@@ -163,7 +163,7 @@ def test_a_database_at_revision_0001_with_data_is_upgraded_to_groups_and_interva
     assert Store.from_settings(migrate=False).schema_revision() == "0001"
 
     store = Store.from_settings()
-    assert store.schema_revision() == schema.head_revision() == "0004"
+    assert store.schema_revision() == schema.head_revision() == "0005"
     old, queued = store.get_runs(["r1", "r2"])
     assert (old.status, old.primary_value, old.metrics, old.params) == (
         RunStatus.SUCCEEDED, 0.75, {"test": {"accuracy": 0.75}}, {"lr": 0.01})
@@ -500,3 +500,28 @@ def test_read_only_database_gives_a_plain_error(store, home):
     with pytest.raises(UserError, match="read-only; nothing was saved"):
         read_only.register_worker()
     read_only.close()
+
+
+def test_prediction_batches_are_listed_newest_first_counted_per_run_and_go_with_their_run(store):
+    """Both backends: the JSON summary round-trips (unicode keys too), activity is one grouped query, and deleting
+    a run, or its dataset, deletes its batches in the database (ON DELETE CASCADE)."""
+    d = add_dataset(store)
+    first, second = (queue_run(store, d.id) for _ in range(2))
+    for run in (first, second):
+        store.request_cancel(run.id)
+    summary = {"reference": "abc", "columns": {"prix €": {"counts": [1, 2, 0], "mean": None}}, "prediction": None}
+    older = store.add_prediction_batch(first.id, "cli", 3, summary)
+    newer = store.add_prediction_batch(first.id, "api", 1, {}, rows_file="rows/x.parquet")
+    store.add_prediction_batch(second.id, "page", 7, {})
+    assert [b.id for b in store.list_prediction_batches(first.id)] == [newer.id, older.id]
+    assert store.list_prediction_batches(first.id, limit=1)[0].rows_file == "rows/x.parquet"
+    assert store.list_prediction_batches(first.id)[1].summary == summary
+    assert store.list_prediction_batches(first.id, with_summary=False)[1].summary == {}
+    activity = {a.run_id: (a.batches, a.rows) for a in store.prediction_activity()}
+    assert activity == {first.id: (2, 4), second.id: (1, 7)}
+    with pytest.raises(UserError, match="no run with id 'nope'"):
+        store.add_prediction_batch("nope", "api", 1, {})
+    store.delete_run(first.id)
+    assert store.list_prediction_batches(first.id) == [] and len(store.list_prediction_batches(second.id)) == 1
+    store.delete_dataset(d.id)
+    assert store.prediction_activity() == []

@@ -326,3 +326,26 @@ def contributions(values: pd.Series, output: str) -> go.Figure:
     fig.update_layout(**LAYOUT, title="What moved this prediction", xaxis_title=f"change in {chart_text(output)}",
                       height=120 + 26 * len(ordered))
     return fig
+
+
+def prediction_requests(table: pd.DataFrame, period: str) -> go.Figure:
+    """Rows predicted per hour or day, stacked by where they came from (Predict, the CLI, the API)."""
+    fig = go.Figure()
+    for i, (source, part) in enumerate(table.groupby("source", sort=True)):
+        fig.add_trace(go.Bar(x=part["period"], y=part["rows"], name=chart_text(source),
+                             marker_color=PALETTE[i % len(PALETTE)], customdata=part["batches"],
+                             hovertemplate="%{x}<br>%{y:,} rows in %{customdata:,} batches<extra></extra>"))
+    fig.update_layout(**LAYOUT, barmode="stack", title=f"Rows predicted per {period}", yaxis_title="rows",
+                      height=300, legend_title_text="from")
+    return fig
+
+
+def shares(labels: Sequence[str], reference: Sequence[float], current: Sequence[float], title: str,
+           reference_name: str, current_name: str) -> go.Figure:
+    """Two distributions on the same bins, side by side as shares of their rows."""
+    names = [chart_text(label) for label in labels]
+    fig = go.Figure([go.Bar(x=names, y=list(reference), name=chart_text(reference_name), marker_color="#9ca3af"),
+                     go.Bar(x=names, y=list(current), name=chart_text(current_name), marker_color=PALETTE[0])])
+    fig.update_layout(**LAYOUT, barmode="group", title=chart_text(title), yaxis={"tickformat": ".0%"}, height=320,
+                      xaxis={"type": "category"})
+    return fig

@@ -467,6 +467,7 @@ def cmd_cancel_sweep(args: argparse.Namespace) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> None:
     from workbench.ingest import read_path
+    from workbench.monitoring import record_batch
     from workbench.predict import predict_file, to_safe_csv
 
     store = _store()
@@ -478,6 +479,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     else:
         result = predict_file(store, args.run_id, read_path(args.path))
         table = result.table
+    record_batch(store, args.run_id, result.table, result.table, source="cli")  # never fails the prediction
     for note in result.notes:  # on stderr, so that the CSV on stdout stays clean
         print(f"note: {terminal_safe(note)}", file=sys.stderr)
     text = to_safe_csv(table)
@@ -486,6 +488,35 @@ def cmd_predict(args: argparse.Namespace) -> None:
         print(f"wrote {len(result.table):,} predictions to {terminal_safe(args.out)}")
     else:
         sys.stdout.write(text)
+
+
+def cmd_monitor(args: argparse.Namespace) -> None:
+    from workbench.monitoring import DEFAULT_LAST_BATCHES, format_value, monitor_report
+
+    if args.last is not None and args.last < 1:
+        raise UserError("--last must be at least 1.")
+    report = monitor_report(_store(), args.run_id, last_n_batches=args.last or DEFAULT_LAST_BATCHES)
+    if args.json:
+        _print_json(report.to_dict())
+        return
+    if not report.batches:
+        print(f"Run {args.run_id} has predicted nothing yet: there is nothing to monitor.")
+        return
+    print(f"run {args.run_id}: the latest {report.batches:,} prediction batches ({report.rows:,} rows, "
+          f"{report.first_at:%Y-%m-%d %H:%M} to {report.last_at:%Y-%m-%d %H:%M} UTC) against its training rows")
+    for alarm in report.alarms or ["no drift alarm"]:
+        print(f"  {'alarm: ' if report.alarms else ''}{terminal_safe(alarm)}")
+    print(f"  {'column':<30} {'PSI':>7} {'p':>10}  drifted")
+    for c in report.columns:
+        psi, p = ("-", "-") if c.psi is None else (f"{c.psi:.3f}", f"{c.p_value:.2g}")
+        print(f"  {terminal_safe(c.column):<30} {psi:>7} {p:>10}  {'yes' if c.drifted else 'no'}"
+              + ("" if c.psi is not None else f"  (only {c.rows:,} recent rows)"))
+    shift = report.prediction_shift
+    if shift is not None and shift.psi is not None:
+        mean = (f", mean {format_value(shift.current_mean, 'number')} against "
+                f"{format_value(shift.reference_mean, 'number')}" if shift.kind == "numbers" else "")
+        print(f"  predictions against the test rows': PSI {shift.psi:.3f}, p {shift.p_value:.2g}{mean}, "
+              f"{'shifted' if shift.drifted else 'not shifted'}")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -624,6 +655,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add each column's contribution to the prediction ('contribution: <column>', against a "
                         "typical row) and a sentence ('explanation'); at most 2,000 rows")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("monitor", help="drift of a run's recent predictions against its training rows, with alarms")
+    p.add_argument("run_id")
+    p.add_argument("--last", type=int, metavar="N", help="compare the latest N prediction batches (default 100)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_monitor)
 
     p = sub.add_parser("export", help="export a trained model as a zip of safe files, or as a portable ONNX bundle")
     p.add_argument("run_id")

@@ -41,6 +41,12 @@ class Settings:
         return self.home / "test-predictions"
 
     @property
+    def monitoring_dir(self) -> Path:
+        """Per run (`<run id>/`): its training rows' reference distribution and, only with WORKBENCH_LOG_ROWS=1,
+        the rows of its prediction batches (workbench.monitoring)."""
+        return self.home / "monitoring"
+
+    @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
 

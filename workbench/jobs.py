@@ -253,9 +253,10 @@ def sweep_run_temp_folders(store: Store) -> list[Path]:
 
 
 def remove_run_files(store: Store, run_id: str) -> None:
-    """A deleted run's saved model, any half-written copy of it, and its kept test predictions."""
+    """A deleted run's saved model, any half-written copy of it, its kept test predictions and its monitoring files
+    (the reference distribution, and logged prediction rows)."""
     runs_dir = store.settings.runs_dir
-    for path in [runs_dir / run_id, *runs_dir.glob(f".{run_id}-*")]:
+    for path in [runs_dir / run_id, *runs_dir.glob(f".{run_id}-*"), store.settings.monitoring_dir / run_id]:
         shutil.rmtree(path, ignore_errors=True)
     predictions = test_predictions_path(store, run_id)
     for path in (predictions, predictions.with_name(f".{predictions.name}.tmp")):

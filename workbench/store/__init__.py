@@ -6,6 +6,8 @@ from workbench.store.entities import (
     FINAL_STATUSES,
     Dataset,
     EpochMetrics,
+    PredictionActivity,
+    PredictionBatch,
     Run,
     RunGroup,
     RunResult,
@@ -16,5 +18,6 @@ from workbench.store.entities import (
     utcnow,
 )
 
-__all__ = ["ACTIVE_STATUSES", "FINAL_STATUSES", "Dataset", "EpochMetrics", "Run", "RunGroup", "RunResult", "RunStatus", "Store",
+__all__ = ["ACTIVE_STATUSES", "FINAL_STATUSES", "Dataset", "EpochMetrics", "PredictionActivity", "PredictionBatch",
+           "Run", "RunGroup", "RunResult", "RunStatus", "Store",
            "Sweep", "SweepStatus", "Worker", "utcnow"]

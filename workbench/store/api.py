@@ -36,6 +36,8 @@ from workbench.store.entities import (
     ACTIVE_STATUSES,
     Dataset,
     EpochMetrics,
+    PredictionActivity,
+    PredictionBatch,
     Run,
     RunGroup,
     RunResult,
@@ -45,7 +47,7 @@ from workbench.store.entities import (
     Worker,
     utcnow,
 )
-from workbench.store.orm import DatasetRow, EpochRow, RunGroupRow, RunRow, SweepRow, WorkerRow
+from workbench.store.orm import DatasetRow, EpochRow, PredictionBatchRow, RunGroupRow, RunRow, SweepRow, WorkerRow
 
 BUSY_TIMEOUT_S = 5.0  # one attempt's wait for a lock inside the database
 RETRY_S = 300.0  # how long a transaction is retried while the database stays busy
@@ -109,6 +111,12 @@ def _queued_run(config: dict[str, Any], model: str, target: str, task: str, para
         epochs_planned=int(params.get("epochs", 1)),
         batches_done=0, metrics={}, baseline={}, curves={}, details={},
     )
+
+
+def _prediction_batch(row: PredictionBatchRow, with_summary: bool = True) -> PredictionBatch:
+    return PredictionBatch(id=row.id, run_id=row.run_id, created_at=row.created_at, source=row.source,
+                           n_rows=row.n_rows, summary=(row.summary or {}) if with_summary else {},
+                           rows_file=row.rows_file)
 
 
 def _worker(row: WorkerRow) -> Worker:
@@ -613,6 +621,39 @@ class Store:
 
     def _update(self, run_id: str, **values: Any) -> None:
         self._transaction(lambda s: s.execute(update(RunRow).where(RunRow.id == run_id).values(**values)))
+
+    # -- prediction batches: what a run has been asked (workbench.monitoring) ---------------------
+
+    def add_prediction_batch(self, run_id: str, source: str, n_rows: int, summary: dict[str, Any],
+                             rows_file: str | None = None) -> PredictionBatch:
+        def work(s: Session) -> PredictionBatch:
+            _get_or_raise(s, RunRow, run_id)
+            row = PredictionBatchRow(id=new_id(), run_id=run_id, created_at=utcnow(), source=source, n_rows=n_rows,
+                                     summary=summary, rows_file=rows_file)
+            s.add(row)
+            s.flush()
+            return _prediction_batch(row)
+        return self._transaction(work)
+
+    def list_prediction_batches(self, run_id: str, limit: int | None = None,
+                                with_summary: bool = True) -> list[PredictionBatch]:
+        """A run's batches, newest first; `with_summary` False reads only when, where from and how many rows."""
+        query = (select(PredictionBatchRow).where(PredictionBatchRow.run_id == run_id)
+                 .order_by(PredictionBatchRow.created_at.desc(), PredictionBatchRow.id))
+        if not with_summary:
+            query = query.options(defer(PredictionBatchRow.summary))
+        if limit:
+            query = query.limit(limit)
+        return self._transaction(lambda s: [_prediction_batch(r, with_summary) for r in s.scalars(query)])
+
+    def prediction_activity(self) -> list[PredictionActivity]:
+        """Per run that has predicted anything: its batches, rows, first and last time; the latest first. One
+        grouped query over the (run_id, created_at) index."""
+        query = (select(PredictionBatchRow.run_id, func.count(), func.sum(PredictionBatchRow.n_rows),
+                        func.min(PredictionBatchRow.created_at), func.max(PredictionBatchRow.created_at))
+                 .group_by(PredictionBatchRow.run_id).order_by(func.max(PredictionBatchRow.created_at).desc()))
+        return self._transaction(lambda s: [PredictionActivity(run_id, int(n), int(rows or 0), first, last)
+                                            for run_id, n, rows, first, last in s.execute(query)])
 
     # -- workers ------------------------------------------------------------------------------
 

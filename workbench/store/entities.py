@@ -244,6 +244,32 @@ class Sweep:
 
 
 @dataclass
+class PredictionBatch:
+    """One batch of predictions a run made (workbench.monitoring): when, from where (page, cli or api), how many rows
+    and the summary of its columns and predictions ({} in listings read without it). `rows_file`: the rows' Parquet
+    file under WORKBENCH_HOME, kept only when WORKBENCH_LOG_ROWS=1."""
+
+    id: str
+    run_id: str
+    created_at: datetime
+    source: str
+    n_rows: int
+    summary: dict[str, Any]
+    rows_file: str | None = None
+
+
+@dataclass
+class PredictionActivity:
+    """How much a run has predicted: its batches, their rows, the first and the last."""
+
+    run_id: str
+    batches: int
+    rows: int
+    first_at: datetime
+    last_at: datetime
+
+
+@dataclass
 class Worker:
     id: str
     pid: int

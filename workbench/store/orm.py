@@ -133,6 +133,21 @@ class SweepRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
+class PredictionBatchRow(Base):
+    """One prediction batch of a run (revision 0005): a JSON summary of its columns and predictions, no rows."""
+
+    __tablename__ = "prediction_batches"
+    __table_args__ = (Index("ix_prediction_batches_run_created", "run_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    source: Mapped[str] = mapped_column(String(16))
+    n_rows: Mapped[int] = mapped_column(Integer)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON)  # workbench.monitoring's per-column counts and statistics
+    rows_file: Mapped[str | None] = mapped_column(String(255))  # the rows' Parquet file, only with WORKBENCH_LOG_ROWS=1
+
+
 class WorkerRow(Base):
     __tablename__ = "workers"
 
