@@ -236,6 +236,21 @@ MUTATIONS = [
  ("streamed API body not counted", "workbench/serving.py",
   "        if size > limit:\n            raise too_large\n", "",
   ["tests/test_serving.py::test_an_oversize_body_is_413_declared_or_streamed"]),
+ ("raw prediction rows kept without WORKBENCH_LOG_ROWS=1", "workbench/monitoring.py",
+  'return os.environ.get(LOG_ROWS_VARIABLE, "").strip() == "1"', "return True",
+  ["tests/test_monitoring.py::test_cli_predict_records_a_summary_without_rows_and_monitor_reports_it",
+   "tests/test_monitoring.py::test_rows_are_kept_in_parquet_only_when_turned_on"]),
+ ("prediction batches outlive their run (no ON DELETE CASCADE)", "workbench/store/migrations/versions/0005_prediction_batches.py",
+  'sa.ForeignKey("runs.id", ondelete="CASCADE")', 'sa.ForeignKey("runs.id")',
+  ["tests/test_monitoring.py::test_deleting_a_run_deletes_its_batches_and_their_files",
+   "tests/test_store.py::test_prediction_batches_are_listed_newest_first_counted_per_run_and_go_with_their_run"]),
+ ("a deleted run's logged rows and reference left on disk", "workbench/jobs.py",
+  ", store.settings.monitoring_dir / run_id]", "]",
+  ["tests/test_monitoring.py::test_deleting_a_run_deletes_its_batches_and_their_files"]),
+ ("logging a batch can fail the prediction", "workbench/monitoring.py",
+  "    except Exception as exc:  # one line, also on the CLI's stderr; the traceback at debug level",
+  "    except ZeroDivisionError as exc:  # one line, also on the CLI's stderr; the traceback at debug level",
+  ["tests/test_monitoring.py::test_logging_never_fails_a_prediction"]),
 ]
 
 

@@ -167,6 +167,24 @@ def test_a_real_server_answers_health_schema_and_predictions(server, model, run_
     assert status == 200 and from_csv["predictions"] == answer["predictions"]
 
 
+def test_a_real_servers_answered_requests_are_logged_for_monitoring(server, served_home):
+    """`serve` logs each answered request as a prediction batch (source api) after answering it."""
+    store, run_id = served_home["store"], served_home["run_id"]
+    before = {b.id for b in store.list_prediction_batches(run_id, with_summary=False)}
+    rows = new_rows(4)
+    status, _ = request(server, "POST", "/predict", json.dumps({"records": records(rows)}).encode(),
+                        {**AUTH, "Content-Type": "application/json"})
+    assert status == 200
+    deadline = time.monotonic() + 30  # logged in a background task, after the answer
+    while time.monotonic() < deadline:
+        new = [(b.source, b.n_rows) for b in store.list_prediction_batches(run_id, with_summary=False)
+               if b.id not in before]
+        if ("api", 4) in new:
+            break
+        time.sleep(0.2)
+    assert ("api", 4) in new and {source for source, _ in new} == {"api"}
+
+
 def test_a_real_server_refuses_a_missing_column_no_token_and_an_oversize_body(server):
     body = json.dumps({"records": records(new_rows(2).drop(columns=[PRICE]))}).encode()
     status, answer = request(server, "POST", "/predict", body, {**AUTH, "Content-Type": "application/json"})

@@ -8,6 +8,7 @@ in `WORKBENCH_HOME/serving/<run id>.json` (a record whose process is gone means 
 """
 
 import fcntl
+import functools
 import hmac
 import ipaddress
 import json
@@ -255,6 +256,10 @@ def serve(store, run_id: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
     if not 1 <= port <= 65535:
         raise UserError(f"The port must be between 1 and 65535, not {port}.")
     _check_port_free(host, port)
+    if on_batch is None:  # every answered request is a prediction batch on the run's Monitor page
+        from workbench.monitoring import record_batch
+
+        on_batch = functools.partial(record_batch, store, run_id)
     app = create_app(store, run_id, token, on_batch)
     print(f"serving run {run_id} at {base_url(host, port)} (docs at /docs)"
           + ("; requests need the token" if token else "") + "; Ctrl+C stops", flush=True)
