@@ -233,3 +233,12 @@ def test_drift_part_reports_each_scenarios_rates_and_meets_the_targets():
     rows = [t for t in targets({"drift": result}) if t["name"].startswith("drift alarm")]
     assert len(rows) == 3 and all(t["met"] for t in rows)
     assert "detected" in "\n".join(lines(result))
+
+
+def test_busy_part_times_a_step_idle_and_beside_a_spinning_process():
+    from benchmarks import busy
+
+    result = busy.measure(rows=600)
+    assert result["idle"]["step_ms"] > 0 and result["busy"]["step_ms"] > 0
+    assert result["idle"]["omp_wait_policy"] == "PASSIVE" == result["busy"]["omp_wait_policy"]
+    assert result["met"] == (result["ratio"] <= busy.TARGET_RATIO)

@@ -20,6 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.conftest import writes_held
 from workbench import datasets, jobs
+from workbench.errors import UserError
 from workbench.models.registry import get_model
 from workbench.runconfig import RunConfig
 from workbench.store import RunResult, RunStatus, Store
@@ -284,3 +285,15 @@ def test_deleting_a_run_removes_its_half_written_model_too(store, home, dataset_
         folder.mkdir(parents=True)
     jobs.delete_run(store, run_id)
     assert [f.exists() for f in folders] == [False, False, True]
+
+
+def test_a_worker_reads_an_unchanged_table_once_and_a_changed_file_again(store, dataset_id, binary_frame):
+    first = jobs.read_table(store, dataset_id)
+    assert jobs.read_table(store, dataset_id) is first
+    path = store.settings.datasets_dir / store.get_dataset(dataset_id).file_name
+    binary_frame.head(100).to_parquet(path)  # the file replaced behind the store's back
+    again = jobs.read_table(store, dataset_id)
+    assert again is not first and len(again) == 100
+    path.unlink()
+    with pytest.raises(UserError, match="missing"):
+        jobs.read_table(store, dataset_id)

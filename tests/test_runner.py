@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from workbench.errors import UserError
+from workbench.models.registry import get_model
+from workbench.prepare import prepare
 from workbench.runconfig import RunConfig, SplitConfig
-from workbench.runner import execute, validate_config
+from workbench.runner import Preparations, execute, validate_config
 
 
 @pytest.mark.parametrize("config,message", [
@@ -51,3 +55,55 @@ def test_runs_with_the_same_split_share_the_fingerprint(binary_frame, tmp_path):
     c = execute(RunConfig("d", "label", "logistic_regression", split=SplitConfig(seed=7)), binary_frame, tmp_path / "c")
     assert a.split_fingerprint == b.split_fingerprint != c.split_fingerprint
     assert a.baseline == b.baseline
+
+
+def _prepared_by(preparations: Preparations, frame, config: RunConfig, member=None) -> list[int]:
+    made = []
+
+    def make():
+        made.append(1)
+        return prepare(frame, config.target, "auto", config.exclude, config.split, config.prep, "neural", "embedding")
+
+    preparations.prepared(frame, config, get_model(config.model), member, make)
+    return made
+
+
+def test_a_workers_next_trial_reuses_the_preparation_and_scores_exactly_as_without_it(binary_frame, tmp_path):
+    preparations = Preparations()
+    table = preparations.table("file-1", lambda: binary_frame)
+    configs = [RunConfig("d", "label", "mlp", params={"epochs": 2, "lr": lr}) for lr in (1e-3, 3e-3)]
+    kept = [execute(c, table, tmp_path / f"kept{i}", preparations=preparations) for i, c in enumerate(configs)]
+    fresh = [execute(c, binary_frame.copy(), tmp_path / f"fresh{i}") for i, c in enumerate(configs)]
+    for a, b in zip(kept, fresh, strict=True):
+        assert a.metrics == b.metrics and a.notes == b.notes and a.split_fingerprint == b.split_fingerprint
+    assert kept[0].metrics != kept[1].metrics  # the trials differ: the hyperparameters were not taken from the cache
+    # A run's notes are its own: adding one does not reach the next run's.
+    kept[0].notes.append("mine")
+    assert "mine" not in execute(configs[0], table, tmp_path / "again", preparations=preparations).notes
+    assert _prepared_by(preparations, table, configs[0]) == []  # reused
+
+
+@pytest.mark.parametrize("change", [
+    {"exclude": ["colour"]}, {"split": SplitConfig(seed=3)}, {"target": "x1"}, {"task": "regression"},
+    {"model": "linear"},  # the same family, another encoding of categories (one-hot)
+])
+def test_a_preparation_is_not_reused_for_anything_it_reads(binary_frame, change):
+    preparations = Preparations()
+    table = preparations.table("file-1", lambda: binary_frame)
+    config = RunConfig("d", "label", "mlp")
+    assert _prepared_by(preparations, table, config) == [1]
+    assert _prepared_by(preparations, table, replace(config, params={"lr": 0.1})) == []
+    assert _prepared_by(preparations, table, replace(config, **change)) == [1]
+
+
+def test_a_changed_file_is_read_again_and_prepared_again(binary_frame):
+    preparations = Preparations()
+    first = preparations.table(("f", 1), lambda: binary_frame)
+    assert preparations.table(("f", 1), lambda: binary_frame.copy()) is first
+    config = RunConfig("d", "label", "mlp")
+    assert _prepared_by(preparations, first, config) == [1]
+    second = preparations.table(("f", 2), lambda: binary_frame.copy())
+    assert second is not first
+    assert _prepared_by(preparations, second, config) == [1]
+    assert _prepared_by(preparations, first, config) == [1]  # not the kept table: prepared, never kept
+    assert _prepared_by(preparations, first, config) == [1]

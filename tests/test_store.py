@@ -287,13 +287,15 @@ def test_epochs_and_progress(store):
     worker = store.register_worker()
     store.start_run(run.id, worker.id)
     store.record_plan(run.id, epochs_planned=10, batches_per_epoch=4)
-    store.record_epoch(run.id, EpochMetrics(1, 0.9, 0.8, 0.6, 1e-3, 0.1))
+    assert store.record_epoch(run.id, EpochMetrics(1, 0.9, 0.8, 0.6, 1e-3, 0.1)) is False
     store.heartbeat_run(run.id, batches_done=2)
     got = store.get_run(run.id)
     assert [e.epoch for e in got.epochs] == [1]
     progress = got.progress()
     assert progress["epoch"] == 1 and progress["batch"] == 2 and progress["epochs_planned"] == 10
     assert 0 < progress["fraction"] < 1
+    store.request_cancel(run.id)
+    assert store.record_epoch(run.id, EpochMetrics(2, 0.8, 0.7, 0.6, 1e-3, 0.1)) is True  # the trainer stops
 
 
 def _training_run(store, task: str, metrics: list[float], seconds: float = 2.0, planned: int = 200,

@@ -145,6 +145,10 @@ def test_optuna_tables_live_beside_the_stores_and_migrations_still_run(home):
     tables = set(inspect(create_engine(url)).get_table_names())
     assert {"datasets", "runs", "sweeps", VERSION_TABLE, "studies", "trials", "alembic_version"} <= tables
     assert optuna.load_study(study_name="side-by-side", storage=url).get_trials()[0].state == TrialState.WAITING
+    # Optuna's connections commit as the store's do (WAL, synchronous NORMAL = 1): not one disk wait per report.
+    with sweeps.optuna_storage(again).engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
 
 
 # -- running sweeps ----------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ training queued runs one after another (LocalExecutor), or Ray tasks on a cluste
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 import os
 import re
@@ -30,7 +31,9 @@ from workbench.runconfig import RunConfig
 from workbench.store import EpochMetrics, Run, RunGroup, RunResult, RunStatus, Store
 
 if TYPE_CHECKING:
-    from workbench.runner import Member
+    import pandas as pd
+
+    from workbench.runner import Member, Preparations
 
 log = logging.getLogger(__name__)
 HEARTBEAT_INTERVAL_S = 2.0
@@ -115,17 +118,36 @@ class StoreCallback(Callback):
             raise RunCancelled("Cancelled by the user.")
 
     def on_epoch_end(self, record: EpochRecord) -> None:
-        self.store.record_epoch(self.run_id, EpochMetrics(
-            epoch=record.epoch, train_loss=record.train_loss, val_loss=record.val_loss,
-            val_metric=record.val_metric, lr=record.lr, seconds=record.seconds))
-        if self.store.heartbeat_run(self.run_id):
+        if self.store.record_epoch(self.run_id, EpochMetrics(
+                epoch=record.epoch, train_loss=record.train_loss, val_loss=record.val_loss,
+                val_metric=record.val_metric, lr=record.lr, seconds=record.seconds)):
             raise RunCancelled("Cancelled by the user.")
+
+
+@functools.cache
+def _preparations() -> Preparations:
+    """This process's last table and preparation: a worker's next trial of the same sweep reuses them."""
+    from workbench.runner import Preparations  # torch: not at the top, so that `runs` stays light
+
+    return Preparations()
+
+
+def read_table(store: Store, dataset_id: str) -> pd.DataFrame:
+    """A dataset's table, the same object as last time while its file is unchanged (so its preparation is reused)."""
+    from workbench.datasets import load_table
+
+    dataset = store.get_dataset(dataset_id)
+    path = store.settings.datasets_dir / dataset.file_name
+    try:
+        stat = path.stat()
+    except OSError:
+        return load_table(store, dataset)  # says which file is missing
+    return _preparations().table((str(path), stat.st_size, stat.st_mtime_ns), lambda: load_table(store, dataset))
 
 
 def execute_run(store: Store, run: Run, callbacks: Sequence[Callback] = ()) -> str:
     """Train one claimed run and record how it ended. Never raises for a run's own failure. `callbacks` come after
     the store's (a sweep trial's pruning callback: the epoch is recorded before it may stop the run)."""
-    from workbench.datasets import load_table
     from workbench.ensembles import ENSEMBLE, candidates
     from workbench.explain import explain_after_training
     from workbench.runner import execute
@@ -133,11 +155,12 @@ def execute_run(store: Store, run: Run, callbacks: Sequence[Callback] = ()) -> s
     run_dir = store.settings.runs_dir / run.id
     try:
         config = RunConfig.from_dict(run.config)
-        table = load_table(store, config.dataset_id)
+        table = read_table(store, config.dataset_id)
         member = run_member(store, run)
         outcome = execute(config, table, run_dir, callbacks=[StoreCallback(store, run.id), *callbacks],
                           member=member, predictions_path=test_predictions_path(store, run.id),
-                          candidates=candidates(store, config) if config.model == ENSEMBLE else ())
+                          candidates=candidates(store, config) if config.model == ENSEMBLE else (),
+                          preparations=_preparations())
     except UserError as exc:
         store.finish_run(run.id, RunResult(RunStatus.FAILED, error=str(exc)))
         return RunStatus.FAILED
@@ -370,9 +393,17 @@ def sweep_in_foreground(store: Store, sweep_ids: list[str], extra_workers: int =
     heartbeat = _Heartbeat(store, worker.id)
     heartbeat.start()
     env = dict(os.environ, WORKBENCH_HOME=str(store.settings.home))
+    alive_before = {w.id for w in store.live_workers()}
     helpers = [subprocess.Popen([sys.executable, "-m", "workbench", "worker", "--once"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
                for _ in range(extra_workers)]
+    # The helpers take a few seconds to start; this process waits for them, or it would take every trial of a
+    # short sweep before they could take one.
+    deadline = time.monotonic() + 30.0
+    while helpers and time.monotonic() < deadline and all(h.poll() is None for h in helpers):
+        if len({w.id for w in store.live_workers()} - alive_before) >= extra_workers:
+            break
+        time.sleep(0.1)
     try:
         for sweep_id in sweep_ids:
             run_sweep(store, sweep_id, worker.id, on_trial=lambda run: setattr(heartbeat, "run_id", run.id))

@@ -27,6 +27,7 @@ from typing import Any
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import event
 
 from workbench.callbacks import Callback, EpochRecord, RunPruned
 from workbench.errors import UserError
@@ -362,7 +363,19 @@ def _storage(url: str, busy_timeout_s: float) -> optuna.storages.RDBStorage:
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
         kwargs = {"connect_args": {"timeout": busy_timeout_s}}
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    if url.startswith("sqlite"):
+        # As the store's own connections: in the WAL journal the store keeps, a commit need not wait for the disk.
+        # With SQLite's default (FULL) each trial's report of an epoch took ~9 ms instead of ~3 (issue 17's overhead).
+        event.listen(storage.engine, "connect", _sqlite_normal_sync)
+        storage.engine.dispose()  # drops the connections opened before the listener
+    return storage
+
+
+def _sqlite_normal_sync(dbapi_connection, _record) -> None:  # noqa: ANN001
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 def optuna_storage(store: Store) -> optuna.storages.RDBStorage:

@@ -548,13 +548,15 @@ class Store:
         self._update(run_id, epochs_planned=epochs_planned, batches_per_epoch=batches_per_epoch,
                      heartbeat_at=utcnow())
 
-    def record_epoch(self, run_id: str, metrics: EpochMetrics) -> None:
-        """One short transaction per epoch: the history row, the progress counters and the heartbeat."""
-        def work(s: Session) -> None:
+    def record_epoch(self, run_id: str, metrics: EpochMetrics) -> bool:
+        """One short transaction per epoch: the history row, the progress counters and the heartbeat; returns
+        whether a cancel was requested."""
+        def work(s: Session) -> bool:
             s.merge(EpochRow(run_id=run_id, **metrics.__dict__))
             s.execute(update(RunRow).where(RunRow.id == run_id).values(
                 epochs_done=metrics.epoch, batches_done=0, heartbeat_at=utcnow()))
-        self._transaction(work)
+            return bool(s.scalar(select(RunRow.cancel_requested).where(RunRow.id == run_id)))
+        return self._transaction(work)
 
     def heartbeat_run(self, run_id: str, batches_done: int | None = None) -> bool:
         """Refresh the heartbeat (and batch progress); returns whether a cancel was requested."""
