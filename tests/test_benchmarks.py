@@ -68,6 +68,9 @@ def test_quick_sweeps_part_reports_both_sweeps_and_the_retrained_best():
     assert result["pruned"]["n_complete"] + result["pruned"]["n_pruned"] == 2
     assert result["unpruned"]["n_pruned"] == 0 and result["unpruned"]["n_complete"] == 2
     assert 0 <= result["overhead_share"] <= 1 and result["best_retrained"]["test_mean"] is not None
+    pruned = result["pruned"]  # every kind of bookkeeping was timed, and it is part of the time outside the epochs
+    assert all(pruned["outside_epochs_s"][k] > 0 for k in ("optuna", "store", "save", "prepare"))
+    assert result["overhead_share"] == pruned["bookkeeping_share"] <= pruned["outside_epochs_share"]
     assert result["unpruned"]["epochs_trained"] == 4 and result["noise"] > 0 and result["defaults"]["epochs"] <= 2
 
 
