@@ -102,3 +102,17 @@ def test_the_predict_page_logs_a_file_once_and_each_row_by_hand(store, run_id):
     batches = store.list_prediction_batches(run_id)
     assert sorted((b.source, b.n_rows) for b in batches) == [("page", 1), ("page", 40)]
     assert all(set(b.summary["columns"]) == {"x1", "x2", "colour", "flag"} for b in batches)
+
+
+@pytest.mark.parametrize("period,hours", [("hour", [0]), ("hour", [0, 1, 5]), ("day", [0, 24 * 9])])
+def test_requests_chart_shows_whole_periods_even_for_one_bar(period, hours):
+    from ui.charts import prediction_requests
+
+    start = pd.Timestamp("2026-11-30 10:00")
+    table = pd.DataFrame({"period": [start + pd.Timedelta(hours=h) for h in hours], "source": "api",
+                          "batches": 1, "rows": 3})
+    axis = prediction_requests(table, period).layout.xaxis
+    step = pd.Timedelta(hours=1 if period == "hour" else 24)
+    low, high = (pd.Timestamp(x) for x in axis.range)
+    assert low == start - step and high == start + pd.Timedelta(hours=hours[-1]) + step  # never zoomed to milliseconds
+    assert "%H" in axis.tickformat if period == "hour" else "%H" not in axis.tickformat

@@ -330,13 +330,24 @@ def contributions(values: pd.Series, output: str) -> go.Figure:
 
 def prediction_requests(table: pd.DataFrame, period: str) -> go.Figure:
     """Rows predicted per hour or day, stacked by where they came from (Predict, the CLI, the API)."""
+    step = pd.Timedelta(hours=1) if period == "hour" else pd.Timedelta(days=1)
+    step_ms = step.total_seconds() * 1000
     fig = go.Figure()
     for i, (source, part) in enumerate(table.groupby("source", sort=True)):
-        fig.add_trace(go.Bar(x=part["period"], y=part["rows"], name=chart_text(source),
+        fig.add_trace(go.Bar(x=part["period"], y=part["rows"], name=chart_text(source), width=0.8 * step_ms,
                              marker_color=PALETTE[i % len(PALETTE)], customdata=part["batches"],
                              hovertemplate="%{x}<br>%{y:,} rows in %{customdata:,} batches<extra></extra>"))
+    # Whole hours or days on the axis, one period either side: left to itself, plotly zooms a single bar down to
+    # milliseconds.
+    xaxis: dict = {"type": "date", "tickformat": "%b %d, %H:00" if period == "hour" else "%b %d",
+                   "hoverformat": "%b %d, %H:00" if period == "hour" else "%b %d, %Y"}
+    if not table.empty:
+        first, last = table["period"].min(), table["period"].max()
+        xaxis["range"] = [first - step, last + step]
+        if (last - first) / step <= 12:
+            xaxis["dtick"] = step_ms
     fig.update_layout(**LAYOUT, barmode="stack", title=f"Rows predicted per {period}", yaxis_title="rows",
-                      height=300, legend_title_text="from")
+                      height=300, legend_title_text="from", xaxis=xaxis)
     return fig
 
 
