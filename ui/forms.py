@@ -127,7 +127,7 @@ def _float_format(default: Any) -> str:
 
 
 def typical_values(table: pd.DataFrame, columns: Sequence[str]) -> dict[str, Any]:
-    """The median of numeric columns and the most frequent value of the others: a believable row."""
+    """The median of numeric and date columns and the most frequent value of the others: a believable row."""
     row: dict[str, Any] = {}
     for name in columns:
         present = table[name].dropna()
@@ -138,6 +138,8 @@ def typical_values(table: pd.DataFrame, columns: Sequence[str]) -> dict[str, Any
         elif ptypes.is_numeric_dtype(present):
             median = float(present.median())
             row[name] = int(round(median)) if ptypes.is_integer_dtype(present) else median
+        elif ptypes.is_datetime64_any_dtype(present):  # the middle date: the most frequent is the first when all differ
+            row[name] = present.sort_values().iloc[len(present) // 2]
         else:
             row[name] = present.mode().iloc[0]
     return row
