@@ -251,6 +251,15 @@ MUTATIONS = [
   "    except Exception as exc:  # one line, also on the CLI's stderr; the traceback at debug level",
   "    except ZeroDivisionError as exc:  # one line, also on the CLI's stderr; the traceback at debug level",
   ["tests/test_monitoring.py::test_logging_never_fails_a_prediction"]),
+ ("a kept preparation reused for another split, target or encoding", "workbench/runner.py",
+  "        if self._prepared is None or self._key != key:", "        if self._prepared is None:",
+  ["tests/test_runner.py::test_a_preparation_is_not_reused_for_anything_it_reads"]),
+ ("a rewritten dataset file's old table reused", "workbench/jobs.py",
+  "(str(path), stat.st_size, stat.st_mtime_ns)", "str(path)",
+  ["tests/test_jobs.py::test_a_worker_reads_an_unchanged_table_once_and_a_changed_file_again"]),
+ ("a run's notes added to the kept preparation's", "workbench/runner.py",
+  "return replace(self._prepared, notes=list(self._prepared.notes))", "return self._prepared",
+  ["tests/test_runner.py::test_a_workers_next_trial_reuses_the_preparation_and_scores_exactly_as_without_it"]),
 ]
 
 
