@@ -260,6 +260,10 @@ MUTATIONS = [
  ("a run's notes added to the kept preparation's", "workbench/runner.py",
   "return replace(self._prepared, notes=list(self._prepared.notes))", "return self._prepared",
   ["tests/test_runner.py::test_a_workers_next_trial_reuses_the_preparation_and_scores_exactly_as_without_it"]),
+ ("naive times after one with an offset take that offset (pandas' one-call parse)", "workbench/dates.py",
+  "    if not with_offset.any() or with_offset[text.notna()].all():", "    if True:",
+  ["tests/test_dates.py::test_a_naive_time_after_one_with_an_offset_keeps_its_own_clock",
+   "tests/test_dates.py::test_a_csv_mixing_offsets_and_naive_times_ingests_each_time_as_written"]),
 ]
 
 

@@ -21,6 +21,7 @@ import pyarrow.csv as pacsv
 from charset_normalizer import from_bytes
 
 from workbench.config import get_settings
+from workbench.dates import parse_iso8601
 from workbench.errors import UserError
 
 DELIMITERS = (",", ";", "\t", "|")
@@ -332,8 +333,7 @@ def _to_datetime(values: pd.Series, present: pa.ChunkedArray) -> pd.Series | Non
     sample = pd.Series(present.slice(0, 200).to_pandas())
     if sample.str.match(_DATE_LIKE).mean() < 0.95:
         return None
-    # utc=True: times with an offset become UTC, times without one are taken as UTC (a column may hold both).
-    parsed = pd.to_datetime(values, errors="coerce", format="ISO8601", utc=True)
+    parsed = parse_iso8601(values)  # a column may hold times with and without an offset
     if parsed.notna().sum() < 0.95 * len(present):
         return None
     return parsed.dt.tz_localize(None)

@@ -23,6 +23,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, QuantileTransformer, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
+from workbench.dates import parse_iso8601
 from workbench.errors import UserError
 from workbench.profile import column_kind
 from workbench.runconfig import PrepConfig, SplitConfig
@@ -127,7 +128,7 @@ def as_datetime(values: pd.Series) -> pd.Series:
     if ptypes.is_datetime64_any_dtype(values):
         return values
     text = values.astype("string")
-    parsed = pd.to_datetime(text, errors="coerce", format="ISO8601", utc=True)
+    parsed = parse_iso8601(text)
     failed = parsed.isna() & text.notna()
     if failed.any():
         parsed[failed] = pd.to_datetime(text[failed], errors="coerce", format="mixed", utc=True)

@@ -1,0 +1,47 @@
+"""workbench/dates.py: ISO 8601 text read the same at ingest and at prediction, whatever the mix of offsets."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from workbench import ingest
+from workbench.dates import parse_iso8601
+from workbench.prepare import as_datetime
+
+moments = st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2090, 1, 1)).map(
+    lambda d: d.replace(microsecond=0))
+offsets = st.none() | st.integers(-12 * 4, 14 * 4).map(lambda q: timezone(timedelta(minutes=15 * q)))
+
+
+def written(moment: datetime, offset: timezone | None, style: int) -> str:
+    if offset is None:
+        return moment.isoformat(sep="T" if style % 2 else " ")
+    text = moment.replace(tzinfo=offset).isoformat()
+    return text.replace("+00:00", "Z") if style == 2 else text
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(moments, offsets, st.integers(0, 2)), min_size=1, max_size=12))
+def test_each_value_reads_as_its_own_utc_time_whatever_comes_before_it(values):
+    text = pd.Series([written(*v) for v in values], dtype="object")
+    expected = [pd.Timestamp(m.replace(tzinfo=o or timezone.utc)).tz_convert("UTC") for m, o, _ in values]
+    assert parse_iso8601(text).tolist() == expected
+    assert as_datetime(text).tolist() == expected  # a prediction reads them as the ingest does
+
+
+def test_a_naive_time_after_one_with_an_offset_keeps_its_own_clock():
+    text = pd.Series(["2024-01-01T10:00:00+02:00", "2024-01-01T10:00:00", "2024-01-02", None, "not a date"])
+    got = parse_iso8601(text)
+    assert got[0] == pd.Timestamp("2024-01-01 08:00", tz="UTC")
+    assert got[1] == pd.Timestamp("2024-01-01 10:00", tz="UTC")  # pandas alone read 08:00
+    assert got[2] == pd.Timestamp("2024-01-02", tz="UTC") and got[3:].isna().all()
+
+
+def test_a_csv_mixing_offsets_and_naive_times_ingests_each_time_as_written():
+    csv = "when,y\n2024-01-01T10:00:00+02:00,1\n" + "".join(f"2024-01-0{d}T10:00:00,{d}\n" for d in range(2, 9))
+    table = ingest.ingest_bytes(csv.encode()).table
+    assert table["when"].dt.hour.tolist() == [8] + [10] * 7
