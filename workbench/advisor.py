@@ -17,7 +17,7 @@ The rules and their thresholds (why each threshold, in a word):
   and averaged); a TabM run -> gradient boosting.
 - overfitting: after its best epoch the validation loss rose by at least RISE_SHARE (20%) of its best and by 3 times
   its epoch-to-epoch jitter (not noise), while the training loss kept falling (by at least RISE_SHARE). ->
-  a smaller network, more dropout, stronger weight decay.
+  the same network with dropout at least 0.3 and weight decay at least 0.1 (a smaller one did worse, below).
 - not_converged: the run used every epoch it was allowed and its best validation epoch is among the last
   LATE_SHARE (5%, at least the last 2) of them: it was still improving. -> three times the epochs.
 - underfitting: the training loss stays at least UNDERFIT_SHARE (80%) of the trivial model's loss (the network did
@@ -37,7 +37,8 @@ tables over 20 split seeds (accuracy, mean of validation / test):
   stopping, rate 0.05: 0.774 / 0.780); a random forest 0.765 / 0.755; the MLP shrunk to 64,64 with dropout 0.3 and
   weight decay 0.01: 0.810 / 0.703.
 - 500 rows, a 3x1024 MLP (it overfits): 0.845 / 0.799. TabM 0.889 / 0.841; gradient boosting 0.776 / 0.792; shrunk to
-  64,64 as above 0.792 / 0.756; the same size with dropout 0.3 and weight decay 0.1: 0.837 / 0.797.
+  64,64 as above 0.792 / 0.756; the same size with dropout 0.3 and weight decay 0.1: 0.837 / 0.797 (as good: the
+  overfitting rule's suggestion, second there); with dropout 0.5, 3.6 points lower on the test rows (10 splits).
 A network's validation score is its best epoch's on those very rows (early stopping keeps it): on 31 rows it reads
 11 points above its test score, where a classical model's does not (its validation rows are unseen). TabM picks its
 epoch the same way, so its validation gain is like for like, and it gains on the test rows too; shrinking the
@@ -217,8 +218,8 @@ def diagnose(run: Run, peers: Sequence[Run] = (), explanation: Explanation | Non
                 and train_fall >= RISE_SHARE * abs(curves.train[best])):
             advice.append(Advice(
                 "overfitting", f"The model learns its training rows by heart: after epoch {best + 1} the validation "
-                f"loss rose {rise / abs(curves.val[best]):.0%} while the training loss kept falling; a smaller "
-                "network with more dropout and weight decay should generalise better.",
+                f"loss rose {rise / abs(curves.val[best]):.0%} while the training loss kept falling; more "
+                "dropout and a stronger weight decay hold it back from that.",
                 {"best_epoch": best + 1, "best_val_loss": round(curves.val[best], 6),
                  "last_val_loss": round(curves.val[-1], 6), "train_loss_at_best": round(curves.train[best], 6),
                  "last_train_loss": round(curves.train[-1], 6)}, _regularised(run)))
@@ -273,16 +274,13 @@ def diagnose(run: Run, peers: Sequence[Run] = (), explanation: Explanation | Non
 
 
 def _regularised(run: Run) -> Suggestion:
+    """The same network, held back harder. Not smaller, and dropout no higher than 0.3 unless it already was: on the
+    planted 3x1024-on-500-rows run (module docstring) a smaller network and dropout 0.5 both lost on the test rows."""
     params, changes = run.params, {}
-    if "hidden_sizes" in params:
-        changes["hidden_sizes"] = [max(16, int(h) // 4) for h in params["hidden_sizes"][:2]]
-    for name, size in (("d_model", 8), ("channels", 8), ("hidden_size", 8)):
-        if name in params:
-            changes[name] = max(size, int(params[name]) // 2)
     if "dropout" in params:
-        changes["dropout"] = round(min(0.5, max(0.3, float(params["dropout"]) + 0.2)), 3)
+        changes["dropout"] = max(0.3, float(params["dropout"]))
     if "weight_decay" in params:
-        changes["weight_decay"] = min(1.0, max(1e-3, 10 * float(params["weight_decay"])))
+        changes["weight_decay"] = min(1.0, max(0.1, 10 * float(params["weight_decay"])))
     return Suggestion(run.model, changes)
 
 
