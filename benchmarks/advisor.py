@@ -10,7 +10,8 @@ The cases (the default model, gradient boosting, unless the problem names one):
   still beats the trivial model (the test rows' majority class: runs keep no trivial score on validation).
 - tiny: a 200-row table, the default MLP (the rule is about neural networks on few rows) -> "tiny_data".
 - lr: the MLP at a learning rate of 1.0 -> "lr_too_high".
-- big_net: a 3x1024 MLP on 500 rows -> "overfitting".
+- big_net: a 3x1024 MLP on 500 rows -> "overfitting" (named second: 500 rows is a tiny table too, and tiny_data's
+  suggestion, TabM, comes first).
 - imbalance: a 95/5 target -> "imbalance"; scored by validation balanced accuracy (accuracy would reward always
   answering the majority class).
 - healthy: a decent table (5,000 rows), defaults -> "ok" and nothing else.
@@ -19,7 +20,10 @@ validation rows (same split seed). Except for the leak, "improves" means a stric
 (accuracy; balanced accuracy for the imbalance) of the suggested runs than of the planted ones; the splits where
 it rose are counted too. The test
 rows' figures are reported beside them: a neural run's validation score is the best of its epochs on those rows
-(early stopping keeps the best epoch), which flatters it against a classical suggestion on a few dozen rows.
+(early stopping keeps the best epoch), which flatters it against a classical suggestion on a few dozen rows (the
+200-row table's default MLP: 0.818 on its 31 validation rows, 0.702 on its test rows, over 20 splits; gradient
+boosting 0.748 and 0.745). So a classical suggestion can win on the test rows and still "not improve" here; the
+advisor's tiny-table suggestion, TabM, picks its epoch the same way and wins on both (workbench/advisor.py).
 
 One process with its own WORKBENCH_HOME:
     python -m benchmarks.advisor [--quick] [--case NAME ...] [--importance-rows N] [--splits N]

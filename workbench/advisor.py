@@ -13,10 +13,11 @@ The rules and their thresholds (why each threshold, in a word):
 - lr_too_low: the rate is at most 1/LR_FACTOR of the default AND the training loss is flat (fell less than
   FLAT_DROP, 10%, from the first epoch to the last) or still falling at the epoch limit. -> the default rate.
 - tiny_data: a neural run on fewer than TINY_ROWS (1,000) rows (a default MLP has ~70,000 weights: over 100 per
-  training row there) that no classical run on the same test rows loses to. -> gradient boosting.
+  training row there) that no classical run on the same test rows loses to. -> TabM (32 networks trained together
+  and averaged); a TabM run -> gradient boosting.
 - overfitting: after its best epoch the validation loss rose by at least RISE_SHARE (20%) of its best and by 3 times
   its epoch-to-epoch jitter (not noise), while the training loss kept falling (by at least RISE_SHARE). ->
-  a smaller network, more dropout, stronger weight decay.
+  the same network with dropout at least 0.3 and weight decay at least 0.1 (a smaller one did worse, below).
 - not_converged: the run used every epoch it was allowed and its best validation epoch is among the last
   LATE_SHARE (5%, at least the last 2) of them: it was still improving. -> three times the epochs.
 - underfitting: the training loss stays at least UNDERFIT_SHARE (80%) of the trivial model's loss (the network did
@@ -30,10 +31,20 @@ The rules and their thresholds (why each threshold, in a word):
 - classical_better: a classical run on the same test rows beats the best neural run there by more than that neural
   run's 95% bootstrap interval (workbench.evaluation's stored interval). -> that classical model and settings.
 Curve rules need at least MIN_EPOCHS (5) epochs with finite losses; a rule without its evidence never fires.
-Order: tiny_data comes before the curve rules. On the benchmark's planted tables (benchmarks/advisor.py, 5 splits
-each) a network told to shrink and regularise first scored worse on the test rows than gradient boosting did: the
-200-row table 0.727 against 0.773 (the planted MLP: 0.707); a 3x1024 network on 500 rows, 0.769 against 0.792 over
-3 splits (the planted: 0.795). Early stopping keeps an overfitting network's best epoch, so shrinking it buys little.
+Order: tiny_data comes before the curve rules. Why TabM for a tiny table, measured on benchmarks/advisor.py's planted
+tables over 20 split seeds (accuracy, mean of validation / test):
+- 200 rows, the default MLP: 0.818 / 0.702. TabM 0.871 / 0.773; gradient boosting 0.748 / 0.745 (no early stopping,
+  rate 0.05, 200 trees, 10-row leaves: 0.774 / 0.780, the best on the test rows, yet below the MLP on validation); a
+  random forest 0.765 / 0.755; the MLP shrunk to 64,64 with dropout 0.3 and weight decay 0.01: 0.810 / 0.703.
+- 500 rows, a 3x1024 MLP (it overfits): 0.845 / 0.799. TabM 0.889 / 0.841; gradient boosting 0.776 / 0.792; shrunk to
+  64,64 as above 0.792 / 0.756; the same size with dropout 0.3 and weight decay 0.1: 0.837 / 0.797 (as good: the
+  overfitting rule's suggestion, second there); with dropout 0.5, 3.6 points lower on the test rows (10 splits).
+A network's validation score is its best epoch's on those very rows (early stopping keeps it): on 31 rows it reads
+11 points above its test score, where a classical model's does not (its validation rows are unseen). TabM picks its
+epoch the same way, so its validation gain is like for like, and it gains on the test rows too; shrinking the
+network lost on both (early stopping already keeps an overfitting network's best epoch). In the benchmark itself
+(5 splits, the suggestion queued and trained as a user would): 200 rows 0.800 / 0.707 -> 0.884 / 0.773; the 3x1024
+network 0.837 / 0.797 -> 0.880 / 0.843.
 """
 
 from __future__ import annotations
@@ -68,6 +79,7 @@ NEAR_BASELINE_SHARE = 0.1
 IMBALANCE_GAP = 0.10
 MIN_EPOCHS = 5
 SUGGESTED_MODEL = "gradient_boosting"
+SMALL_TABLE_MODEL = "tabm"  # a tiny table's next neural run: see the module's docstring
 
 
 @dataclass
@@ -190,11 +202,15 @@ def diagnose(run: Run, peers: Sequence[Run] = (), explanation: Explanation | Non
             evidence = {"rows": n_rows, "training_rows": int(run.details.get("n_train", 0))}
             if best is not None:
                 evidence.update({"this_score": run.primary_value, "classical_score": best.primary_value})
+            averaged = run.model == SMALL_TABLE_MODEL  # already the averaged networks: the trees are what is left
             advice.append(Advice(
                 "tiny_data", f"With only {n_rows:,} rows a neural network has far more weights than rows to learn "
                 "them from" + (f", and it does not beat {best.model} ({run.primary_metric} {best.primary_value:.4f})"
-                               if best else "") + "; gradient boosting is usually as good or better on a table this "
-                "small.", evidence, Suggestion(SUGGESTED_MODEL)))
+                               if best else "") + ("; gradient boosting is usually as good or better on a table this "
+                                                   "small." if averaged else "; on a table this small, TabM (32 "
+                                                   "networks trained together and averaged) or gradient boosting "
+                                                   "usually does better than one network."),
+                evidence, Suggestion(SUGGESTED_MODEL if averaged else SMALL_TABLE_MODEL)))
 
     if neural and curves and not any(a.code == "lr_too_high" for a in advice):
         best = curves.best
@@ -204,8 +220,8 @@ def diagnose(run: Run, peers: Sequence[Run] = (), explanation: Explanation | Non
                 and train_fall >= RISE_SHARE * abs(curves.train[best])):
             advice.append(Advice(
                 "overfitting", f"The model learns its training rows by heart: after epoch {best + 1} the validation "
-                f"loss rose {rise / abs(curves.val[best]):.0%} while the training loss kept falling; a smaller "
-                "network with more dropout and weight decay should generalise better.",
+                f"loss rose {rise / abs(curves.val[best]):.0%} while the training loss kept falling; more "
+                "dropout and a stronger weight decay hold it back from that.",
                 {"best_epoch": best + 1, "best_val_loss": round(curves.val[best], 6),
                  "last_val_loss": round(curves.val[-1], 6), "train_loss_at_best": round(curves.train[best], 6),
                  "last_train_loss": round(curves.train[-1], 6)}, _regularised(run)))
@@ -260,16 +276,13 @@ def diagnose(run: Run, peers: Sequence[Run] = (), explanation: Explanation | Non
 
 
 def _regularised(run: Run) -> Suggestion:
+    """The same network, held back harder. Not smaller, and dropout no higher than 0.3 unless it already was: on the
+    planted 3x1024-on-500-rows run (module docstring) a smaller network and dropout 0.5 both lost on the test rows."""
     params, changes = run.params, {}
-    if "hidden_sizes" in params:
-        changes["hidden_sizes"] = [max(16, int(h) // 4) for h in params["hidden_sizes"][:2]]
-    for name, size in (("d_model", 8), ("channels", 8), ("hidden_size", 8)):
-        if name in params:
-            changes[name] = max(size, int(params[name]) // 2)
     if "dropout" in params:
-        changes["dropout"] = round(min(0.5, max(0.3, float(params["dropout"]) + 0.2)), 3)
+        changes["dropout"] = max(0.3, float(params["dropout"]))
     if "weight_decay" in params:
-        changes["weight_decay"] = min(1.0, max(1e-3, 10 * float(params["weight_decay"])))
+        changes["weight_decay"] = min(1.0, max(0.1, 10 * float(params["weight_decay"])))
     return Suggestion(run.model, changes)
 
 
