@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pandas as pd
 from hypothesis import given, settings
@@ -28,7 +28,7 @@ def written(moment: datetime, offset: timezone | None, style: int) -> str:
 @given(st.lists(st.tuples(moments, offsets, st.integers(0, 2)), min_size=1, max_size=12))
 def test_each_value_reads_as_its_own_utc_time_whatever_comes_before_it(values):
     text = pd.Series([written(*v) for v in values], dtype="object")
-    expected = [pd.Timestamp(m.replace(tzinfo=o or timezone.utc)).tz_convert("UTC") for m, o, _ in values]
+    expected = [pd.Timestamp(m.replace(tzinfo=o or UTC)).tz_convert("UTC") for m, o, _ in values]
     assert parse_iso8601(text).tolist() == expected
     assert as_datetime(text).tolist() == expected  # a prediction reads them as the ingest does
 
