@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -265,6 +266,19 @@ def test_without_the_token_only_health_and_docs_answer(client, headers):
     assert client.get("/health", headers=headers).status_code == 200
     assert client.get("/docs", headers=headers).status_code == 200
     assert client.get("/openapi.json", headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_the_docs_load_their_scripts_and_styles_from_the_app_itself(client, page):
+    """Offline, a CDN is out of reach: every script and stylesheet the docs page names is served by the app."""
+    html = client.get(page).text
+    assets = re.findall(r'<script[^>]*src="([^"]+)"', html) + re.findall(r'<link[^>]*href="([^"]+)"', html)
+    assert any(url.endswith(".js") for url in assets)
+    for url in assets:
+        assert url.startswith("/"), f"{page} loads {url} from elsewhere"
+        answer = client.get(url)
+        assert answer.status_code == 200 and len(answer.content) > 1_000, url
+    assert "/openapi.json" in html
 
 
 def test_without_a_token_set_every_endpoint_is_open(store, run_id):

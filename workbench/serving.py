@@ -2,7 +2,8 @@
 
 `create_app` wraps one run's model, loaded once, in a FastAPI app: `POST /predict` (JSON records or a CSV body,
 checked against the training schema exactly as Predict checks a file), `GET /schema`, `GET /health`, and the
-OpenAPI docs at `/docs`. `serve` runs it under uvicorn in the foreground (`python -m workbench serve`).
+OpenAPI docs at `/docs` (their scripts and styles served by the app itself, so the docs work offline). `serve` runs
+it under uvicorn in the foreground (`python -m workbench serve`).
 `start_served_run`, `stop_served_run` and `served_runs` manage such servers as background processes, each recorded
 in `WORKBENCH_HOME/serving/<run id>.json` (a record whose process is gone means the run is not served).
 """
@@ -157,9 +158,10 @@ def create_app(store, run_id: str, token: str | None, on_batch: OnBatch | None =
     endpoint but /health and the docs needs `Authorization: Bearer <token>`. Bodies over `max_request_bytes`
     (default: the upload limit, WORKBENCH_MAX_UPLOAD_MB) are refused with 413."""
     import anyio
-    from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException, Request
+    from fastapi import BackgroundTasks, Depends, HTTPException, Request
     from fastapi.responses import JSONResponse, Response
     from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+    from fastapi_offline import FastAPIOffline
 
     from workbench.devices import limit_cpu_threads
 
@@ -172,9 +174,10 @@ def create_app(store, run_id: str, token: str | None, on_batch: OnBatch | None =
               "classes": model.classes, "columns": input_schema(model), "max_request_bytes": limit}
     one_at_a_time = anyio.CapacityLimiter(1)  # predictions share the CPU threads; /health answers meanwhile
 
-    app = FastAPI(title=f"Workbench run {run.id}",
-                  description=f"{run.model} predicting `{run.target}` ({model.task}). POST rows to /predict as JSON "
-                              "records or as a CSV file; GET /schema lists the columns it needs.")
+    app = FastAPIOffline(  # FastAPI whose docs load their scripts from the app itself, not from a CDN
+        title=f"Workbench run {run.id}",
+        description=f"{run.model} predicting `{run.target}` ({model.task}). POST rows to /predict as JSON records or "
+                    "as a CSV file; GET /schema lists the columns it needs.")
     bearer = HTTPBearer(auto_error=False, description=f"The value of {TOKEN_VARIABLE} where the server runs.")
 
     def authorized(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
