@@ -299,3 +299,18 @@ def test_a_small_batch_is_transformed_in_numpy_to_the_bit(fitted_preprocessors, 
     np.testing.assert_array_equal(x_num, expected[:, :n_numeric].astype("float32"))
     np.testing.assert_array_equal(x_cat, (expected[:, n_numeric:] + 1).astype("int64"))
     assert x_num.dtype == np.float32 and x_cat.dtype == np.int64
+
+
+@pytest.mark.parametrize("categorical", ["embedding", "onehot"])
+def test_a_small_batch_at_the_quantile_edges_is_transformed_to_the_bit(fitted_preprocessors, categorical):
+    """Numbers within the quantile transformer's margin of its lowest and highest quantile, and on a quantile."""
+    from workbench.prepare import model_frame
+
+    preprocessor = fitted_preprocessors["quantile", categorical]
+    quantiles = preprocessor.transformer_.named_transformers_["numeric"].named_steps["scale"].quantiles_[:, 0]
+    frame = messy_frame(6, seed=1).drop(columns=["label"])
+    frame["x"] = [quantiles[0] + 5e-8, quantiles[-1] - 5e-8, quantiles[0] - 5e-8, quantiles[-1] + 5e-8,
+                  quantiles[len(quantiles) // 2], np.nan]
+    x_num, _ = preprocessor.transform(frame)
+    expected = np.asarray(preprocessor.transformer_.transform(model_frame(frame, preprocessor.features)))
+    np.testing.assert_array_equal(x_num, expected[:, :preprocessor.n_numeric_out_].astype("float32"))

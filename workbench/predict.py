@@ -92,16 +92,18 @@ class TrainedModel:
     def _checked_numbers(self, check: SchemaCheck, name: str, unread: pd.Series | None, boolean: bool) -> pd.Series:
         values = check.frame[name]
         if ptypes.is_datetime64_any_dtype(values):
-            numbers = pd.Series(np.nan, index=values.index)
+            numbers = np.full(len(values), np.nan)
         elif ptypes.is_bool_dtype(values) or ptypes.is_numeric_dtype(values):
-            numbers = values.astype("float64")
+            numbers = values.to_numpy(dtype="float64", na_value=np.nan)
         else:
             text = values.astype("string").str.strip().str.lower()
             numbers = pd.to_numeric(text.replace({"true": "1", "false": "0"}), errors="coerce").astype("float64")
-        usable = numbers.notna() & np.isfinite(numbers.fillna(0)) & (numbers.isin([0, 1]) if boolean else True)
-        self._flag(check, name, values.notna() & ~usable, unread, int(usable.sum()),
+            numbers = numbers.to_numpy()
+        # numpy, not pandas, from here: per column this is most of a served one-row request's schema check
+        usable = np.isfinite(numbers) & (np.isin(numbers, [0, 1]) if boolean else True)
+        self._flag(check, name, values.notna().to_numpy() & ~usable, unread, int(usable.sum()),
                    "true or false" if boolean else "a number")
-        return numbers.where(usable)
+        return pd.Series(np.where(usable, numbers, np.nan), index=values.index)
 
     def _checked_dates(self, check: SchemaCheck, name: str, unread: pd.Series | None) -> pd.Series:
         values = check.frame[name]
@@ -118,12 +120,12 @@ class TrainedModel:
         return dates
 
     @staticmethod
-    def _flag(check: SchemaCheck, name: str, bad: pd.Series, unread: pd.Series | None, usable: int,
+    def _flag(check: SchemaCheck, name: str, bad: pd.Series | np.ndarray, unread: pd.Series | None, usable: int,
               expected: str) -> None:
         """Flag the rows whose value did not fit (bad) or that the CSV reader could not read (unread); refuse a
         column with no usable value at all."""
         values = check.frame[name]
-        wrong = {int(row): str(values.iloc[row]) for row in np.flatnonzero(bad.to_numpy())}
+        wrong = {int(row): str(values.iloc[row]) for row in np.flatnonzero(np.asarray(bad))}
         if unread is not None:
             wrong.update({int(row): str(v) for row, v in unread.items()})
         if not wrong:
