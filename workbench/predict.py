@@ -74,7 +74,7 @@ class TrainedModel:
         for name, known in zip(features.categorical, self.known_categories(), strict=True):
             self._flag_unseen(check, name, known)
         for name in self.input_columns:
-            if len(frame) and frame[name].isna().all():
+            if len(frame) and pd.isna(frame[name].to_numpy()).all():
                 check.notes.append(f"Column '{name}' is empty in this file; it is treated as missing on every row.")
         empty_rows = np.flatnonzero(check.frame.isna().all(axis=1).to_numpy()) if self.input_columns else []
         for row in empty_rows:
@@ -101,7 +101,7 @@ class TrainedModel:
             numbers = numbers.to_numpy()
         # numpy, not pandas, from here: per column this is most of a served one-row request's schema check
         usable = np.isfinite(numbers) & (np.isin(numbers, [0, 1]) if boolean else True)
-        self._flag(check, name, values.notna().to_numpy() & ~usable, unread, int(usable.sum()),
+        self._flag(check, name, pd.notna(values.to_numpy()) & ~usable, unread, int(usable.sum()),
                    "true or false" if boolean else "a number")
         return pd.Series(np.where(usable, numbers, np.nan), index=values.index)
 
@@ -150,14 +150,15 @@ class TrainedModel:
 
     @staticmethod
     def _flag_unseen(check: SchemaCheck, name: str, known: set[str]) -> None:
-        values = check.frame[name]
-        text = values.astype(object).where(values.notna(), None).map(lambda v: v if v is None else str(v))
-        unseen = (text.notna() & ~text.isin(known)).to_numpy()
+        values = check.frame[name]  # a category is its text (as the encoder reads it), None when missing
+        text = [str(v) if present else None for v, present in zip(values.astype(object), pd.notna(values.to_numpy()),
+                                                                  strict=True)]
+        unseen = np.array([t is not None and t not in known for t in text], dtype=bool)
         if not unseen.any():
             return
         for row in np.flatnonzero(unseen):
-            check.flag(row, f"'{name}': '{text.iloc[row]}' was never seen in training")
-        names = [f"'{n}'" for n in dict.fromkeys(text[unseen])]
+            check.flag(row, f"'{name}': '{text[row]}' was never seen in training")
+        names = [f"'{n}'" for n in dict.fromkeys(t for t, new in zip(text, unseen, strict=True) if new)]
         more = f" and {len(names) - 5} more" if len(names) > 5 else ""
         check.notes.append(f"Column '{name}' has {_count(len(names), 'category', 'categories')} the model never "
                            f"saw in training ({', '.join(names[:5])}{more}) on "
