@@ -348,7 +348,10 @@ class BatchRecorder:
                 self._changed.wait_for(lambda: self._closed or self._rows >= self.flush_rows, self.flush_seconds)
                 if self._closed:
                     return  # close() writes the rest
-            self._write(self._take())
+            try:
+                self._write(self._take())
+            except Exception:  # the thread must outlive any batch, or later ones would wait for ever
+                log.exception("logging the waiting prediction batches of run %s failed", self.run_id)
 
     def _write(self, pending: list[tuple[pd.DataFrame, pd.DataFrame, str]]) -> None:
         """One batch per source (record_batch never raises; batches that cannot be put together go one by one)."""
