@@ -94,7 +94,8 @@ def _measure_model(env: dict, run_id: str, one_row: list[bytes], batch_json: byt
         server.wait(30)
     ms = np.asarray(latencies) * 1e3
     return {"p50_ms": round(float(np.percentile(ms, 50)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2),
-            "batch_json_rows_per_s": round(rows / json_s), "batch_csv_rows_per_s": round(rows / csv_s)}
+            "batch_json_rows_per_s": round(rows / json_s), "batch_csv_rows_per_s": round(rows / csv_s),
+            "load_avg_1m": round(os.getloadavg()[0], 2)}  # latency is only comparable on a similarly busy machine
 
 
 def _connect(port: int, server: subprocess.Popen, timeout_s: float = 180) -> http.client.HTTPConnection:

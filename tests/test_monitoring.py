@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 
 import numpy as np
 import pandas as pd
@@ -200,6 +201,47 @@ def test_an_all_missing_column_and_unseen_categories_raise_their_alarms(store, m
     assert {c.column for c in report.columns if c.drifted} == {"日付", "a b"}
     assert any("'日付'" in a and "missing" in a for a in report.alarms)
     assert any("'a b'" in a and "rare or never seen in training" in a for a in report.alarms)
+
+
+def test_a_recorder_logs_many_small_batches_as_one_and_loses_none_on_close(store, churn_run):
+    """The served API's requests wait together and are logged as one batch: every row counted, the counts on every
+    bin those of the requests added up; whatever waits at close is logged, and a call after close at once."""
+    model = load_model_for_run(store, churn_run)
+    rows = features(make_classification_frame(n=40, seed=5), "label")
+    rows["x1"] = rows["x1"].astype(object)
+    rows.loc[3, "x1"] = "a word"  # a request whose number column holds text: the pooled column is mixed
+    parts = [rows.iloc[start:start + size] for start, size in zip(range(0, 40, 4), [1, 2, 3, 4] * 3, strict=False)]
+    recorder = monitoring.BatchRecorder(store, churn_run, flush_seconds=60)
+    for part in parts:
+        recorder(part.reset_index(drop=True), model.predict(part).reset_index(drop=True), "api")
+    assert store.list_prediction_batches(churn_run) == []  # waiting: nothing written per request
+    recorder.close()
+    (batch,) = store.list_prediction_batches(churn_run)
+    assert batch.source == "api" and batch.n_rows == sum(len(p) for p in parts)
+    reference = monitoring.load_reference(store, churn_run)
+    separate = [monitoring.summarise(reference, p, model.predict(p)) for p in parts]
+    for name, column in batch.summary["columns"].items():
+        assert column["counts"] == np.sum([s["columns"][name]["counts"] for s in separate], axis=0).tolist(), name
+    recorder(rows.head(2), model.predict(rows.head(2)), "api")
+    assert [b.n_rows for b in store.list_prediction_batches(churn_run)] == [2, batch.n_rows]
+
+
+def test_a_recorder_writes_on_its_own_after_its_wait_or_at_its_row_limit(store, churn_run):
+    model = load_model_for_run(store, churn_run)
+    rows = features(make_classification_frame(n=10, seed=6), "label")
+    by_time = monitoring.BatchRecorder(store, churn_run, flush_seconds=0.1)
+    by_rows = monitoring.BatchRecorder(store, churn_run, flush_seconds=60, flush_rows=10)
+    try:
+        by_time(rows.head(3), model.predict(rows.head(3)), "api")
+        by_rows(rows, model.predict(rows), "api")
+        deadline = time.monotonic() + 20
+        while len(store.list_prediction_batches(churn_run)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sorted(b.n_rows for b in store.list_prediction_batches(churn_run)) == [3, 10]
+    finally:
+        by_time.close()
+        by_rows.close()
+    assert len(store.list_prediction_batches(churn_run)) == 2  # nothing left over, nothing twice
 
 
 def test_logging_never_fails_a_prediction(store, churn_run, caplog):

@@ -253,3 +253,64 @@ def test_a_random_split_keeps_its_fingerprint_and_old_configs_load():
     config = RunConfig.from_dict(old)
     assert config.split.order_by is None and config.split.seed == 3
     assert RunConfig.from_dict(config.to_dict()) == config
+
+
+SMALL_BATCH_SETTINGS = [(scaling, categorical) for scaling in ("standard", "minmax", "quantile")
+                        for categorical in ("embedding", "onehot")]
+
+
+@pytest.fixture(scope="module")
+def fitted_preprocessors():
+    """A preprocessor per scaling and categorical encoding, fitted on messy rows (rare, missing and '=1+1'
+    categories, booleans, dates)."""
+    return {(scaling, categorical): run_prepare(messy_frame(), prep=PrepConfig(scaling=scaling),
+                                                family="neural" if categorical == "embedding" else "classical",
+                                                categorical=categorical).preprocessor
+            for scaling, categorical in SMALL_BATCH_SETTINGS}
+
+
+MESSY_ROW = hst.fixed_dictionaries({
+    "x": hst.one_of(hst.none(), hst.floats(allow_nan=True, allow_infinity=True), hst.integers(-10**12, 10**12),
+                    hst.sampled_from([1e200, -1e300, 0.0, -0.0])),
+    "colour": hst.one_of(hst.none(), hst.sampled_from(["ä", "b", "c 'd'", "=1+1", "rare-3", "(missing)"]),
+                         hst.text(max_size=4), hst.integers(-3, 3)),
+    "size": hst.one_of(hst.none(), hst.sampled_from(["S", "M", "L", "XL", "XXL", "xs"])),
+    "flag": hst.one_of(hst.none(), hst.booleans(), hst.sampled_from([0.0, 1.0])),
+    "when": hst.one_of(hst.none(), hst.sampled_from(["2020-03-01", "2021-12-31 23:59:00", "2022-02-30", "soon"])),
+})
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")  # 1e200 in float32
+@pytest.mark.parametrize("settings_key", SMALL_BATCH_SETTINGS, ids=lambda key: "-".join(key))
+@given(rows=hst.lists(MESSY_ROW, min_size=1, max_size=5))
+@settings(max_examples=40, deadline=None)
+def test_a_small_batch_is_transformed_in_numpy_to_the_bit(fitted_preprocessors, settings_key, rows):
+    """A few rows (a served request) skip the column transformer; what they get is exactly its output: missing,
+    huge and infinite numbers, unseen, rare and missing categories, numbers as categories, impossible dates."""
+    from workbench.prepare import SMALL_BATCH_ROWS, model_frame
+
+    preprocessor = fitted_preprocessors[settings_key]
+    assert preprocessor._small_batch() is not None  # the numpy form is used for this transformer
+    frame = pd.DataFrame(rows)
+    assert len(frame) <= SMALL_BATCH_ROWS
+    x_num, x_cat = preprocessor.transform(frame)
+    expected = np.asarray(preprocessor.transformer_.transform(model_frame(frame, preprocessor.features)))
+    n_numeric = preprocessor.n_numeric_out_
+    np.testing.assert_array_equal(x_num, expected[:, :n_numeric].astype("float32"))
+    np.testing.assert_array_equal(x_cat, (expected[:, n_numeric:] + 1).astype("int64"))
+    assert x_num.dtype == np.float32 and x_cat.dtype == np.int64
+
+
+@pytest.mark.parametrize("categorical", ["embedding", "onehot"])
+def test_a_small_batch_at_the_quantile_edges_is_transformed_to_the_bit(fitted_preprocessors, categorical):
+    """Numbers within the quantile transformer's margin of its lowest and highest quantile, and on a quantile."""
+    from workbench.prepare import model_frame
+
+    preprocessor = fitted_preprocessors["quantile", categorical]
+    quantiles = preprocessor.transformer_.named_transformers_["numeric"].named_steps["scale"].quantiles_[:, 0]
+    frame = messy_frame(6, seed=1).drop(columns=["label"])
+    frame["x"] = [quantiles[0] + 5e-8, quantiles[-1] - 5e-8, quantiles[0] - 5e-8, quantiles[-1] + 5e-8,
+                  quantiles[len(quantiles) // 2], np.nan]
+    x_num, _ = preprocessor.transform(frame)
+    expected = np.asarray(preprocessor.transformer_.transform(model_frame(frame, preprocessor.features)))
+    np.testing.assert_array_equal(x_num, expected[:, :preprocessor.n_numeric_out_].astype("float32"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -115,24 +116,30 @@ def free_port() -> int:
 # -- a real server ------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def server(served_home):
-    """`python -m workbench serve` on a free loopback port, with a token and a 1 MB request limit."""
+def start_server(served_home, **env_vars) -> tuple[subprocess.Popen, int]:
+    """`python -m workbench serve` of the finished run on a free loopback port, once it answers /health."""
     port = free_port()
-    env = dict(os.environ, WORKBENCH_HOME=str(served_home["home"]), WORKBENCH_MAX_UPLOAD_MB="1")
-    env[serving.TOKEN_VARIABLE] = TOKEN
+    env = dict(os.environ, WORKBENCH_HOME=str(served_home["home"]), **env_vars)
     env.pop("WORKBENCH_DATABASE_URL", None)
     process = subprocess.Popen([sys.executable, "-m", "workbench", "serve", served_home["run_id"], "--port",
                                 str(port)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read().decode()
+        try:
+            if request(port, "GET", "/health")[0] == 200:
+                return process, port
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise AssertionError("the server did not answer within 120 s")
+
+
+@pytest.fixture(scope="module")
+def server(served_home):
+    """A real server with a token and a 1 MB request limit."""
+    process, port = start_server(served_home, WORKBENCH_MAX_UPLOAD_MB="1", **{serving.TOKEN_VARIABLE: TOKEN})
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert process.poll() is None, process.stdout.read().decode()
-            try:
-                if request(port, "GET", "/health")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.2)
         yield port
     finally:
         process.terminate()
@@ -167,22 +174,41 @@ def test_a_real_server_answers_health_schema_and_predictions(server, model, run_
     assert status == 200 and from_csv["predictions"] == answer["predictions"]
 
 
+def logged_api_rows(store, run_id: str, before: set[str]) -> int:
+    batches = [b for b in store.list_prediction_batches(run_id, with_summary=False) if b.id not in before]
+    assert {b.source for b in batches} <= {"api"}
+    return sum(b.n_rows for b in batches)
+
+
 def test_a_real_servers_answered_requests_are_logged_for_monitoring(server, served_home):
-    """`serve` logs each answered request as a prediction batch (source api) after answering it."""
+    """`serve` logs answered requests as prediction batches (source api), gathered for up to a second."""
     store, run_id = served_home["store"], served_home["run_id"]
     before = {b.id for b in store.list_prediction_batches(run_id, with_summary=False)}
     rows = new_rows(4)
     status, _ = request(server, "POST", "/predict", json.dumps({"records": records(rows)}).encode(),
                         {**AUTH, "Content-Type": "application/json"})
     assert status == 200
-    deadline = time.monotonic() + 30  # logged in a background task, after the answer
-    while time.monotonic() < deadline:
-        new = [(b.source, b.n_rows) for b in store.list_prediction_batches(run_id, with_summary=False)
-               if b.id not in before]
-        if ("api", 4) in new:
-            break
+    deadline = time.monotonic() + 30  # logged by the recorder's thread, after the answer
+    while logged_api_rows(store, run_id, before) < 4 and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert ("api", 4) in new and {source for source, _ in new} == {"api"}
+    assert logged_api_rows(store, run_id, before) >= 4  # (with what an earlier test's requests left waiting)
+
+
+def test_a_cleanly_stopped_server_logs_the_requests_still_waiting(served_home):
+    """SIGTERM (how the Deploy page stops a server) right after a request: its batch is in the store."""
+    store, run_id = served_home["store"], served_home["run_id"]
+    process, port = start_server(served_home, **{serving.TOKEN_VARIABLE: ""})
+    try:
+        before = {b.id for b in store.list_prediction_batches(run_id, with_summary=False)}
+        for n in (3, 2):
+            status, _ = request(port, "POST", "/predict", json.dumps(records(new_rows(n))).encode(),
+                                {"Content-Type": "application/json"})
+            assert status == 200
+        assert logged_api_rows(store, run_id, before) == 0  # still waiting for the second to pass
+    finally:
+        process.terminate()
+        process.wait(30)
+    assert logged_api_rows(store, run_id, before) == 5
 
 
 def test_a_real_server_refuses_a_missing_column_no_token_and_an_oversize_body(server):
@@ -265,6 +291,19 @@ def test_without_the_token_only_health_and_docs_answer(client, headers):
     assert client.get("/health", headers=headers).status_code == 200
     assert client.get("/docs", headers=headers).status_code == 200
     assert client.get("/openapi.json", headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_the_docs_load_their_scripts_and_styles_from_the_app_itself(client, page):
+    """Offline, a CDN is out of reach: every script and stylesheet the docs page names is served by the app."""
+    html = client.get(page).text
+    assets = re.findall(r'<script[^>]*src="([^"]+)"', html) + re.findall(r'<link[^>]*href="([^"]+)"', html)
+    assert any(url.endswith(".js") for url in assets)
+    for url in assets:
+        assert url.startswith("/"), f"{page} loads {url} from elsewhere"
+        answer = client.get(url)
+        assert answer.status_code == 200 and len(answer.content) > 1_000, url
+    assert "/openapi.json" in html
 
 
 def test_without_a_token_set_every_endpoint_is_open(store, run_id):

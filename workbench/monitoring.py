@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -51,6 +52,8 @@ ALPHA = 0.01  # the false-alarm rate of a whole report, split over its columns (
 MIN_ROWS = 100  # fewer recent rows: too few to judge drift
 DEFAULT_LAST_BATCHES = 100
 LOG_ROWS_VARIABLE = "WORKBENCH_LOG_ROWS"
+FLUSH_SECONDS = 1.0  # a served run's requests are logged together at most this long after the first of them...
+FLUSH_ROWS = 10_000  # ...or as soon as this many rows wait
 _EPOCH = pd.Timestamp("1970-01-01")
 
 
@@ -296,6 +299,71 @@ def record_batch(store: Store, run_id: str, frame: pd.DataFrame, prediction_tabl
         log.warning("logging a prediction batch of run %s failed (%s); the prediction itself is unaffected", run_id,
                     exc)
         log.debug("why", exc_info=True)
+
+
+class BatchRecorder:
+    """`record_batch` for a stream of small batches (the served API's requests, one call each): the calls wait
+    together and a thread of its own logs them as one batch, FLUSH_SECONDS after the first of them or as soon as
+    FLUSH_ROWS rows wait. A request then pays for an append, not for a summary and a database write (which, while
+    the next request arrives, would hold the interpreter). `close()` logs whatever still waits and must be called on
+    a clean stop; a killed process loses at most the last FLUSH_SECONDS of requests."""
+
+    def __init__(self, store: Store, run_id: str, flush_seconds: float = FLUSH_SECONDS,
+                 flush_rows: int = FLUSH_ROWS):
+        self.store, self.run_id = store, run_id
+        self.flush_seconds, self.flush_rows = flush_seconds, flush_rows
+        self._pending: list[tuple[pd.DataFrame, pd.DataFrame, str]] = []
+        self._rows = 0
+        self._closed = False
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name=f"monitoring-{run_id}", daemon=True)
+        self._thread.start()
+
+    def __call__(self, frame: pd.DataFrame, prediction_table: pd.DataFrame, source: str) -> None:
+        with self._changed:
+            if not self._closed:
+                self._pending.append((frame, prediction_table, source))
+                self._rows += len(prediction_table)
+                self._changed.notify()
+                return
+        record_batch(self.store, self.run_id, frame, prediction_table, source)  # after close: at once
+
+    def close(self) -> None:
+        """Stop the thread, then log what still waits."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify()
+        self._thread.join()
+        self._write(self._take())
+
+    def _take(self) -> list[tuple[pd.DataFrame, pd.DataFrame, str]]:
+        with self._changed:
+            pending, self._pending, self._rows = self._pending, [], 0
+        return pending
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._pending or self._closed)
+                self._changed.wait_for(lambda: self._closed or self._rows >= self.flush_rows, self.flush_seconds)
+                if self._closed:
+                    return  # close() writes the rest
+            try:
+                self._write(self._take())
+            except Exception:  # the thread must outlive any batch, or later ones would wait for ever
+                log.exception("logging the waiting prediction batches of run %s failed", self.run_id)
+
+    def _write(self, pending: list[tuple[pd.DataFrame, pd.DataFrame, str]]) -> None:
+        """One batch per source (record_batch never raises; batches that cannot be put together go one by one)."""
+        for source in dict.fromkeys(source for _, _, source in pending):
+            parts = [(frame, table) for frame, table, s in pending if s == source]
+            try:
+                together = [(pd.concat([frame for frame, _ in parts], ignore_index=True),
+                             pd.concat([table for _, table in parts], ignore_index=True))]
+            except Exception:  # e.g. a CSV with a column name twice
+                together = parts
+            for frame, table in together:
+                record_batch(self.store, self.run_id, frame, table, source)
 
 
 def _write_rows(store: Store, run_id: str, frame: pd.DataFrame, prediction_table: pd.DataFrame) -> str:

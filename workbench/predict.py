@@ -74,7 +74,7 @@ class TrainedModel:
         for name, known in zip(features.categorical, self.known_categories(), strict=True):
             self._flag_unseen(check, name, known)
         for name in self.input_columns:
-            if len(frame) and frame[name].isna().all():
+            if len(frame) and pd.isna(frame[name].to_numpy()).all():
                 check.notes.append(f"Column '{name}' is empty in this file; it is treated as missing on every row.")
         empty_rows = np.flatnonzero(check.frame.isna().all(axis=1).to_numpy()) if self.input_columns else []
         for row in empty_rows:
@@ -92,16 +92,18 @@ class TrainedModel:
     def _checked_numbers(self, check: SchemaCheck, name: str, unread: pd.Series | None, boolean: bool) -> pd.Series:
         values = check.frame[name]
         if ptypes.is_datetime64_any_dtype(values):
-            numbers = pd.Series(np.nan, index=values.index)
+            numbers = np.full(len(values), np.nan)
         elif ptypes.is_bool_dtype(values) or ptypes.is_numeric_dtype(values):
-            numbers = values.astype("float64")
+            numbers = values.to_numpy(dtype="float64", na_value=np.nan)
         else:
             text = values.astype("string").str.strip().str.lower()
             numbers = pd.to_numeric(text.replace({"true": "1", "false": "0"}), errors="coerce").astype("float64")
-        usable = numbers.notna() & np.isfinite(numbers.fillna(0)) & (numbers.isin([0, 1]) if boolean else True)
-        self._flag(check, name, values.notna() & ~usable, unread, int(usable.sum()),
+            numbers = numbers.to_numpy()
+        # numpy, not pandas, from here: per column this is most of a served one-row request's schema check
+        usable = np.isfinite(numbers) & (np.isin(numbers, [0, 1]) if boolean else True)
+        self._flag(check, name, pd.notna(values.to_numpy()) & ~usable, unread, int(usable.sum()),
                    "true or false" if boolean else "a number")
-        return numbers.where(usable)
+        return pd.Series(np.where(usable, numbers, np.nan), index=values.index)
 
     def _checked_dates(self, check: SchemaCheck, name: str, unread: pd.Series | None) -> pd.Series:
         values = check.frame[name]
@@ -118,12 +120,12 @@ class TrainedModel:
         return dates
 
     @staticmethod
-    def _flag(check: SchemaCheck, name: str, bad: pd.Series, unread: pd.Series | None, usable: int,
+    def _flag(check: SchemaCheck, name: str, bad: pd.Series | np.ndarray, unread: pd.Series | None, usable: int,
               expected: str) -> None:
         """Flag the rows whose value did not fit (bad) or that the CSV reader could not read (unread); refuse a
         column with no usable value at all."""
         values = check.frame[name]
-        wrong = {int(row): str(values.iloc[row]) for row in np.flatnonzero(bad.to_numpy())}
+        wrong = {int(row): str(values.iloc[row]) for row in np.flatnonzero(np.asarray(bad))}
         if unread is not None:
             wrong.update({int(row): str(v) for row, v in unread.items()})
         if not wrong:
@@ -148,14 +150,15 @@ class TrainedModel:
 
     @staticmethod
     def _flag_unseen(check: SchemaCheck, name: str, known: set[str]) -> None:
-        values = check.frame[name]
-        text = values.astype(object).where(values.notna(), None).map(lambda v: v if v is None else str(v))
-        unseen = (text.notna() & ~text.isin(known)).to_numpy()
+        values = check.frame[name]  # a category is its text (as the encoder reads it), None when missing
+        text = [str(v) if present else None for v, present in zip(values.astype(object), pd.notna(values.to_numpy()),
+                                                                  strict=True)]
+        unseen = np.array([t is not None and t not in known for t in text], dtype=bool)
         if not unseen.any():
             return
         for row in np.flatnonzero(unseen):
-            check.flag(row, f"'{name}': '{text.iloc[row]}' was never seen in training")
-        names = [f"'{n}'" for n in dict.fromkeys(text[unseen])]
+            check.flag(row, f"'{name}': '{text[row]}' was never seen in training")
+        names = [f"'{n}'" for n in dict.fromkeys(t for t, new in zip(text, unseen, strict=True) if new)]
         more = f" and {len(names) - 5} more" if len(names) > 5 else ""
         check.notes.append(f"Column '{name}' has {_count(len(names), 'category', 'categories')} the model never "
                            f"saw in training ({', '.join(names[:5])}{more}) on "

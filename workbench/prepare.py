@@ -9,18 +9,20 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import asdict, dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
+from scipy import stats
 from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, QuantileTransformer, StandardScaler
+from sklearn.preprocessing._data import BOUNDS_THRESHOLD  # QuantileTransformer's margin inside (0, 1)
 from sklearn.utils.validation import check_is_fitted
 
 from workbench.dates import parse_iso8601
@@ -283,11 +285,21 @@ class Preprocessor(BaseEstimator):
         for start in range(0, len(labels), TRANSFORM_CHUNK_ROWS):
             chunk = frame.iloc[start:start + TRANSFORM_CHUNK_ROWS] if rows is None else \
                 frame.loc[rows[start:start + TRANSFORM_CHUNK_ROWS]]
-            out = np.asarray(self.transformer_.transform(model_frame(chunk, self.features)), dtype="float64")
+            small = self._small_batch() if 0 < len(chunk) <= SMALL_BATCH_ROWS else None
+            out = small.transform(chunk) if small is not None else \
+                np.asarray(self.transformer_.transform(model_frame(chunk, self.features)), dtype="float64")
             x_num[start:start + len(out)] = out[:, : self.n_numeric_out_]
             if n_cat:
                 x_cat[start:start + len(out)] = out[:, self.n_numeric_out_:] + 1  # 0 is kept for unknown and missing
         return x_num, x_cat
+
+    def _small_batch(self) -> SmallBatchTransform | None:
+        """The numpy form of the fitted transformer (built once per fitted transformer); None where it has none."""
+        cached = self.__dict__.get("_small_batch_cache")
+        if cached is None or cached[0] is not self.transformer_:
+            cached = self._small_batch_cache = (self.transformer_,
+                                                SmallBatchTransform.build(self.transformer_, self.features))
+        return cached[1]
 
     def to_config(self) -> dict[str, Any]:
         """The settings and the fitted shapes as JSON-able values (the fitted transformer is saved apart)."""
@@ -315,6 +327,124 @@ def model_frame(frame: pd.DataFrame, features: Features) -> pd.DataFrame:
     categorical = frame[features.categorical].astype(object).where(frame[features.categorical].notna(), None)
     categorical = categorical.map(lambda v: v if v is None else str(v))
     return pd.concat([numeric, datetime_parts(frame, features), categorical], axis=1)
+
+
+SMALL_BATCH_ROWS = 100  # up to this many rows (a served API's request) go through SmallBatchTransform
+_UNSEEN = "\x00unseen category\x00"  # stands for every category not seen in training (no cell holds it)
+
+
+class SmallBatchTransform:
+    """The fitted column transformer's `transform` of a few rows, in numpy and to the bit: the imputers' fill values
+    are theirs, the scaler's own `transform` runs on the numeric matrix, and each category's output row is the
+    encoder's, read off once by transforming every training category (and an unseen one, and a missing one). The
+    column transformer with `model_frame` costs ~5 ms a call on pandas and input checks whatever the rows: all a
+    served one-row request may take. `build` gives None for a transformer made otherwise (the column transformer then
+    runs); tests/test_prepare.py checks the two agree on messy rows."""
+
+    def __init__(self, features: Features, numeric_fill: np.ndarray | None, scale_steps: list, boolean_fill:
+                 np.ndarray | None, categories: list[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]]):
+        self.features = features
+        self.numeric_fill, self.scale_steps, self.boolean_fill = numeric_fill, scale_steps, boolean_fill
+        self.categories = categories  # per column: output row per category, for an unseen one, for a missing one
+
+    @classmethod
+    def build(cls, transformer: ColumnTransformer, features: Features) -> SmallBatchTransform | None:
+        fitted = transformer.named_transformers_
+        used = {name for name, columns in (("numeric", features.numeric + datetime_part_names(features)),
+                                            ("boolean", features.boolean), ("categorical", features.categorical))
+                if columns}
+        kinds = {name: type(step) for name, step, _ in transformer.transformers_ if name in used}
+        if set(kinds) != used or kinds.get("numeric", Pipeline) is not Pipeline \
+                or kinds.get("boolean", SimpleImputer) is not SimpleImputer:
+            return None
+        numeric_fill, scale_steps, boolean_fill = None, [], None
+        if "numeric" in used:
+            (_, impute), *scale_steps = fitted["numeric"].steps
+            scale_steps = [step for _, step in scale_steps]
+            # steps fitted on a table check its column names; those after the imputer were fitted on its array
+            if not cls._plain_imputer(impute) or any(hasattr(step, "feature_names_in_") for step in scale_steps):
+                return None
+            numeric_fill = np.asarray(impute.statistics_, dtype="float64")
+            scale_steps = [partial(_quantile_normal, step) if isinstance(step, QuantileTransformer)
+                           and step.output_distribution == "normal" else step.transform for step in scale_steps]
+        if "boolean" in used:
+            if not cls._plain_imputer(fitted["boolean"]):
+                return None
+            boolean_fill = np.asarray(fitted["boolean"].statistics_, dtype="float64")
+        categories = cls._category_rows(fitted["categorical"], features.categorical) if "categorical" in used else []
+        return cls(features, numeric_fill, scale_steps, boolean_fill, categories)
+
+    @staticmethod
+    def _plain_imputer(step) -> bool:
+        return isinstance(step, SimpleImputer) and not step.add_indicator and step.keep_empty_features \
+            and isinstance(step.missing_values, float) and math.isnan(step.missing_values)
+
+    @staticmethod
+    def _category_rows(pipeline: Pipeline, names: list[str]) -> list[tuple[dict[str, np.ndarray], np.ndarray,
+                                                                            np.ndarray]]:
+        encoder = pipeline.steps[-1][1]
+        placeholders = [f"\x00{j}\x00" for j in range(len(names))]  # output names start with their input's name
+        outputs = [str(name) for name in encoder.get_feature_names_out(placeholders)]
+        widths = [sum(out == p or out.startswith(p + "_") for out in outputs) for p in placeholders]
+        offsets = np.cumsum([0, *widths])
+        rows = []
+        for j, name in enumerate(names):
+            known = [c for c in encoder.categories_[j] if isinstance(c, str)]
+            values = [*known, _UNSEEN, None]
+            probe = pd.DataFrame({other: [encoder.categories_[k][0]] * len(values) for k, other in enumerate(names)},
+                                 columns=names, dtype=object)
+            probe[name] = pd.Series(values, dtype=object)
+            out = np.asarray(pipeline.transform(probe), dtype="float64")[:, offsets[j]:offsets[j + 1]]
+            rows.append((dict(zip(known, out[:-2], strict=True)), out[-2], out[-1]))
+        return rows
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """What `transformer.transform(model_frame(frame, features))` gives, as float64."""
+        features, blocks = self.features, []
+        if self.numeric_fill is not None:
+            parts = [datetime_parts(frame, features).to_numpy(dtype="float64")] if features.datetime else []
+            matrix = np.column_stack([self._numbers(frame[name]) for name in features.numeric] + parts)
+            matrix = np.where(np.isnan(matrix), self.numeric_fill, matrix)
+            for scale in self.scale_steps:
+                matrix = scale(matrix)
+            blocks.append(matrix)
+        if self.boolean_fill is not None:
+            matrix = np.column_stack([self._numbers(frame[name]) for name in features.boolean])
+            blocks.append(np.where(np.isnan(matrix), self.boolean_fill, matrix))
+        for name, (rows, unseen, missing) in zip(features.categorical, self.categories, strict=True):
+            values = frame[name].astype(object)  # as model_frame reads a category: its text, None when missing
+            blocks.append(np.vstack([rows.get(str(value), unseen) if present else missing
+                                     for value, present in zip(values, values.notna(), strict=True)]))
+        return np.hstack(blocks).astype("float64", copy=False)
+
+    @staticmethod
+    def _numbers(values: pd.Series) -> np.ndarray:
+        numbers = values.to_numpy() if values.dtype == "float64" else values.astype("float64").to_numpy()
+        return np.clip(numbers, -MAX_MAGNITUDE, MAX_MAGNITUDE)
+
+
+def _quantile_normal(scaler: QuantileTransformer, matrix: np.ndarray) -> np.ndarray:
+    """`scaler.transform(matrix)` of a dense matrix, to the bit: scikit-learn's forward `_transform_col`, column by
+    column, but with the normal quantile function applied once to the whole matrix instead of once per column (three
+    scipy calls per column were most of a one-row transform)."""
+    out = np.array(matrix, dtype="float64")
+    references = scaler.references_
+    low = np.zeros(out.shape, dtype=bool)
+    high = np.zeros(out.shape, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        for j in range(out.shape[1]):
+            column, quantiles = out[:, j], scaler.quantiles_[:, j]
+            low[:, j] = column - BOUNDS_THRESHOLD < quantiles[0]
+            high[:, j] = column + BOUNDS_THRESHOLD > quantiles[-1]
+            finite = ~np.isnan(column)
+            # both directions, averaged: repeated quantiles map to the middle of their run
+            column[finite] = 0.5 * (np.interp(column[finite], quantiles, references)
+                                    - np.interp(-column[finite], -quantiles[::-1], -references[::-1]))
+        out[high] = 1
+        out[low] = 0
+        out = stats.norm.ppf(out)
+    return np.clip(out, stats.norm.ppf(BOUNDS_THRESHOLD - np.spacing(1)),
+                   stats.norm.ppf(1 - (BOUNDS_THRESHOLD - np.spacing(1))))
 
 
 def build_transformer(features: Features, impute_numeric: str, categorical_mode: str, scaling: str,

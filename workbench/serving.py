@@ -2,13 +2,14 @@
 
 `create_app` wraps one run's model, loaded once, in a FastAPI app: `POST /predict` (JSON records or a CSV body,
 checked against the training schema exactly as Predict checks a file), `GET /schema`, `GET /health`, and the
-OpenAPI docs at `/docs`. `serve` runs it under uvicorn in the foreground (`python -m workbench serve`).
+OpenAPI docs at `/docs` (their scripts and styles served by the app itself, so the docs work offline). `serve` runs
+it under uvicorn in the foreground (`python -m workbench serve`).
 `start_served_run`, `stop_served_run` and `served_runs` manage such servers as background processes, each recorded
 in `WORKBENCH_HOME/serving/<run id>.json` (a record whose process is gone means the run is not served).
 """
 
+import contextlib
 import fcntl
-import functools
 import hmac
 import ipaddress
 import json
@@ -152,14 +153,16 @@ def _warm_up(model: TrainedModel) -> None:
 
 
 def create_app(store, run_id: str, token: str | None, on_batch: OnBatch | None = None,
-               max_request_bytes: int | None = None):
+               max_request_bytes: int | None = None, on_stop: Callable[[], None] | None = None):
     """A FastAPI app serving run `run_id` (a finished run; refused in one sentence otherwise). With `token`, every
     endpoint but /health and the docs needs `Authorization: Bearer <token>`. Bodies over `max_request_bytes`
-    (default: the upload limit, WORKBENCH_MAX_UPLOAD_MB) are refused with 413."""
+    (default: the upload limit, WORKBENCH_MAX_UPLOAD_MB) are refused with 413. `on_stop` runs when the server
+    shuts down cleanly (uvicorn on SIGTERM or Ctrl+C, before it lets the signal end the process)."""
     import anyio
-    from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException, Request
+    from fastapi import BackgroundTasks, Depends, HTTPException, Request
     from fastapi.responses import JSONResponse, Response
     from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+    from fastapi_offline import FastAPIOffline
 
     from workbench.devices import limit_cpu_threads
 
@@ -172,9 +175,17 @@ def create_app(store, run_id: str, token: str | None, on_batch: OnBatch | None =
               "classes": model.classes, "columns": input_schema(model), "max_request_bytes": limit}
     one_at_a_time = anyio.CapacityLimiter(1)  # predictions share the CPU threads; /health answers meanwhile
 
-    app = FastAPI(title=f"Workbench run {run.id}",
-                  description=f"{run.model} predicting `{run.target}` ({model.task}). POST rows to /predict as JSON "
-                              "records or as a CSV file; GET /schema lists the columns it needs.")
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        yield
+        if on_stop is not None:
+            on_stop()
+
+    app = FastAPIOffline(  # FastAPI whose docs load their scripts from the app itself, not from a CDN
+        lifespan=lifespan,
+        title=f"Workbench run {run.id}",
+        description=f"{run.model} predicting `{run.target}` ({model.task}). POST rows to /predict as JSON records or "
+                    "as a CSV file; GET /schema lists the columns it needs.")
     bearer = HTTPBearer(auto_error=False, description=f"The value of {TOKEN_VARIABLE} where the server runs.")
 
     def authorized(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
@@ -256,14 +267,19 @@ def serve(store, run_id: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
     if not 1 <= port <= 65535:
         raise UserError(f"The port must be between 1 and 65535, not {port}.")
     _check_port_free(host, port)
-    if on_batch is None:  # every answered request is a prediction batch on the run's Monitor page
-        from workbench.monitoring import record_batch
+    recorder = None
+    if on_batch is None:  # answered requests are prediction batches on the run's Monitor page, logged a second apart
+        from workbench.monitoring import BatchRecorder
 
-        on_batch = functools.partial(record_batch, store, run_id)
-    app = create_app(store, run_id, token, on_batch)
-    print(f"serving run {run_id} at {base_url(host, port)} (docs at /docs)"
-          + ("; requests need the token" if token else "") + "; Ctrl+C stops", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)  # a log line per request is slow
+        on_batch = recorder = BatchRecorder(store, run_id)
+    try:
+        app = create_app(store, run_id, token, on_batch, on_stop=recorder.close if recorder else None)
+        print(f"serving run {run_id} at {base_url(host, port)} (docs at /docs)"
+              + ("; requests need the token" if token else "") + "; Ctrl+C stops", flush=True)
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)  # a log line per request is slow
+    finally:  # (on SIGTERM and Ctrl+C the app's shutdown has closed it already: uvicorn then re-raises the signal)
+        if recorder is not None:
+            recorder.close()  # the requests still waiting are logged
 
 
 def base_url(host: str, port: int) -> str:
