@@ -109,7 +109,7 @@ MUTATIONS = [
   '        out["warnings"] = warnings\n        return Prediction(out, [])',
   ["tests/test_predict.py::test_a_typo_in_a_number_is_flagged_not_silently_imputed", "tests/test_cli.py::test_predict_notes_go_to_stderr_and_the_csv_to_stdout"]),
  ("a date in a number column becomes nanoseconds", "workbench/predict.py",
-  "            numbers = pd.Series(np.nan, index=values.index)\n", '            numbers = values.astype("int64").astype("float64")\n',
+  "            numbers = np.full(len(values), np.nan)\n", '            numbers = values.astype("int64").to_numpy(dtype="float64")\n',
   ["tests/test_predict.py::test_a_number_column_that_holds_only_dates_is_refused"]),
  ("ingest forgets the number cells it read as missing", "workbench/ingest.py", "        _keep_unread(name, text, numbers, unread)\n", "",
   ["tests/test_predict.py::test_a_typo_in_a_number_is_flagged_not_silently_imputed", "tests/test_cli.py::test_predict_notes_go_to_stderr_and_the_csv_to_stdout"]),
@@ -264,6 +264,15 @@ MUTATIONS = [
   "    if not with_offset.any() or with_offset[text.notna()].all():", "    if True:",
   ["tests/test_dates.py::test_a_naive_time_after_one_with_an_offset_keeps_its_own_clock",
    "tests/test_dates.py::test_a_csv_mixing_offsets_and_naive_times_ingests_each_time_as_written"]),
+ ("waiting monitoring batches lost on a clean stop", "workbench/serving.py",
+  "            on_stop()\n", "            pass\n",
+  ["tests/test_serving.py::test_a_cleanly_stopped_server_logs_the_requests_still_waiting"]),
+ ("BatchRecorder.close drops what still waits", "workbench/monitoring.py",
+  "        self._thread.join()\n        self._write(self._take())", "        self._thread.join()",
+  ["tests/test_monitoring.py::test_a_recorder_logs_many_small_batches_as_one_and_loses_none_on_close"]),
+ ("API docs load their scripts from a CDN", "workbench/serving.py",
+  "    app = FastAPIOffline(", "    app = __import__('fastapi').FastAPI(",
+  ["tests/test_serving.py::test_the_docs_load_their_scripts_and_styles_from_the_app_itself"]),
 ]
 
 

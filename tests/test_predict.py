@@ -238,7 +238,7 @@ def test_the_exported_predict_script_says_what_is_wrong_in_one_line(exported, tm
     done = subprocess.run([sys.executable, str(folder / "predict.py"), "in.csv", "out.csv"], cwd=tmp_path,
                           env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
-    assert done.stderr.startswith("error: The file is missing the columns 'x2'") and done.stderr.count("\n") == 1
+    assert done.stderr.startswith("error: The data to predict is missing the columns 'x2'") and done.stderr.count("\n") == 1
     assert not (tmp_path / "out.csv").exists()
 
 

@@ -438,12 +438,13 @@ def test_starting_refuses_an_unfinished_run_and_a_taken_port(store, run_id, serv
 
 def test_the_curl_example_quotes_hostile_names_for_the_shell():
     record = {"it's $(touch /tmp/pwned-by-serve)": "`id`", "x": np.float64(1.5), "when": pd.Timestamp("2024-01-02"),
-              "gone": float("nan"), "n": np.int64(3)}
+              "gone": float("nan"), "n": np.int64(3), "région": "Île-de-France"}
     command = serving.curl_example("http://127.0.0.1:8000", record, token_required=True)
     assert 'Authorization: Bearer $WORKBENCH_API_TOKEN' in command
     done = subprocess.run(["bash", "-c", command.replace("curl ", "printf '%s\\n' ", 1)], capture_output=True,
                           text=True)
     body = json.loads(done.stdout.splitlines()[-1])
     assert body == {"records": [{"it's $(touch /tmp/pwned-by-serve)": "`id`", "x": 1.5, "when": "2024-01-02T00:00:00",
-                                 "gone": None, "n": 3}]}
+                                 "gone": None, "n": 3, "région": "Île-de-France"}]}
     assert not Path("/tmp/pwned-by-serve").exists()
+    assert '"région": "Île-de-France"' in command  # readable as the user wrote it, not \u escapes

@@ -62,7 +62,7 @@ class TrainedModel:
         missing = [c for c in self.input_columns if c not in frame.columns]
         if missing:
             names = ", ".join(f"'{c}'" for c in missing[:5])
-            raise UserError(f"The file is missing the column{'s' if len(missing) > 1 else ''} {names} "
+            raise UserError(f"The data to predict is missing the column{'s' if len(missing) > 1 else ''} {names} "
                             "that the model was trained on.")
         check = SchemaCheck(frame[self.input_columns].copy(), [], {})
         unread = unread or {}
@@ -75,7 +75,7 @@ class TrainedModel:
             self._flag_unseen(check, name, known)
         for name in self.input_columns:
             if len(frame) and pd.isna(frame[name].to_numpy()).all():
-                check.notes.append(f"Column '{name}' is empty in this file; it is treated as missing on every row.")
+                check.notes.append(f"Column '{name}' is empty on every row; it is treated as missing.")
         empty_rows = np.flatnonzero(check.frame.isna().all(axis=1).to_numpy()) if self.input_columns else []
         for row in empty_rows:
             check.flag(row, "every feature is missing")

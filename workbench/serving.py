@@ -300,7 +300,7 @@ def _check_port_free(host: str, port: int) -> None:
 
 def curl_example(url: str, record: Mapping[str, Any], token_required: bool) -> str:
     """A shell command that predicts one row, safe to paste whatever the column names hold."""
-    body = json.dumps({"records": [{name: _json_value(value) for name, value in record.items()}]})
+    body = json.dumps({"records": [{name: _json_value(value) for name, value in record.items()}]}, ensure_ascii=False)
     lines = [f"curl -X POST {shlex.quote(url.rstrip('/') + '/predict')}", "-H 'Content-Type: application/json'"]
     if token_required:
         lines.append(f'-H "Authorization: Bearer ${TOKEN_VARIABLE}"')
