@@ -1,6 +1,7 @@
 """Deploy: serve a trained run as an HTTP prediction API on this machine (start and stop a managed server process),
 with its address, a copyable curl example for one row and what to do about the token."""
 
+import pandas as pd
 import streamlit as st
 
 from ui.auth import require_access
@@ -35,7 +36,7 @@ if served:
         left, right = st.columns([5, 1])
         run = by_id.get(item.run_id)
         left.text(f"Run {item.run_id}" + (f" ({run.model} predicting {run.target})" if run else "")
-                  + f" at {item.url}, since {item.started}")  # plain text: the address stays copyable
+                  + f" at {item.url}, since {pd.Timestamp(item.started):%b %d, %H:%M} UTC")  # plain: copyable
         if right.button("Stop", key=f"stop.{item.run_id}"):
             try:
                 serving.stop_served_run(store, item.run_id)
