@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.model_selection import train_test_split
@@ -236,7 +236,7 @@ class Preprocessor(BaseEstimator):
                  impute_numeric: str = "median", seed: int = 0):
         self.features = features
         self.categorical_mode = categorical_mode  # "onehot" (into the numeric matrix) or "embedding" (integer codes)
-        self.scaling = scaling  # "quantile", "standard" or "minmax"
+        self.scaling = scaling  # "quantile", "standard", "minmax" or "robust"
         self.impute_numeric = impute_numeric
         self.seed = seed  # of the tiny noise that breaks ties before a quantile transform
 
@@ -324,6 +324,8 @@ def build_transformer(features: Features, impute_numeric: str, categorical_mode:
                                      subsample=1_000_000, random_state=0)
     elif scaling == "minmax":
         scaler = MinMaxScaler()
+    elif scaling == "robust":
+        scaler = RobustSmoothClip()
     else:
         scaler = StandardScaler()
     numeric = Pipeline([("impute", SimpleImputer(strategy=impute_numeric, keep_empty_features=True)),
@@ -342,6 +344,26 @@ def build_transformer(features: Features, impute_numeric: str, categorical_mode:
          ("categorical", Pipeline([("fill", fill), ("encode", encoder)]), features.categorical)],
         remainder="drop", verbose_feature_names_out=False,
     )
+
+
+class RobustSmoothClip(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+    """RealMLP's scaling of numbers (Holzmueller et al. 2024; pytabkit): centre on the median, divide by the spread
+    between the 25% and 75% quantiles (or, where those are equal, half the spread between the smallest and largest
+    value; a constant column is only centred), then clip smoothly: x / sqrt(1 + (x / 3)^2), so outliers end near
+    +-3 and keep their order instead of stretching the scale for every other row."""
+
+    def fit(self, x: Any, y: Any = None) -> RobustSmoothClip:
+        values = np.asarray(x, dtype="float64")  # imputed before: no missing values
+        self.n_features_in_ = values.shape[1]
+        low, self.center_, high = np.quantile(values, [0.25, 0.5, 0.75], axis=0)
+        spread = np.where(high > low, high - low, 0.5 * (values.max(axis=0) - values.min(axis=0)))
+        self.scale_ = np.where(spread > 0, spread, 1.0)
+        return self
+
+    def transform(self, x: Any) -> np.ndarray:
+        check_is_fitted(self, "scale_")
+        scaled = (np.asarray(x, dtype="float64") - self.center_) / self.scale_
+        return scaled / np.sqrt(1.0 + (scaled / 3.0) ** 2)
 
 
 def break_ties(frame: pd.DataFrame, columns: list[str], seed: int) -> pd.DataFrame:

@@ -9,7 +9,7 @@ from workbench.errors import UserError
 
 TASKS = ("auto", "binary", "multiclass", "regression")
 IMPUTATIONS = ("mean", "median", "most_frequent")
-SCALINGS = ("auto", "standard", "minmax", "quantile")
+SCALINGS = ("auto", "standard", "minmax", "quantile", "robust")
 CATEGORICAL_ENCODINGS = ("auto", "onehot", "embedding")
 MAX_REPEATS = 50
 
