@@ -73,8 +73,9 @@ PARTS = {p.name: p for p in (
 
 
 def measure(tables: Sequence[str] = SMALL_TABLES, parts: Sequence[str] | None = None, repeats: int = REPEATS,
-            params: dict | None = None) -> dict:
-    """`params`: hyperparameters every variant shares (for tiny test runs; the benchmark itself uses the defaults)."""
+            params: dict | None = None, out_path: Path | None = None) -> dict:
+    """`params`: hyperparameters every variant shares (for tiny test runs; the benchmark itself uses the defaults).
+    `out_path`: where to write the JSON after each table, so that a long run that is stopped keeps what it measured."""
     chosen = [PARTS[name] for name in (parts or PARTS)]
     out: dict = {"repeats": repeats, "parts": [p.name for p in chosen], "shared_params": params or {},
                  "skipped_as_default": [p.name for p in chosen if p.is_default()], "tables": {}}
@@ -87,7 +88,9 @@ def measure(tables: Sequence[str] = SMALL_TABLES, parts: Sequence[str] | None = 
                 out["tables"][name] = measure_table(store, TABLES[name], chosen, repeats, params or {}, warm_up=i == 0)
             finally:
                 store.close()
-    out["summary"] = summary(out["tables"], [p.name for p in chosen])
+        out["summary"] = summary(out["tables"], [p.name for p in chosen])
+        if out_path:
+            out_path.write_text(json.dumps(out, indent=2, default=str) + "\n")
     return out
 
 
@@ -239,9 +242,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.merge:
         result = merged([json.loads(Path(path).read_text()) for path in args.merge])
     else:
-        result = measure(args.tables.split(","), args.parts.split(","), args.repeats)
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2, default=str) + "\n")
+        result = measure(args.tables.split(","), args.parts.split(","), args.repeats,
+                         out_path=Path(args.out) if args.out else None)
     print("\n".join(lines(result)))
 
 

@@ -362,8 +362,13 @@ class RobustSmoothClip(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     def transform(self, x: Any) -> np.ndarray:
         check_is_fitted(self, "scale_")
-        scaled = (np.asarray(x, dtype="float64") - self.center_) / self.scale_
-        return scaled / np.sqrt(1.0 + (scaled / 3.0) ** 2)
+        return smooth_clip((np.asarray(x, dtype="float64") - self.center_) / self.scale_)
+
+
+def smooth_clip(scaled: np.ndarray) -> np.ndarray:
+    """x / sqrt(1 + (x / 3)^2), written so that no size overflows (a tiny spread can make x infinite)."""
+    third = np.clip(scaled, -1e300, 1e300) / 3.0
+    return 3.0 * third / np.hypot(1.0, third)
 
 
 def break_ties(frame: pd.DataFrame, columns: list[str], seed: int) -> pd.DataFrame:
