@@ -1,7 +1,8 @@
 """The RealMLP recipe, one part at a time (issue 21, item 1): on each table of the collection (benchmarks/tables.py),
 the default MLP against the default with ONE part of the recipe switched on, as run groups on the same folds.
 
-Per table, each variant is a repeated run (`jobs.submit_group`; every group of a table is tested on the same folds)
+Per table, each variant is a repeated run (`jobs.submit_group`; every group of a table is tested on the same folds;
+on small tables the repeats are rounded up to whole rounds of 5-fold cross-validation)
 trained by one in-process worker; the pair is compared by workbench.groups (the corrected resampled t-test): each
 one's rank by mean (1 or 2), whether they are tied, the difference with its 95% interval and the verdict.
 Across tables, per part: the mean rank of the default and of the switched variant, the mean relative score change
@@ -73,9 +74,10 @@ PARTS = {p.name: p for p in (
 
 
 def measure(tables: Sequence[str] = SMALL_TABLES, parts: Sequence[str] | None = None, repeats: int = REPEATS,
-            params: dict | None = None, out_path: Path | None = None) -> dict:
+            params: dict | None = None, out_path: Path | None = None, warm_up: bool = True) -> dict:
     """`params`: hyperparameters every variant shares (for tiny test runs; the benchmark itself uses the defaults).
-    `out_path`: where to write the JSON after each table, so that a long run that is stopped keeps what it measured."""
+    `out_path`: where to write the JSON after each table, so that a long run that is stopped keeps what it measured.
+    `warm_up`: see `measure_table` (off for smoke tests, whose times mean nothing)."""
     chosen = [PARTS[name] for name in (parts or PARTS)]
     out: dict = {"repeats": repeats, "parts": [p.name for p in chosen], "shared_params": params or {},
                  "skipped_as_default": [p.name for p in chosen if p.is_default()], "tables": {}}
@@ -85,7 +87,8 @@ def measure(tables: Sequence[str] = SMALL_TABLES, parts: Sequence[str] | None = 
             home = Path(tmp) / "home"
             store = Store.from_settings(Settings(home=home, database_url=f"sqlite:///{home / 'workbench.db'}"))
             try:
-                out["tables"][name] = measure_table(store, TABLES[name], chosen, repeats, params or {}, warm_up=i == 0)
+                out["tables"][name] = measure_table(store, TABLES[name], chosen, repeats, params or {},
+                                                    warm_up=warm_up and i == 0)
             finally:
                 store.close()
         out["summary"] = summary(out["tables"], [p.name for p in chosen])

@@ -233,3 +233,19 @@ def test_drift_part_reports_each_scenarios_rates_and_meets_the_targets():
     rows = [t for t in targets({"drift": result}) if t["name"].startswith("drift alarm")]
     assert len(rows) == 3 and all(t["met"] for t in rows)
     assert "detected" in "\n".join(lines(result))
+
+
+def test_recipe_part_compares_each_switched_part_with_the_default_mlp():
+    """Tiny: one table, one part, two repeats of two epochs (on iris, rounded up to one round of 5 folds); the
+    figures come from workbench.groups."""
+    from benchmarks.recipe import lines
+    from benchmarks.suite import run_part
+
+    result = run_part("recipe", quick=True, device="cpu", compile_model=False)
+    (table,) = result["tables"].values()
+    assert set(table["parts"]) == {"label_smoothing"}
+    for name, row in table["parts"].items():
+        assert row["switched"]["n"] == table["default"]["n"] == 5 and row["outcome"] in ("win", "tie", "loss")
+        assert {row["rank_default"], row["rank_switched"]} <= {1, 2} and row["time_ratio"] > 0
+        assert result["summary"][name]["tables"] == 1
+    assert "label_smoothing" in "\n".join(lines(result))
