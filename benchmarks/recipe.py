@@ -7,7 +7,8 @@ trained by one in-process worker; the pair is compared by workbench.groups (the 
 one's rank by mean (1 or 2), whether they are tied, the difference with its 95% interval and the verdict.
 Across tables, per part: the mean rank of the default and of the switched variant, the mean relative score change
 (in %, positive = better, for every metric) with a 95% t-interval over the tables, wins/ties/losses (a win or a loss
-is a pair whose verdict is not a tie), and the mean ratio of the members' run times (switched over default).
+is a pair whose verdict is not a tie), and the mean ratios of the members' run times and epochs (switched over
+default; on a busy machine the epochs are the steadier measure of cost).
 
 A part is left out on a table where it changes nothing (label smoothing on regression, one-hot for small categories
 without categorical columns) and everywhere where the default already holds its value.
@@ -150,7 +151,8 @@ def pair(store: Store, default: dict, switched: dict, metric: str) -> dict:
             "gain": gain, "relative_gain_pct": 100.0 * gain / abs(default["mean"]) if default["mean"] else None,
             "difference_ci": [comparison.ci_low, comparison.ci_high], "verdict": str(comparison.verdict),
             "sentence": comparison.sentence,
-            "time_ratio": (switched["run_s"] / default["run_s"]) if default["run_s"] else None}
+            "time_ratio": (switched["run_s"] / default["run_s"]) if default["run_s"] else None,
+            "epochs_ratio": (switched["epochs"] / default["epochs"]) if default["epochs"] else None}
 
 
 def merged(results: Sequence[dict]) -> dict:
@@ -187,6 +189,7 @@ def summary(tables: dict[str, dict], parts: Sequence[str]) -> dict:
                      "wins": sum(r["outcome"] == "win" for r in rows), "ties": sum(r["outcome"] == "tie" for r in rows),
                      "losses": sum(r["outcome"] == "loss" for r in rows),
                      "time_ratio": round(float(np.mean(ratios)), 2) if ratios else None,
+                     "epochs_ratio": _mean([r.get("epochs_ratio") for r in rows]),
                      "helps": helps(mean, high, rows, ratios)}
     return out
 
@@ -214,16 +217,23 @@ def lines(result: dict) -> list[str]:
                 continue
             low, high = row["difference_ci"]
             out.append(f"    {part:<26} {_fmt(row['switched']['mean'])} ({row['relative_gain_pct']:+.2f}%), "
-                       f"difference [{low:.4g}, {high:.4g}], {row['outcome']}, time x{row['time_ratio']:.2f}")
+                       f"difference [{low:.4g}, {high:.4g}], {row['outcome']}, time x{row['time_ratio']:.2f}, "
+                       f"epochs x{row.get('epochs_ratio') or 0:.2f}")
     out.append(f"  {'part':<26} {'tables':>6} {'rank def/sw':>11} {'change % [95% CI]':>28} {'W/T/L':>7} "
-               f"{'time':>6}  helps")
+               f"{'time':>6} {'epochs':>6}  helps")
     for name, s in result["summary"].items():
         low, high = s["ci_pct"]
         interval = f"[{low:+.2f}, {high:+.2f}]" if low is not None else "[n/a]"
         out.append(f"  {name:<26} {s['tables']:>6} {s['mean_rank_default']:>5}/{s['mean_rank_switched']:<5} "
                    f"{s['mean_change_pct']:>+8.2f} {interval:>19} {s['wins']:>2}/{s['ties']}/{s['losses']} "
-                   f"{'x' + format(s['time_ratio'], '.2f') if s['time_ratio'] else '-':>6}  {s['helps']}")
+                   f"{'x' + format(s['time_ratio'], '.2f') if s['time_ratio'] else '-':>6} "
+                   f"{'x' + format(s['epochs_ratio'], '.2f') if s.get('epochs_ratio') else '-':>6}  {s['helps']}")
     return out
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    known = [v for v in values if v]
+    return round(float(np.mean(known)), 2) if known else None
 
 
 def _fmt(value: float | None) -> str:

@@ -211,8 +211,8 @@ def test_the_ab_summary_counts_ranks_changes_and_the_rule_for_helping():
 
     def row(rank_default, gain, outcome, ratio=1.0):
         return {"rank_default": rank_default, "rank_switched": 3 - rank_default, "outcome": outcome,
-                "relative_gain_pct": gain, "time_ratio": ratio, "switched": {"mean": 0.9}, "gain": gain,
-                "difference_ci": [-0.1, 0.1]}
+                "relative_gain_pct": gain, "time_ratio": ratio, "epochs_ratio": 1.0, "switched": {"mean": 0.9},
+                "gain": gain, "difference_ci": [-0.1, 0.1]}
 
     tables = {"a": {"rows": 150, "metric": "accuracy", "default": {"mean": 0.9, "run_s": 1.0},
                     "parts": {"p": row(2, 2.0, "win"), "slow": row(2, 1.0, "tie", 3.0)}},
