@@ -34,6 +34,8 @@ from workbench import datasets, groups, jobs
 from workbench.config import Settings
 from workbench.evaluation import NotComparable
 from workbench.models.mlp import MLPParams
+from workbench.models.registry import MODELS
+from workbench.prepare import resolve_scaling
 from workbench.runconfig import PrepConfig, RunConfig
 from workbench.store import Store
 from workbench.tasks import Task, higher_is_better, primary_metric
@@ -58,9 +60,11 @@ class Part:
                     or (self.needs_categories and not table.categorical))
 
     def is_default(self) -> bool:
-        defaults, prep = MLPParams(), PrepConfig()
+        defaults = MLPParams()
+        spec = MODELS["mlp"]
+        scaling = resolve_scaling(PrepConfig(), spec.family, spec.categorical, spec.scaling)
         return (all(getattr(defaults, k) == v for k, v in self.params.items())
-                and all(getattr(prep, k) == v for k, v in self.prep.items()))
+                and self.prep.get("scaling", scaling) == scaling)
 
 
 PARTS = {p.name: p for p in (

@@ -243,9 +243,9 @@ def test_recipe_part_compares_each_switched_part_with_the_default_mlp():
 
     result = run_part("recipe", quick=True, device="cpu", compile_model=False)
     (table,) = result["tables"].values()
-    assert set(table["parts"]) == {"label_smoothing"}
+    assert set(table["parts"]) == {"adam_beta2"}
     for name, row in table["parts"].items():
         assert row["switched"]["n"] == table["default"]["n"] == 5 and row["outcome"] in ("win", "tie", "loss")
         assert {row["rank_default"], row["rank_switched"]} <= {1, 2} and row["time_ratio"] > 0
         assert result["summary"][name]["tables"] == 1
-    assert "label_smoothing" in "\n".join(lines(result))
+    assert "adam_beta2" in "\n".join(lines(result))

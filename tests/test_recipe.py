@@ -228,3 +228,22 @@ def test_the_ab_summary_counts_ranks_changes_and_the_rule_for_helping():
     assert p["helps"] and not result["slow"]["helps"]  # slower than the time rule allows
     text = "\n".join(lines({"tables": tables, "repeats": 3, "summary": result}))
     assert "1/2/0" in text and "x3.00" in text
+
+
+def test_the_mlp_defaults_hold_the_parts_the_ab_kept_and_no_other_model_changes():
+    from benchmarks.recipe import PARTS
+    from workbench.models.mlp import MLPParams
+    from workbench.models.registry import MODELS
+    from workbench.prepare import resolve_scaling
+
+    def auto_scaling(name):
+        spec = MODELS[name]
+        return resolve_scaling(PrepConfig(), spec.family, spec.categorical, spec.scaling)
+
+    assert auto_scaling("mlp") == "robust" and auto_scaling("tabm") == "quantile"
+    assert auto_scaling("linear") == "standard" and resolve_scaling(PrepConfig(scaling="minmax"), "neural",
+                                                                     "embedding", "robust") == "minmax"
+    assert MLPParams().hidden_sizes == [256, 256, 256] and MLPParams().label_smoothing == 0.1
+    assert {name for name, part in PARTS.items() if part.is_default()} == {"robust_scaling", "layers_3x256",
+                                                                           "label_smoothing"}
+    assert resolve_params("tabm", {}).label_smoothing == 0.0 and resolve_params("tabm", {}).adam_beta2 == 0.999

@@ -401,10 +401,13 @@ class Prepared:
         return {"n_" + s: int(len(self.row_ids[s])) for s in SPLITS}
 
 
-def resolve_scaling(prep: PrepConfig, family: str, model_categorical: str) -> str:
-    """'auto': quantile-normal for the neural models that embed categories (all but linear), else standard."""
+def resolve_scaling(prep: PrepConfig, family: str, model_categorical: str, model_scaling: str | None = None) -> str:
+    """'auto': the model's own choice (`model_scaling`, see ModelSpec.scaling) where it has one; else quantile-normal
+    for the neural models that embed categories (all but linear), standard for the others."""
     if prep.scaling != "auto":
         return prep.scaling
+    if model_scaling:
+        return model_scaling
     return "quantile" if family == "neural" and model_categorical == "embedding" else "standard"
 
 
@@ -473,8 +476,10 @@ def split_table(frame: pd.DataFrame, target: str, task: str, split: SplitConfig,
 
 
 def prepare(frame: pd.DataFrame, target: str, task: str, exclude: list[str], split: SplitConfig,
-            prep: PrepConfig, family: str, model_categorical: str, rows: Split | None = None) -> Prepared:
-    """`rows`: a split made elsewhere (a repeated run's member, from its group's stored folds) instead of `split`'s."""
+            prep: PrepConfig, family: str, model_categorical: str, rows: Split | None = None,
+            model_scaling: str | None = None) -> Prepared:
+    """`rows`: a split made elsewhere (a repeated run's member, from its group's stored folds) instead of `split`'s.
+    `model_scaling`: what 'auto' scaling is for this model, if it has its own choice (ModelSpec.scaling)."""
     parts = split_table(frame, target, task, split, rows)
     data, task, rows, notes = parts.data, parts.task, parts.rows, parts.notes
     features = choose_features(data, target, exclude, prep.datetime_parts)
@@ -483,7 +488,7 @@ def prepare(frame: pd.DataFrame, target: str, task: str, exclude: list[str], spl
         notes.append("A class is too rare to appear in every split, so the split is not stratified.")
 
     categorical_mode = resolve_categorical(prep, model_categorical, notes)
-    preprocessor = Preprocessor(features, categorical_mode, resolve_scaling(prep, family, model_categorical),
+    preprocessor = Preprocessor(features, categorical_mode, resolve_scaling(prep, family, model_categorical, model_scaling),
                                 prep.impute_numeric, split.seed)
     fit_rows = rows.train
     if len(fit_rows) > FIT_SAMPLE_ROWS:

@@ -42,7 +42,7 @@ class PrepConfig:
     """Preprocessing choices; 'auto' picks what suits the model family."""
 
     impute_numeric: str = "median"
-    scaling: str = "auto"  # neural: quantile-normal; linear/classical: standard
+    scaling: str = "auto"  # the model's own choice (mlp: robust), else neural: quantile-normal; others: standard
     categorical: str = "auto"  # neural (except linear): embedding; others: one-hot
     datetime_parts: bool = True
 

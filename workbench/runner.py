@@ -145,7 +145,7 @@ def execute(config: RunConfig, table: pd.DataFrame, run_dir: Path, callbacks: Se
     spec = get_model(config.model)
     rows = member_split(table, config, resolved.task, member) if member else None
     prepared = prepare(table, config.target, resolved.task, config.exclude, config.split, config.prep,
-                       spec.family, spec.categorical, rows=rows)
+                       spec.family, spec.categorical, rows=rows, model_scaling=spec.scaling)
     objective = Objective.for_training(prepared.task, prepared.y["train"], len(prepared.classes or []))
     if isinstance(resolved.hyperparameters, NeuralParams):  # again, with the shapes the preparation made
         device = select_device(resolved.hyperparameters.device)
