@@ -80,6 +80,13 @@ def test_robust_scaling_is_the_realmlp_formula():
     assert RobustSmoothClip().fit(zero_quartiles).scale_[0] == pytest.approx(4.0)
 
 
+def test_robust_scaling_never_overflows_to_nan():
+    """A spread of a few subnormals makes a large number infinite once divided; the clip still gives +-3."""
+    scaler = RobustSmoothClip().fit(np.array([[0.0], [5e-324], [1e-323], [1.5e-323]]))
+    out = scaler.transform(np.array([[1e12], [-1e12], [0.0]]))
+    assert np.isfinite(out).all() and out[0, 0] == pytest.approx(3.0) and out[1, 0] == pytest.approx(-3.0)
+
+
 def test_robust_scaling_trains_saves_and_predicts_the_same_after_loading(tmp_path):
     """Through the real path: the robust scaler is chosen by PrepConfig, saved with the run (skops) and loaded again;
     the loaded model predicts what the run predicted, and new messy rows still get finite predictions."""
