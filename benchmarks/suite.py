@@ -9,8 +9,9 @@ benchmarks/tables.py, with ranks, ties and the time to quality against the tutor
 what the advisor names and whether following its first suggestion improves validation; importance's cost on the
 50,000-row task), cluster (a 12-trial MLP sweep on a local two-node Ray cluster against one node, and the Ray
 executor's dispatch overhead against a local worker's), drift (alarm rates of the monitoring on 100 simulated
-batches per scenario), busy (the MLP's training step with one other CPU-bound process running, against idle). On a
-machine with CUDA, throughput,
+batches per scenario), busy (the MLP's training step with one other CPU-bound process running, against idle),
+recipe (the RealMLP recipe's parts, each switched on alone against the default MLP, on the small collection
+tables). On a machine with CUDA, throughput,
 time_to_quality, sklearn_mlp and utilisation also run our trainer on the GPU (bf16 autocast, its default there).
 """
 
@@ -31,7 +32,7 @@ from workbench.devices import tune_cpu_allocator
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("throughput", "time_to_quality", "sklearn_mlp", "utilisation", "ingest", "train_memory", "quality",
          "runs_page", "repeats", "estimates", "evaluation", "sweeps", "collection", "advisor", "cluster", "serving", "drift",
-         "busy")
+         "busy", "recipe")
 
 
 def run_part(name: str, quick: bool, device: str, compile_model: bool) -> dict:
@@ -96,6 +97,11 @@ def run_part(name: str, quick: bool, device: str, compile_model: bool) -> dict:
     if name == "busy":
         from benchmarks import busy
         return busy.measure(2_000 if quick else busy.ROWS)
+    if name == "recipe":  # the RealMLP recipe's parts, each against the default MLP (issue 21)
+        from benchmarks import recipe
+        if quick:
+            return recipe.measure(("iris",), parts=("adam_beta2",), repeats=2, params={"epochs": 2}, warm_up=False)
+        return recipe.measure(recipe.SMALL_TABLES, repeats=recipe.REPEATS)
     raise ValueError(name)
 
 
@@ -293,6 +299,9 @@ def table(results: dict) -> str:
     if "drift" in results:
         from benchmarks.drift import lines as drift_lines
         lines.extend(drift_lines(results["drift"]))
+    if "recipe" in results:
+        from benchmarks.recipe import lines as recipe_lines
+        lines.extend(recipe_lines(results["recipe"]))
     for name, error in results.get("errors", {}).items():
         lines.append(f"ERROR {name}: {error}")
     lines.append("targets (quick sizes: a smoke check, not the targets' settings):" if results["quick"] else "targets:")

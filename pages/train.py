@@ -44,7 +44,7 @@ LIVE_REFRESH_S = 1.5
 TASK_LABELS = {"auto": "detect from the target", "binary": "binary classification (two classes)",
                "multiclass": "multiclass classification", "regression": "regression (a number)"}
 SCALING_LABELS = {"auto": "auto (suits the model)", "standard": "standardise", "minmax": "min-max to 0..1",
-                  "quantile": "quantile to a normal shape"}
+                  "quantile": "quantile to a normal shape", "robust": "robust, outliers clipped smoothly"}
 ENCODING_LABELS = {"auto": "auto (suits the model)", "onehot": "one-hot", "embedding": "learned embeddings"}
 # Form fields kept in the URL besides the hyperparameters (which use their own names): {url key: session key}.
 FORM_FIELDS = {"task": "task", "impute": "impute", "scaling": "scaling", "categorical": "categorical",

@@ -245,3 +245,19 @@ def test_busy_part_times_a_step_idle_and_beside_a_spinning_process():
     assert result["idle"]["step_ms"] > 0 and result["busy"]["step_ms"] > 0
     assert result["idle"]["omp_wait_policy"] == "PASSIVE" == result["busy"]["omp_wait_policy"]
     assert result["met"] == (result["ratio"] <= busy.TARGET_RATIO)
+
+
+def test_recipe_part_compares_each_switched_part_with_the_default_mlp():
+    """Tiny: one table, one part, two repeats of two epochs (on iris, rounded up to one round of 5 folds); the
+    figures come from workbench.groups."""
+    from benchmarks.recipe import lines
+    from benchmarks.suite import run_part
+
+    result = run_part("recipe", quick=True, device="cpu", compile_model=False)
+    (table,) = result["tables"].values()
+    assert set(table["parts"]) == {"adam_beta2"}
+    for name, row in table["parts"].items():
+        assert row["switched"]["n"] == table["default"]["n"] == 5 and row["outcome"] in ("win", "tie", "loss")
+        assert {row["rank_default"], row["rank_switched"]} <= {1, 2} and row["time_ratio"] > 0
+        assert result["summary"][name]["tables"] == 1
+    assert "adam_beta2" in "\n".join(lines(result))

@@ -49,11 +49,12 @@ SMALL = {  # a few seconds to train and to export
     "gradient_boosting": {"max_iter": 30},
 }
 # Every family; classification for each, regression where the output path differs (target scaling, TabM's members,
-# trees' sums), one with min-max scaling. Neural models other than linear embed categories and scale by quantiles.
+# trees' sums), one with min-max and one with robust scaling. Neural models other than linear embed categories and
+# scale by quantiles (the MLP: robust).
 CASES = [("linear", "churned", None), ("mlp", "label", None), ("cnn", "churned", None), ("rnn", "label", None),
          ("transformer", "churned", None), ("tabm", "label", None), ("logistic_regression", "label", None),
          ("random_forest", "churned", None), ("gradient_boosting", "label", None), ("tabm", "amount", None),
-         ("ridge", "amount", "minmax"), ("random_forest", "amount", None),
+         ("ridge", "amount", "minmax"), ("mlp", "amount", "robust"), ("random_forest", "amount", None),
          ("gradient_boosting", "amount", None)]
 
 

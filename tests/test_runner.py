@@ -62,7 +62,9 @@ def _prepared_by(preparations: Preparations, frame, config: RunConfig, member=No
 
     def make():
         made.append(1)
-        return prepare(frame, config.target, "auto", config.exclude, config.split, config.prep, "neural", "embedding")
+        spec = get_model(config.model)
+        return prepare(frame, config.target, "auto", config.exclude, config.split, config.prep, spec.family,
+                       spec.categorical, model_scaling=spec.scaling)
 
     preparations.prepared(frame, config, get_model(config.model), member, make)
     return made
@@ -86,6 +88,7 @@ def test_a_workers_next_trial_reuses_the_preparation_and_scores_exactly_as_witho
 @pytest.mark.parametrize("change", [
     {"exclude": ["colour"]}, {"split": SplitConfig(seed=3)}, {"target": "x1"}, {"task": "regression"},
     {"model": "linear"},  # the same family, another encoding of categories (one-hot)
+    {"model": "cnn"},  # the same family and encoding, another scaling of numbers (robust is the MLP's own)
 ])
 def test_a_preparation_is_not_reused_for_anything_it_reads(binary_frame, change):
     preparations = Preparations()

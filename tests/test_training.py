@@ -77,7 +77,7 @@ def test_nan_loss_ends_diverged():
 
 
 def test_diverged_run_through_the_runner_saves_nothing(binary_frame, tmp_path, monkeypatch):
-    monkeypatch.setattr(tasks.Objective, "loss", lambda self, output, y: output.sum() * float("nan"))
+    monkeypatch.setattr(tasks.Objective, "loss", lambda self, output, y, *smoothing: output.sum() * float("nan"))
     outcome = execute(RunConfig("d", "label", "mlp", params={"epochs": 5}), binary_frame, tmp_path / "run")
     assert outcome.status == "diverged" and outcome.epochs_run == 0
     assert "diverged" in outcome.error

@@ -31,6 +31,7 @@ ALLOWED_SKOPS_TYPES = {
     "numpy.dtype",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.tree._tree.Tree",
+    "workbench.prepare.RobustSmoothClip",
 }
 
 

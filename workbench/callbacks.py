@@ -10,6 +10,8 @@ costs nothing per step.
 from __future__ import annotations
 
 import copy
+import functools
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -183,9 +185,17 @@ class EarlyStopping(Callback):
             self.trainer.should_stop = True
 
 
+def flat_cosine(epoch: int, total_epochs: int) -> float:
+    """The learning rate's factor after `epoch` epochs of `total_epochs`: 1 for the first half, then a half cosine
+    down to 0 (the "flat_cos" schedule of RealMLP's code, pytabkit)."""
+    progress = max(0.0, 2.0 * epoch / total_epochs - 1.0)
+    return 0.5 + 0.5 * math.cos(math.pi * min(1.0, progress))
+
+
 class LRSchedule(Callback):
-    """cosine: decays the learning rate to 0 over the planned epochs; plateau: halves it when the validation score
-    has not improved for a quarter of the early-stopping patience (at least 2 epochs)."""
+    """cosine: decays the learning rate to 0 over the planned epochs; flat_cosine: keeps it for the first half of
+    them, then decays it to 0 along a half cosine; plateau: halves it when the validation score has not improved for
+    a quarter of the early-stopping patience (at least 2 epochs)."""
 
     def __init__(self, kind: str):
         self.kind = kind
@@ -194,6 +204,9 @@ class LRSchedule(Callback):
         optimizer, params = self.trainer.optimizer, self.trainer.params
         if self.kind == "cosine":
             self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_epochs)
+        elif self.kind == "flat_cosine":
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+                optimizer, functools.partial(flat_cosine, total_epochs=total_epochs))
         else:
             mode = "max" if self.trainer.objective.higher_is_better else "min"
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=0.5,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import UserError
+from workbench.runconfig import SCALINGS, PrepConfig
 from workbench.store.entities import RunStatus
 
 EXIT_USER_ERROR = 2
@@ -182,7 +183,7 @@ def cmd_train(args: argparse.Namespace) -> None:
                        exclude=args.exclude, params=params,
                        split=SplitConfig(seed=args.split_seed if args.split_seed is not None else SplitConfig.seed,
                                          order_by=args.split_by_time),
-                       repeats=args.repeats)
+                       prep=PrepConfig(scaling=args.scaling), repeats=args.repeats)
     if config.repeats > 1:
         _train_group(store, config, args)
         return
@@ -617,6 +618,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-seed", type=int)
     p.add_argument("--split-by-time", metavar="COLUMN",
                    help="train on the earliest rows by this date column, test on the latest (no future leaks in)")
+    p.add_argument("--scaling", default=PrepConfig.scaling, choices=SCALINGS,
+                   help="how numbers are scaled (robust: median and quartiles, outliers clipped smoothly)")
     p.add_argument("--background", action="store_true", help="queue it and return; a worker trains it")
     p.add_argument("--repeats", type=int, default=1,
                    help="train it N times on fixed folds (a run group with a mean and an interval per metric)")

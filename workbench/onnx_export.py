@@ -287,6 +287,10 @@ def _floats(values) -> list[float]:
 def _scaling(scaler) -> dict[str, Any]:
     from sklearn.preprocessing import MinMaxScaler, QuantileTransformer, StandardScaler
 
+    from workbench.prepare import RobustSmoothClip
+
+    if isinstance(scaler, RobustSmoothClip):
+        return {"kind": "robust", "center": _floats(scaler.center_), "scale": _floats(scaler.scale_)}
     if isinstance(scaler, StandardScaler):
         return {"kind": "standard", "mean": _floats(scaler.mean_), "scale": _floats(scaler.scale_)}
     if isinstance(scaler, MinMaxScaler):

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 from scipy import stats
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.model_selection import train_test_split
@@ -239,7 +239,7 @@ class Preprocessor(BaseEstimator):
                  impute_numeric: str = "median", seed: int = 0):
         self.features = features
         self.categorical_mode = categorical_mode  # "onehot" (into the numeric matrix) or "embedding" (integer codes)
-        self.scaling = scaling  # "quantile", "standard" or "minmax"
+        self.scaling = scaling  # "quantile", "standard", "minmax" or "robust"
         self.impute_numeric = impute_numeric
         self.seed = seed  # of the tiny noise that breaks ties before a quantile transform
 
@@ -455,6 +455,8 @@ def build_transformer(features: Features, impute_numeric: str, categorical_mode:
                                      subsample=1_000_000, random_state=0)
     elif scaling == "minmax":
         scaler = MinMaxScaler()
+    elif scaling == "robust":
+        scaler = RobustSmoothClip()
     else:
         scaler = StandardScaler()
     numeric = Pipeline([("impute", SimpleImputer(strategy=impute_numeric, keep_empty_features=True)),
@@ -473,6 +475,31 @@ def build_transformer(features: Features, impute_numeric: str, categorical_mode:
          ("categorical", Pipeline([("fill", fill), ("encode", encoder)]), features.categorical)],
         remainder="drop", verbose_feature_names_out=False,
     )
+
+
+class RobustSmoothClip(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+    """RealMLP's scaling of numbers (Holzmueller et al. 2024; pytabkit): centre on the median, divide by the spread
+    between the 25% and 75% quantiles (or, where those are equal, half the spread between the smallest and largest
+    value; a constant column is only centred), then clip smoothly: x / sqrt(1 + (x / 3)^2), so outliers end near
+    +-3 and keep their order instead of stretching the scale for every other row."""
+
+    def fit(self, x: Any, y: Any = None) -> RobustSmoothClip:
+        values = np.asarray(x, dtype="float64")  # imputed before: no missing values
+        self.n_features_in_ = values.shape[1]
+        low, self.center_, high = np.quantile(values, [0.25, 0.5, 0.75], axis=0)
+        spread = np.where(high > low, high - low, 0.5 * (values.max(axis=0) - values.min(axis=0)))
+        self.scale_ = np.where(spread > 0, spread, 1.0)
+        return self
+
+    def transform(self, x: Any) -> np.ndarray:
+        check_is_fitted(self, "scale_")
+        return smooth_clip((np.asarray(x, dtype="float64") - self.center_) / self.scale_)
+
+
+def smooth_clip(scaled: np.ndarray) -> np.ndarray:
+    """x / sqrt(1 + (x / 3)^2), written so that no size overflows (a tiny spread can make x infinite)."""
+    third = np.clip(scaled, -1e300, 1e300) / 3.0
+    return 3.0 * third / np.hypot(1.0, third)
 
 
 def break_ties(frame: pd.DataFrame, columns: list[str], seed: int) -> pd.DataFrame:
@@ -505,10 +532,13 @@ class Prepared:
         return {"n_" + s: int(len(self.row_ids[s])) for s in SPLITS}
 
 
-def resolve_scaling(prep: PrepConfig, family: str, model_categorical: str) -> str:
-    """'auto': quantile-normal for the neural models that embed categories (all but linear), else standard."""
+def resolve_scaling(prep: PrepConfig, family: str, model_categorical: str, model_scaling: str | None = None) -> str:
+    """'auto': the model's own choice (`model_scaling`, see ModelSpec.scaling) where it has one; else quantile-normal
+    for the neural models that embed categories (all but linear), standard for the others."""
     if prep.scaling != "auto":
         return prep.scaling
+    if model_scaling:
+        return model_scaling
     return "quantile" if family == "neural" and model_categorical == "embedding" else "standard"
 
 
@@ -577,8 +607,10 @@ def split_table(frame: pd.DataFrame, target: str, task: str, split: SplitConfig,
 
 
 def prepare(frame: pd.DataFrame, target: str, task: str, exclude: list[str], split: SplitConfig,
-            prep: PrepConfig, family: str, model_categorical: str, rows: Split | None = None) -> Prepared:
-    """`rows`: a split made elsewhere (a repeated run's member, from its group's stored folds) instead of `split`'s."""
+            prep: PrepConfig, family: str, model_categorical: str, rows: Split | None = None,
+            model_scaling: str | None = None) -> Prepared:
+    """`rows`: a split made elsewhere (a repeated run's member, from its group's stored folds) instead of `split`'s.
+    `model_scaling`: what 'auto' scaling is for this model, if it has its own choice (ModelSpec.scaling)."""
     parts = split_table(frame, target, task, split, rows)
     data, task, rows, notes = parts.data, parts.task, parts.rows, parts.notes
     features = choose_features(data, target, exclude, prep.datetime_parts)
@@ -587,7 +619,7 @@ def prepare(frame: pd.DataFrame, target: str, task: str, exclude: list[str], spl
         notes.append("A class is too rare to appear in every split, so the split is not stratified.")
 
     categorical_mode = resolve_categorical(prep, model_categorical, notes)
-    preprocessor = Preprocessor(features, categorical_mode, resolve_scaling(prep, family, model_categorical),
+    preprocessor = Preprocessor(features, categorical_mode, resolve_scaling(prep, family, model_categorical, model_scaling),
                                 prep.impute_numeric, split.seed)
     fit_rows = rows.train
     if len(fit_rows) > FIT_SAMPLE_ROWS:

@@ -9,7 +9,7 @@ from workbench.errors import UserError
 
 TASKS = ("auto", "binary", "multiclass", "regression")
 IMPUTATIONS = ("mean", "median", "most_frequent")
-SCALINGS = ("auto", "standard", "minmax", "quantile")
+SCALINGS = ("auto", "standard", "minmax", "quantile", "robust")
 CATEGORICAL_ENCODINGS = ("auto", "onehot", "embedding")
 MAX_REPEATS = 50
 
@@ -42,7 +42,7 @@ class PrepConfig:
     """Preprocessing choices; 'auto' picks what suits the model family."""
 
     impute_numeric: str = "median"
-    scaling: str = "auto"  # neural: quantile-normal; linear/classical: standard
+    scaling: str = "auto"  # the model's own choice (mlp: robust), else neural: quantile-normal; others: standard
     categorical: str = "auto"  # neural (except linear): embedding; others: one-hot
     datetime_parts: bool = True
 

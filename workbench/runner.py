@@ -158,8 +158,8 @@ class Preparations:
         if table is not self._table:
             return make()
         settings = {k: v for k, v in asdict(config).items() if k not in ("model", "params", "repeats")}
-        key = json.dumps([settings, spec.family, spec.categorical, member.fingerprint() if member else None],
-                         sort_keys=True, default=str)
+        key = json.dumps([settings, spec.family, spec.categorical, spec.scaling,
+                          member.fingerprint() if member else None], sort_keys=True, default=str)
         if self._prepared is None or self._key != key:
             self._prepared = self._key = None
             self._prepared, self._key = make(), key
@@ -183,7 +183,7 @@ def execute(config: RunConfig, table: pd.DataFrame, run_dir: Path, callbacks: Se
     def make() -> Prepared:
         rows = member_split(table, config, resolved.task, member) if member else None
         return prepare(table, config.target, resolved.task, config.exclude, config.split, config.prep,
-                       spec.family, spec.categorical, rows=rows)
+                       spec.family, spec.categorical, rows=rows, model_scaling=spec.scaling)
 
     prepared = preparations.prepared(table, config, spec, member, make) if preparations else make()
     objective = Objective.for_training(prepared.task, prepared.y["train"], len(prepared.classes or []))

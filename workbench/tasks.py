@@ -111,14 +111,17 @@ class Objective:
             return torch.logsumexp(torch.log_softmax(output, dim=-1), dim=1) - math.log(output.shape[1])
         return output.mean(dim=1)
 
-    def loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def loss(self, output: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+        """The training loss; `label_smoothing` (classification only; the training steps pass it, validation does
+        not) mixes each target with the uniform distribution over the classes, as torch's cross_entropy does."""
         if output.dim() == 3:  # each member's loss on the same rows, averaged over the rows and the members
-            return self.loss(output.flatten(0, 1), y.repeat_interleave(output.shape[1]))
+            return self.loss(output.flatten(0, 1), y.repeat_interleave(output.shape[1]), label_smoothing)
         output = output.float()
         if self.task == Task.BINARY:
-            return nn.functional.binary_cross_entropy_with_logits(output.squeeze(1), y.float())
+            target = y.float() * (1.0 - label_smoothing) + 0.5 * label_smoothing
+            return nn.functional.binary_cross_entropy_with_logits(output.squeeze(1), target)
         if self.task == Task.MULTICLASS:
-            return nn.functional.cross_entropy(output, y)
+            return nn.functional.cross_entropy(output, y, label_smoothing=label_smoothing)
         return nn.functional.mse_loss(output.squeeze(1), (y - self.y_mean) / self.y_std)
 
     def metric(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -104,9 +104,9 @@ def make_optimizer(model: nn.Module, params: NeuralParams) -> torch.optim.Optimi
     fused = {"fused": True} if next(model.parameters()).device.type in ("cuda", "cpu") else {}
     if params.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=params.lr, momentum=0.9, weight_decay=params.weight_decay)
-    if params.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay, **fused)
-    return torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay, **fused)
+    adam = torch.optim.Adam if params.optimizer == "adam" else torch.optim.AdamW
+    return adam(model.parameters(), lr=params.lr, betas=(0.9, params.adam_beta2), weight_decay=params.weight_decay,
+                **fused)
 
 
 def l1_penalty(model: nn.Module) -> torch.Tensor:
@@ -126,7 +126,7 @@ def clip_grad_norm(optimizer: torch.optim.Optimizer, max_norm: float) -> None:
 def train_step(model: nn.Module, x_num: torch.Tensor, x_cat: torch.Tensor, y: torch.Tensor, objective: Objective,
                optimizer: torch.optim.Optimizer, params: NeuralParams, autocast) -> torch.Tensor:
     with autocast:
-        loss = objective.loss(model(x_num, x_cat), y)
+        loss = objective.loss(model(x_num, x_cat), y, params.label_smoothing)
     total = loss + params.l1 * l1_penalty(model) if params.l1 > 0 else loss
     optimizer.zero_grad(set_to_none=True)
     total.backward()

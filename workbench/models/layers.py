@@ -141,12 +141,26 @@ def embedding_dim(cardinality: int) -> int:
     return int(min(32, round(1.6 * cardinality**0.56)))
 
 
-class CategoricalEmbeddings(nn.Module):
-    """One embedding table per categorical column, concatenated."""
+class OneHot(nn.Module):
+    """A category's codes as one-hot columns: a fixed embedding table (the identity), not learned."""
 
-    def __init__(self, cardinalities: list[int]):
+    def __init__(self, cardinality: int):
         super().__init__()
-        self.tables = nn.ModuleList(nn.Embedding(c, embedding_dim(c)) for c in cardinalities)
+        self.register_buffer("eye", torch.eye(cardinality), persistent=False)
+        self.embedding_dim = cardinality
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.eye[codes]
+
+
+class CategoricalEmbeddings(nn.Module):
+    """One embedding table per categorical column, concatenated; columns with fewer than `one_hot_below` codes are
+    one-hot columns instead (0: none)."""
+
+    def __init__(self, cardinalities: list[int], one_hot_below: int = 0):
+        super().__init__()
+        self.tables = nn.ModuleList(OneHot(c) if c < one_hot_below else nn.Embedding(c, embedding_dim(c))
+                                    for c in cardinalities)
         self.out_dim = sum(t.embedding_dim for t in self.tables)
 
     def forward(self, x_cat: torch.Tensor) -> torch.Tensor:

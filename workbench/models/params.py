@@ -119,7 +119,7 @@ def as_dict(params: Any) -> dict[str, Any]:
 # -- shared by every neural model ------------------------------------------------------------------
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
-SCHEDULES = ("none", "cosine", "plateau")
+SCHEDULES = ("none", "cosine", "flat_cosine", "plateau")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -139,11 +139,17 @@ class NeuralParams:
                         label="Most epochs", min=1, max=100_000)
     weight_decay: float = param(1e-4, "L2 penalty that keeps weights small, against overfitting.",
                                 label="Weight decay (L2)", advanced=True, min=0.0, max=1.0)
+    adam_beta2: float = param(0.999, "How long Adam's memory of squared gradients is (AdamW and Adam only): "
+                              "lower forgets sooner and reacts faster to changes.", label="Adam beta2", advanced=True,
+                              min=0.5, max=0.9999)
+    label_smoothing: float = param(0.0, "Classification only: train towards this much less certain targets, "
+                                   "against overconfidence (0: off).", label="Label smoothing", advanced=True,
+                                   min=0.0, max=0.5)
     l1: float = param(0.0, "L1 penalty that pushes unhelpful weights to zero (0: off).", label="L1 penalty",
                       advanced=True, min=0.0, max=1.0)
-    lr_schedule: str = param("none", "How the learning rate changes: cosine decays it, plateau cuts it when "
-                             "validation stops improving.", label="Learning-rate schedule", advanced=True,
-                             choices=SCHEDULES)
+    lr_schedule: str = param("none", "How the learning rate changes: cosine decays it, flat_cosine keeps it for "
+                             "the first half of the epochs and then decays it, plateau cuts it when validation stops "
+                             "improving.", label="Learning-rate schedule", advanced=True, choices=SCHEDULES)
     patience: int = param(16, "Training stops after this many epochs in a row without a better validation score "
                           "(0: never stop early).", label="Stop after N epochs without improvement", zero="never",
                           suggested=16, min=0, max=100_000)

@@ -223,9 +223,13 @@ def _impute(matrix: np.ndarray, fill: list[float]) -> np.ndarray:
 
 
 def _scale(matrix: np.ndarray, scaling: dict) -> np.ndarray:
-    """scikit-learn's StandardScaler, MinMaxScaler or QuantileTransformer (normal output), same operations."""
+    """scikit-learn's StandardScaler, MinMaxScaler or QuantileTransformer (normal output), or the Workbench's robust
+    scaling with smooth clipping, same operations."""
     if scaling["kind"] == "standard":
         return (matrix - np.asarray(scaling["mean"])) / np.asarray(scaling["scale"])
+    if scaling["kind"] == "robust":
+        third = np.clip((matrix - np.asarray(scaling["center"])) / np.asarray(scaling["scale"]), -1e300, 1e300) / 3
+        return 3.0 * third / np.hypot(1.0, third)  # x / sqrt(1 + (x / 3)^2), without overflow
     if scaling["kind"] == "minmax":
         return matrix * np.asarray(scaling["scale"]) + np.asarray(scaling["min"])
     references = np.asarray(scaling["references"])
