@@ -247,9 +247,9 @@ def test_the_mlp_defaults_hold_the_parts_the_ab_kept_and_no_other_model_changes(
         spec = MODELS[name]
         return resolve_scaling(PrepConfig(), spec.family, spec.categorical, spec.scaling)
 
-    assert auto_scaling("mlp") == "robust" and auto_scaling("tabm") == "quantile"
+    assert auto_scaling("mlp") == "quantile" == auto_scaling("tabm")
     assert auto_scaling("linear") == "standard" and resolve_scaling(PrepConfig(scaling="minmax"), "neural",
                                                                      "embedding", "robust") == "minmax"
     assert MLPParams().hidden_sizes == [256, 256] and MLPParams().label_smoothing == 0.0
-    assert {name for name, part in PARTS.items() if part.is_default()} == {"robust_scaling"}
+    assert {name for name, part in PARTS.items() if part.is_default()} == set()
     assert resolve_params("tabm", {}).label_smoothing == 0.0 and resolve_params("tabm", {}).adam_beta2 == 0.999

@@ -29,10 +29,10 @@ class MLPParams(NeuralParams):
     # 2e-3 rather than the shared 1e-3: on the benchmark's 200k-row task it reaches the same validation accuracy in
     # 6 epochs instead of 10, and it scores the same on the bundled samples (make bench, "quality").
     lr: float = param(2e-3, LEARNING_RATE_HELP, label="Learning rate", min=1e-6, max=1.0)
-    # The RealMLP recipe's parts (benchmarks/recipe.py) are options here; only robust scaling is a default (the MLP's
-    # 'auto' scaling, registry.py: better on 4 of 4 small tables, +3.8% [+0.1, +7.6]). 3 x 256 layers were better on 3
-    # small tables (+1.9%) but cost ~40% more per step and scored 14% worse on diamonds (54k rows, one split); label
-    # smoothing 0.1 tied on its 2 tables: neither is shown to help yet (issue 21's notes).
+    # The RealMLP recipe's parts (benchmarks/recipe.py) are options, none a default yet: robust scaling was better on
+    # 4 small tables (+3.8% [+0.1, +7.6], each a tie alone) but made the MLP's explanations lean on noise columns
+    # (tests/test_contributions.py), 3 x 256 layers cost ~40% more per step and scored 14% worse on diamonds, label
+    # smoothing tied on its 2 tables (issue 21's notes).
     hidden_sizes: list[int] = param([256, 256], "Neurons in each hidden layer, e.g. 256,256 for two layers.",
                                     label="Hidden layer sizes", min=1, max=8192, kind="int_list")
     activation: str = param("relu", "The non-linearity between layers.", label="Activation",
