@@ -348,3 +348,10 @@ def test_cli_bad_sweeps_exit_2_with_one_sentence(store, dataset_id, capsys, args
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1
     assert store.list_sweeps() == []
+
+
+def test_an_mlp_sweep_searches_its_usual_settings_and_not_the_recipe_options():
+    searched = set(sweeps.SearchSpace.for_model("mlp").searched)
+    assert searched == {"lr", "weight_decay", "hidden_sizes", "activation", "dropout", "batch_norm"}
+    wider = sweeps.SearchSpace.for_model("mlp", space={"adam_beta2": "0.9:0.999"})  # the user may still ask
+    assert "adam_beta2" in wider.searched
