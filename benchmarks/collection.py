@@ -61,9 +61,10 @@ def models_for(task: Task, models: Sequence[str]) -> list[str]:
 
 def measure(tables: Sequence[str] | None = None, models: Sequence[str] = DEFAULT_MODELS, repeats: int = REPEATS,
             params: dict[str, dict] | None = None, tutorial_max_epochs: int = TUTORIAL_MAX_EPOCHS,
-            device: str = "cpu") -> dict:
+            device: str = "cpu", out_path: Path | None = None) -> dict:
     """Every table of `tables` (all by default) with every model that does its task; `params`: per-model
-    hyperparameter overrides (for tiny test runs; the benchmark itself uses the defaults)."""
+    hyperparameter overrides (for tiny test runs; the benchmark itself uses the defaults). `out_path`: where to write
+    the JSON after each table, so that a long run that is stopped keeps what it measured."""
     names = list(tables or TABLES)
     out: dict = {"repeats": repeats, "models": list(models), "params": params or {}, "tables": {}}
     for name in names:
@@ -75,6 +76,15 @@ def measure(tables: Sequence[str] | None = None, models: Sequence[str] = DEFAULT
                                                     tutorial_max_epochs, device)
             finally:
                 store.close()
+        out["summary"] = summary(out["tables"])
+        if out_path:
+            out_path.write_text(json.dumps(out, indent=2, default=str) + "\n")
+    return out
+
+
+def merged(results: Sequence[dict]) -> dict:
+    """Several results (of the same models and repeats, on different tables) as one, summarised again."""
+    out = {**results[0], "tables": {name: t for r in results for name, t in r["tables"].items()}}
     out["summary"] = summary(out["tables"])
     return out
 
@@ -252,13 +262,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tables", help=f"comma-separated, of: {', '.join(TABLES)} (default: all)")
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated catalog models")
     parser.add_argument("--repeats", type=int, default=REPEATS)
-    parser.add_argument("--out", help="also write the JSON here")
+    parser.add_argument("--out", help="also write the JSON here, after each table")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="summarise the --out files of runs on other tables")
     args = parser.parse_args(argv)
-    result = measure(args.tables.split(",") if args.tables else None, args.models.split(","), args.repeats)
-    document = json.dumps(result, indent=2, default=str)
-    if args.out:
-        Path(args.out).write_text(document + "\n")
-    print(document)
+    if args.merge:
+        result = merged([json.loads(Path(path).read_text()) for path in args.merge])
+    else:
+        result = measure(args.tables.split(",") if args.tables else None, args.models.split(","), args.repeats,
+                         out_path=Path(args.out) if args.out else None)
+    print(json.dumps(result, indent=2, default=str))
     print("\n".join(lines(result)))
 
 

@@ -247,9 +247,11 @@ def test_the_mlp_defaults_hold_the_parts_the_ab_kept_and_no_other_model_changes(
         spec = MODELS[name]
         return resolve_scaling(PrepConfig(), spec.family, spec.categorical, spec.scaling)
 
-    assert auto_scaling("mlp") == "quantile" == auto_scaling("tabm")
+    assert auto_scaling("mlp") == "robust" and auto_scaling("tabm") == "quantile" == auto_scaling("transformer")
     assert auto_scaling("linear") == "standard" and resolve_scaling(PrepConfig(scaling="minmax"), "neural",
                                                                      "embedding", "robust") == "minmax"
     assert MLPParams().hidden_sizes == [256, 256] and MLPParams().label_smoothing == 0.0
-    assert {name for name, part in PARTS.items() if part.is_default()} == set()
+    assert MLPParams().dropout == 0.0 and resolve_params("tabm", {}).dropout == 0.1
+    assert {name for name, part in PARTS.items() if part.is_default()} == {"robust_scaling", "no_dropout",
+                                                                             "robust_no_dropout"}
     assert resolve_params("tabm", {}).label_smoothing == 0.0 and resolve_params("tabm", {}).adam_beta2 == 0.999

@@ -88,16 +88,18 @@ def test_a_workers_next_trial_reuses_the_preparation_and_scores_exactly_as_witho
 @pytest.mark.parametrize("change", [
     {"exclude": ["colour"]}, {"split": SplitConfig(seed=3)}, {"target": "x1"}, {"task": "regression"},
     {"model": "linear"},  # the same family, another encoding of categories (one-hot)
-    {"prep": PrepConfig(scaling="robust")},
-    {"model": "cnn"},  # the same family, encoding and scaling: the same preparation (below)
+    {"prep": PrepConfig(scaling="quantile")},
+    {"model": "cnn"},  # the same family and encoding, its own scaling (quantile; the mlp's is robust)
+    {"model": "mlp", "params": {"dropout": 0.3}},  # what only the training reads: the same preparation (below)
 ])
 def test_a_preparation_is_not_reused_for_anything_it_reads(binary_frame, change):
+    """Anything `prepare` reads changes the key; the two runs of a sweep differ only in what training reads."""
     preparations = Preparations()
     table = preparations.table("file-1", lambda: binary_frame)
     config = RunConfig("d", "label", "mlp")
     assert _prepared_by(preparations, table, config) == [1]
     assert _prepared_by(preparations, table, replace(config, params={"lr": 0.1})) == []
-    reads_the_same = change.get("model") == "cnn"
+    reads_the_same = "params" in change
     assert _prepared_by(preparations, table, replace(config, **change)) == ([] if reads_the_same else [1])
 
 

@@ -40,7 +40,7 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in (
               LinearParams, LinearModel, categorical="onehot"),
     ModelSpec("mlp", "neural", "Multi-layer perceptron: layers of neurons; the usual first neural network.",
               "The first neural network to try, once gradient boosting has set the bar.",
-              MLPParams, MLP),
+              MLPParams, MLP, scaling="robust"),
     ModelSpec("cnn", "neural", "1-D convolutions over per-feature embeddings: looks at neighbouring features.",
               "When neighbouring columns belong together (readings along a spectrum or over time).",
               CNNParams, CNN),
