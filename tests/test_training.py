@@ -135,8 +135,9 @@ def test_out_of_memory_retries_with_a_smaller_batch(monkeypatch):
 def test_automatic_batch_size_grows_with_the_rows_and_scales_the_learning_rate():
     params = resolve_params("mlp", {"lr": 0.002})
     assert params.batch_size == 0
-    assert batch_and_lr(params, 50_000) == (256, 0.002)
-    assert batch_and_lr(params, 150_000) == (512, 0.002828)
+    assert batch_and_lr(params, 8_191) == (256, 0.002)
+    assert batch_and_lr(params, 8_192) == (512, 0.004)
+    assert batch_and_lr(params, 150_000) == (512, 0.004)
     assert batch_and_lr(params, 1_000_000) == (1024, pytest.approx(0.004))
     assert batch_and_lr(replace(params, batch_size=300), 1_000_000) == (300, 0.002)  # a set size is kept as set
 
@@ -196,13 +197,13 @@ def test_mixed_precision_auto_is_on_for_cpus_with_native_bf16(monkeypatch):
 
 def test_a_run_records_the_batch_size_learning_rate_and_precision_it_used():
     params = resolve_params("mlp", {"epochs": 1, "lr": 0.01, "hidden_sizes": "16"})
-    result = fit(MLP(4, [], 1, params), tensors(n=120_000), tensors(seed=1), Objective("binary"), params)
+    result = fit(MLP(4, [], 1, params), tensors(n=20_000), tensors(seed=1), Objective("binary"), params)
     assert (params.batch_size, params.lr, params.mixed_precision) == (0, 0.01, "auto")  # the caller's, unchanged
-    assert (result.batch_size, result.lr) == (512, 0.01414)
+    assert (result.batch_size, result.lr) == (512, 0.02)
     ran = result.ran(params)
-    assert (ran.batch_size, ran.lr, ran.mixed_precision) == (512, 0.01414, result.mixed_precision)
+    assert (ran.batch_size, ran.lr, ran.mixed_precision) == (512, 0.02, result.mixed_precision)
     assert replace(ran, batch_size=0, lr=0.01, mixed_precision="auto") == params  # nothing else differs
-    assert result.history[0].lr == 0.01414
+    assert result.history[0].lr == 0.02
     assert result.mixed_precision == ("on" if cpu_has_native_bf16() else "off")
     _, result = train_mlp({"epochs": 1, "mixed_precision": "off"})
     assert result.mixed_precision == "off"

@@ -132,8 +132,8 @@ class NeuralParams:
                            label="Optimizer", advanced=True, choices=OPTIMIZERS)
     lr: float = param(1e-3, LEARNING_RATE_HELP, label="Learning rate", min=1e-6, max=1.0)
     batch_size: int = param(0, "Rows per update; larger is faster per epoch. Automatic (0) picks 256 (fewer on "
-                            "tables under 4,096 rows, for 16 updates per epoch), 512 from 100,000 and 1024 from "
-                            "200,000 training rows, with the learning rate raised to match.",
+                            "tables under 4,096 rows, for 16 updates per epoch), 512 from 8,192 and 1024 from "
+                            "200,000 training rows, at twice the learning rate.",
                             label="Batch size", advanced=True, zero="automatic", suggested=256, min=0, max=65536)
     epochs: int = param(200, "The most passes over the training rows; early stopping usually ends sooner.",
                         label="Most epochs", min=1, max=100_000)
