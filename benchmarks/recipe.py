@@ -81,7 +81,7 @@ PARTS = {p.name: p for p in (
     Part("standard_no_dropout", params={"dropout": 0.0}, prep={"scaling": "standard"}),
     Part("robust_no_dropout", params={"dropout": 0.0}, prep={"scaling": "robust"}),
     # fewer, larger steps: what the time to quality on the larger tables depends on
-    Part("batch_512", params={"batch_size": 512, "lr": 2e-3 * 2 ** 0.5}),  # the square-root rule, automatic until 57a4c48
+    Part("batch_512", params={"batch_size": 512, "lr": 2e-3 * 2 ** 0.5}),  # the automatic rule before 57a4c48
     Part("batch_512_lr_4e-3", params={"batch_size": 512, "lr": 4e-3}),
     Part("lr_4e-3", params={"lr": 4e-3}),
 )}
