@@ -135,6 +135,32 @@ def set_number(page, label: str, value: str) -> None:
     settle(page)
 
 
+def start_training(page, count, expected: int, timeout: float = LONG / 1000) -> None:
+    """Click "Start training" until `count()` (runs or groups in the store) reaches `expected`. A click on a button
+    that Streamlit is re-rendering is lost: when the page has sat settled for 10 s with nothing new stored, the click
+    is made again (a click that did land keeps the page running until the run is stored). A timeout says what the
+    page shows."""
+    button = page.get_by_role("button", name="Start training")
+    settle(page)
+    button.click()
+    deadline = time.monotonic() + timeout
+    settled_since = None
+    while time.monotonic() < deadline:
+        if count() >= expected:
+            return
+        busy = (page.get_by_test_id("stStatusWidgetRunningIcon").count() > 0
+                or page.locator('[data-stale="true"]').count() > 0)
+        now = time.monotonic()
+        if busy or settled_since is None:
+            settled_since = None if busy else now
+        elif now - settled_since > 10:
+            button.click()
+            settled_since = None
+        time.sleep(0.25)
+    shown = [alert.inner_text() for alert in page.get_by_test_id("stAlert").all()]
+    raise AssertionError(f"timed out waiting for {expected} in the store; the page shows: {shown}")
+
+
 def open_page(page, title: str) -> None:
     page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
     page.get_by_role("heading", name=title).wait_for()
@@ -168,10 +194,9 @@ def test_upload_train_and_compare_in_a_browser(tmp_path, home):
             expect(page.get_by_text("Multi-layer perceptron")).to_be_visible(timeout=LONG)
             for queued, epochs in enumerate(("3", "4"), start=1):
                 set_number(page, "Most epochs", epochs)
-                page.get_by_role("button", name="Start training").click()
                 # The first submission also starts the background worker: seconds on a loaded machine. The page
                 # says "Run X is queued" (or running) until the run ends, which a 3-epoch run may do at once.
-                wait_for(lambda n=queued: len(stored_runs()) == n, LONG / 1000, f"run {queued} in the store")
+                start_training(page, lambda: len(stored_runs()), queued)
                 assert page.get_by_test_id("stException").count() == 0
             wait_for(lambda: len(finished_runs()) == 2, 60, "two runs to finish")
             assert finished_runs() == ["succeeded", "succeeded"]

@@ -222,7 +222,17 @@ def test_two_groups_started_from_the_train_form_get_a_verdict_in_a_browser(store
     then both groups picked on Runs & Compare: a verdict in plain words, and the leaderboard."""
     from playwright.sync_api import expect, sync_playwright
 
-    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, LONG, open_page, served_app, set_number, settle, wait_for
+    from tests.test_browser import (
+        CHROMIUM,
+        CHROMIUM_ARGS,
+        LONG,
+        open_page,
+        served_app,
+        set_number,
+        settle,
+        start_training,
+        wait_for,
+    )
 
     if not Path(CHROMIUM).exists():
         pytest.skip("needs Debian's Chromium at /usr/bin/chromium")
@@ -244,8 +254,7 @@ def test_two_groups_started_from_the_train_form_get_a_verdict_in_a_browser(store
                 settle(page)
                 expect(page.get_by_text(MODELS[model].description.split(":")[0]).first).to_be_visible()
                 set_number(page, "Repeats", "5")
-                page.get_by_role("button", name="Start training").click()
-                wait_for(lambda n=n: len(store.list_groups()) == n, LONG / 1000, f"group {n} in the store")
+                start_training(page, lambda: len(store.list_groups()), n)
                 assert page.get_by_test_id("stException").count() == 0
             made = store.list_groups()
             assert sorted(g.model for g in made) == ["logistic_regression", "random_forest"]

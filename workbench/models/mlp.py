@@ -76,10 +76,11 @@ class MLP(nn.Module):
         init_weights(self.body, params.init, params.activation)  # (the periodic embeddings keep their own init)
 
     def activation_size(self) -> ActivationSize:
-        """Per hidden layer: its output, the dropout mask and what the next layer reads (batch norm: two more);
+        """Per hidden layer: its output and what the next layer reads (dropout: its mask too; batch norm: two more);
         the backward pass holds about two layers' gradients at once."""
         layers = [m for m in self.body if isinstance(m, nn.Linear)]
-        per_layer = 5 if any(isinstance(m, nn.BatchNorm1d) for m in self.body) else 3
+        per_layer = (2 + any(isinstance(m, nn.Dropout) for m in self.body)
+                     + 2 * any(isinstance(m, nn.BatchNorm1d) for m in self.body))
         widths = [self.head.in_features if not layers else layers[0].in_features] + [m.out_features for m in layers]
         # periodic embeddings: per number, the sines and cosines and the embedding before and after its ReLU
         embedding = self.n_numeric * (2 * PERIODIC_FREQUENCIES + 2 * PERIODIC_SIZE) if self.numeric is not None else 0
