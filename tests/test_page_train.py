@@ -40,6 +40,17 @@ def test_the_form_opens_on_gradient_boosting_with_plain_labels_and_a_time_estima
     assert "Advanced settings" in [e.label for e in at.expander]
 
 
+def test_auto_preprocessing_says_what_it_is_for_the_model_picked(store, dataset_id):
+    at = page("train").run()
+    assert at.selectbox(key="scaling").options[0] == "auto: standardise (gradient_boosting)"
+    at.selectbox(key="model").select("mlp").run()
+    assert at.selectbox(key="scaling").options[0] == "auto: robust, outliers clipped smoothly (mlp)"
+    assert at.selectbox(key="categorical").options[0] == "auto: learned embeddings (mlp)"
+    at.selectbox(key="model").select("transformer").run()
+    assert at.selectbox(key="scaling").options[0] == "auto: quantile to a normal shape (transformer)"
+    assert at.selectbox(key="scaling").value == "auto"
+
+
 def test_the_form_survives_a_refresh_through_the_url(store, dataset_id):
     at = page("train").run()
     at.selectbox(key="model").select("mlp").run()

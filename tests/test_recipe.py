@@ -146,6 +146,35 @@ def test_periodic_embeddings_feed_the_layers_and_learn():
         .activation_size().training
 
 
+def test_pbld_embeddings_pass_each_number_through_and_learn():
+    """RealMLP's PBLD: 4 values a number, the first of them the number itself; its frequencies learn."""
+    params = resolve_params("mlp", {"numeric_embeddings": "pbld", "hidden_sizes": "8"})
+    model = MLP(3, [4], 2, params)
+    assert model.body[0].in_features == 3 * 4 + model.embeddings.out_dim
+    x = torch.randn(5, 3)
+    embedded = model.numeric(x)
+    assert embedded.shape == (5, 3, 4) and torch.equal(embedded[..., 0], x)
+    assert torch.equal(model.numeric(x[2:3])[0], embedded[2])  # a row's embedding does not depend on the batch
+    out = model(x, torch.randint(0, 4, (5, 1)))
+    out.sum().backward()
+    assert out.shape == (5, 2) and model.numeric.frequencies.grad.abs().sum() > 0
+    plr = MLP(3, [4], 2, resolve_params("mlp", {"numeric_embeddings": "periodic", "hidden_sizes": "8"}))
+    assert sum(p.numel() for p in model.numeric.parameters()) < sum(p.numel() for p in plr.numeric.parameters()) / 10
+
+
+@pytest.mark.parametrize("embeddings", ["periodic", "pbld"])
+def test_number_embeddings_train_on_messy_data_and_reload_the_same(tmp_path, embeddings):
+    frame = messy_frame()
+    config = RunConfig("d", "label", "mlp", params={"numeric_embeddings": embeddings, "hidden_sizes": "16",
+                                                    "epochs": 3})
+    outcome = execute(config, frame, tmp_path / "run")
+    assert outcome.status == RunStatus.SUCCEEDED, outcome.error
+    model = load_model(tmp_path / "run")
+    features = frame.drop(columns="label")
+    assert np.isfinite(model.predict_proba(features)).all()
+    assert np.array_equal(model.predict_proba(features), load_model(tmp_path / "run").predict_proba(features))
+
+
 def test_label_smoothing_moves_the_targets_of_classification_only():
     """Binary: the loss is lowest at p = 1 - eps / 2, not at certainty; multiclass: torch's smoothed cross-entropy;
     regression: unchanged."""

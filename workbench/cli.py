@@ -152,6 +152,7 @@ def cmd_models(args: argparse.Namespace) -> None:
     for entry in entries:
         print(f"{entry['name']:<20} {entry['family']:<9} {entry['description']}")
         print(f"    when to use it: {entry['when_to_use']}")
+        print(f"    preprocessing 'auto': numbers {entry['auto_scaling']}, categories {entry['auto_categorical']}")
         for p in entry["params"]:
             tier = " (advanced)" if p["advanced"] else ""
             print(f"    {p['name']:<18} {p['label']}{tier}; default {p['default']!s}. {p['help']}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -104,6 +105,26 @@ class ReLUDropout(Dropout):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mask = self._cpu_mask(x, relu=True)
         return nn.Dropout.forward(self, torch.relu(x)) if mask is None else x * mask
+
+
+class PeriodicBiasLinearDense(nn.Module):
+    """RealMLP's number embeddings ("PBLD", Holzmueller et al. 2024, their defaults): per number x, cos(2 pi w x + b)
+    at `n_frequencies` learned frequencies w ~ N(0, sigma) and phases b, a linear map of those to `size` - 1 values,
+    and x itself ("dense": the number passes through unchanged). (batch, n) -> (batch, n, size). Much lighter than
+    rtdl's PLR (48 frequencies to 24 values): the first layer reads 4 values a number instead of 24."""
+
+    def __init__(self, n_features: int, n_frequencies: int = 16, size: int = 4, sigma: float = 0.1):
+        super().__init__()
+        bound = 1 / math.sqrt(n_frequencies)
+        self.frequencies = nn.Parameter(sigma * torch.randn(n_features, 1, n_frequencies))
+        self.phases = nn.Parameter(math.pi * (2 * torch.rand(n_features, 1, n_frequencies) - 1))
+        self.weight = nn.Parameter(bound * (2 * torch.rand(n_features, n_frequencies, size - 1) - 1))
+        self.bias = nn.Parameter(bound * (2 * torch.rand(n_features, 1, size - 1) - 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # numbers as a batch dimension of their own: (n, batch, 1) @ (n, 1, frequencies)
+        periodic = torch.cos(2 * math.pi * (x.T.unsqueeze(-1) @ self.frequencies) + self.phases)
+        return torch.cat([x.unsqueeze(-1), (periodic @ self.weight + self.bias).transpose(0, 1)], dim=-1)
 
 
 def activation_and_dropout(activation: str, p: float) -> list[nn.Module | None]:

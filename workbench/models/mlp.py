@@ -1,5 +1,5 @@
-"""Multi-layer perceptron over scaled numbers (optionally periodic embeddings of them) and categories (learned
-embeddings, or one-hot codes for those with few values)."""
+"""Multi-layer perceptron over scaled numbers (optionally periodic embeddings of them: PLR, or RealMLP's PBLD) and
+categories (learned embeddings, or one-hot codes for those with few values)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,16 @@ from workbench.models.layers import (
     ACTIVATIONS,
     ActivationSize,
     CategoricalEmbeddings,
+    PeriodicBiasLinearDense,
     activation_and_dropout,
     init_weights,
     numbered_sequential,
 )
 from workbench.models.params import LEARNING_RATE_HELP, NeuralParams, param
 
-NUMERIC_EMBEDDINGS = ("none", "periodic")
+NUMERIC_EMBEDDINGS = ("none", "periodic", "pbld")
 PERIODIC_FREQUENCIES, PERIODIC_SIZE = 48, 24  # rtdl_num_embeddings.PeriodicEmbeddings' defaults, as tabm uses
+PBLD_FREQUENCIES, PBLD_SIZE = 16, 4  # RealMLP's defaults
 ONE_HOT_MAX_VALUES = 9  # RealMLP: one-hot for categories with at most this many values, embeddings above
 
 
@@ -42,8 +44,9 @@ class MLPParams(NeuralParams):
     batch_norm: bool = param(False, "Normalise each layer's outputs per batch; can speed up training.",
                             label="Batch normalisation", advanced=True)
     numeric_embeddings: str = param("none", "periodic: each number becomes a small learned vector of sines and "
-                                    "cosines before the layers (PLR embeddings); can help where a number's effect is "
-                                    "irregular.", label="Number embeddings", advanced=True,
+                                    "cosines before the layers (PLR embeddings); pbld: a lighter one, RealMLP's (4 "
+                                    "values a number, the number itself among them); both can help where a number's "
+                                    "effect is irregular.", label="Number embeddings", advanced=True,
                                     choices=NUMERIC_EMBEDDINGS)
     one_hot_small_categories: bool = param(False, f"Read categories with at most {ONE_HOT_MAX_VALUES} values as "
                                            "one-hot columns instead of learned embeddings (larger ones keep "
@@ -58,13 +61,19 @@ class MLP(nn.Module):
         # code 0 of each category column is "unknown or missing", so a column of v values has v + 1 codes
         one_hot_below = ONE_HOT_MAX_VALUES + 2 if params.one_hot_small_categories else 0
         self.embeddings = CategoricalEmbeddings(cardinalities, one_hot_below)
-        self.numeric = None
+        self.numeric: nn.Module | None = None
+        per_number, self.embedding_values = 1, 0  # the first layer's inputs a number; values its embedding keeps
         if params.numeric_embeddings == "periodic" and n_numeric:
             self.numeric = rtdl_num_embeddings.PeriodicEmbeddings(n_numeric, PERIODIC_SIZE,
                                                                   n_frequencies=PERIODIC_FREQUENCIES, lite=False)
+            # the sines and cosines, and the embedding before and after its ReLU
+            per_number, self.embedding_values = PERIODIC_SIZE, 2 * PERIODIC_FREQUENCIES + 2 * PERIODIC_SIZE
+        elif params.numeric_embeddings == "pbld" and n_numeric:
+            self.numeric = PeriodicBiasLinearDense(n_numeric, PBLD_FREQUENCIES, PBLD_SIZE)
+            per_number, self.embedding_values = PBLD_SIZE, 2 * PBLD_FREQUENCIES + 2 * PBLD_SIZE
         self.n_numeric = n_numeric
         slots: list[nn.Module | None] = []
-        width = n_numeric * (PERIODIC_SIZE if self.numeric is not None else 1) + self.embeddings.out_dim
+        width = n_numeric * per_number + self.embeddings.out_dim
         for size in params.hidden_sizes:
             slots.append(nn.Linear(width, size))
             if params.batch_norm:
@@ -73,7 +82,7 @@ class MLP(nn.Module):
             width = size
         self.body = numbered_sequential(slots)
         self.head = nn.Linear(width, n_outputs)
-        init_weights(self.body, params.init, params.activation)  # (the periodic embeddings keep their own init)
+        init_weights(self.body, params.init, params.activation)  # (number embeddings keep their own init)
 
     def activation_size(self) -> ActivationSize:
         """Per hidden layer: its output and what the next layer reads (dropout: its mask too; batch norm: two more);
@@ -82,8 +91,7 @@ class MLP(nn.Module):
         per_layer = (2 + any(isinstance(m, nn.Dropout) for m in self.body)
                      + 2 * any(isinstance(m, nn.BatchNorm1d) for m in self.body))
         widths = [self.head.in_features if not layers else layers[0].in_features] + [m.out_features for m in layers]
-        # periodic embeddings: per number, the sines and cosines and the embedding before and after its ReLU
-        embedding = self.n_numeric * (2 * PERIODIC_FREQUENCIES + 2 * PERIODIC_SIZE) if self.numeric is not None else 0
+        embedding = self.n_numeric * self.embedding_values
         return ActivationSize(training=embedding + 2 * widths[0] + per_layer * sum(widths[1:]) + 2 * max(widths),
                               inference=embedding + widths[0] + 2 * max(widths))
 

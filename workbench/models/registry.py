@@ -16,6 +16,8 @@ from workbench.models.params import resolve, schema
 from workbench.models.rnn import RNN, RNNParams
 from workbench.models.tabm import TabM, TabMParams
 from workbench.models.transformer import FTTransformer, TransformerParams
+from workbench.prepare import resolve_scaling
+from workbench.runconfig import PrepConfig
 
 ALL_TASKS = ("binary", "multiclass", "regression")
 
@@ -88,5 +90,8 @@ def resolve_params(name: str, overrides: dict[str, Any]) -> Any:
 
 
 def catalog() -> list[dict[str, Any]]:
+    """Each model's names and schema, and what 'auto' preprocessing is for it (shown next to the 'auto' choices)."""
     return [{"name": s.name, "family": s.family, "description": s.description, "when_to_use": s.when_to_use,
-             "tasks": list(s.tasks), "params": schema(s.params)} for s in MODELS.values()]
+             "tasks": list(s.tasks), "params": schema(s.params),
+             "auto_scaling": resolve_scaling(PrepConfig(scaling="auto"), s.family, s.categorical, s.scaling),
+             "auto_categorical": s.categorical} for s in MODELS.values()]
