@@ -142,8 +142,8 @@ def test_periodic_embeddings_feed_the_layers_and_learn():
     out = model(torch.randn(5, 3), torch.randint(0, 4, (5, 1)))
     out.sum().backward()
     assert out.shape == (5, 2) and model.numeric.periodic.weight.grad.abs().sum() > 0
-    assert model.activation_size().training > MLP(3, [4], 2, resolve_params("mlp", {"hidden_sizes": "8"})) \
-        .activation_size().training
+    plain = MLP(3, [4], 2, resolve_params("mlp", {"hidden_sizes": "8", "numeric_embeddings": "none"}))
+    assert model.activation_size().training > plain.activation_size().training
 
 
 def test_pbld_embeddings_pass_each_number_through_and_learn():
@@ -281,6 +281,7 @@ def test_the_mlp_defaults_hold_the_parts_the_ab_kept_and_no_other_model_changes(
                                                                      "embedding", "robust") == "minmax"
     assert MLPParams().hidden_sizes == [256, 256] and MLPParams().label_smoothing == 0.0
     assert MLPParams().dropout == 0.0 and resolve_params("tabm", {}).dropout == 0.1
+    assert MLPParams().numeric_embeddings == "pbld" and resolve_params("tabm", {}).numeric_embeddings == "none"
     assert {name for name, part in PARTS.items() if part.is_default()} == {"robust_scaling", "no_dropout",
-                                                                             "robust_no_dropout"}
+                                                                             "robust_no_dropout", "pbld_embeddings"}
     assert resolve_params("tabm", {}).label_smoothing == 0.0 and resolve_params("tabm", {}).adam_beta2 == 0.999

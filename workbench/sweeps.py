@@ -53,8 +53,8 @@ LIST_CHOICE_SEPARATOR = "/"  # --space hidden_sizes=128/256,256/512,256: choices
 
 # Settings that are not searched unless the user asks: how long and where to train, seeds, switches whose 0 means
 # "automatic" or "off", and choices that change what the other settings mean (SGD wants other learning rates) or what
-# the score rewards (balancing classes trades accuracy for balanced accuracy); and the RealMLP recipe's parts, options
-# whose A/B is not done (issue 21): a sweep of the MLP searches what it searched before they came.
+# the score rewards (balancing classes trades accuracy for balanced accuracy); and the RealMLP recipe's parts (issue
+# 21): a sweep of the MLP searches what it searched before they came.
 FIXED_BY_DEFAULT = frozenset({
     "seed", "epochs", "device", "mixed_precision", "batch_size", "patience", "weight_averaging", "restore_best",
     "grad_clip", "l1", "optimizer", "lr_schedule", "init", "max_iter", "early_stopping", "n_estimators", "n_heads",

@@ -33,8 +33,9 @@ class MLPParams(NeuralParams):
     lr: float = param(2e-3, LEARNING_RATE_HELP, label="Learning rate", min=1e-6, max=1.0)
     # The RealMLP recipe's parts (benchmarks/recipe.py) are options; of what the A/B on the 17 tables measured, the
     # defaults keep robust scaling (the registry's `scaling`) and no dropout: together +1.9% [-0.4, +4.1] mean score,
-    # 3 wins, 13 ties, 1 loss, 18% less time. 3 x 256 layers cost ~40% more per step and scored 14% worse on
-    # diamonds, label smoothing tied on its tables (issue 21's notes).
+    # 3 wins, 13 ties, 1 loss, 18% less time; then RealMLP's PBLD number embeddings: +1.1% [+0.1, +2.1], 2 wins, 15
+    # ties, no loss, 1.37x the time (rtdl's heavier PLR: +0.7% [-1.0, +2.3] at 2.3x). 3 x 256 layers cost ~40% more
+    # per step and scored 14% worse on diamonds, label smoothing tied on its tables (issue 21's notes).
     hidden_sizes: list[int] = param([256, 256], "Neurons in each hidden layer, e.g. 256,256 for two layers.",
                                     label="Hidden layer sizes", min=1, max=8192, kind="int_list")
     activation: str = param("relu", "The non-linearity between layers.", label="Activation",
@@ -43,11 +44,11 @@ class MLPParams(NeuralParams):
                            label="Dropout", min=0.0, max=0.9)
     batch_norm: bool = param(False, "Normalise each layer's outputs per batch; can speed up training.",
                             label="Batch normalisation", advanced=True)
-    numeric_embeddings: str = param("none", "periodic: each number becomes a small learned vector of sines and "
-                                    "cosines before the layers (PLR embeddings); pbld: a lighter one, RealMLP's (4 "
-                                    "values a number, the number itself among them); both can help where a number's "
-                                    "effect is irregular.", label="Number embeddings", advanced=True,
-                                    choices=NUMERIC_EMBEDDINGS)
+    numeric_embeddings: str = param("pbld", "How numbers reach the layers. pbld: each number with 3 learned wave "
+                                    "features of it (RealMLP's embeddings), which helps where a number's effect is "
+                                    "irregular; periodic: 24 such features a number (PLR), slower; none: the scaled "
+                                    "number alone, fastest.", label="Number embeddings", advanced=True,
+                                    choices=NUMERIC_EMBEDDINGS, absent_means="none")
     one_hot_small_categories: bool = param(False, f"Read categories with at most {ONE_HOT_MAX_VALUES} values as "
                                            "one-hot columns instead of learned embeddings (larger ones keep "
                                            "embeddings).", label="One-hot for small categories", advanced=True)

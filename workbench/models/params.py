@@ -9,17 +9,19 @@ from typing import Any, TypeVar
 from workbench.errors import UserError
 
 P = TypeVar("P")
+_UNSET = object()
 
 
 def param(default: Any, help: str, *, label: str, advanced: bool = False, zero: str | None = None,
           suggested: Any = None, min: float | None = None, max: float | None = None, choices: tuple | None = None,
-          kind: str | None = None, placeholder: str | None = None) -> Any:
+          kind: str | None = None, placeholder: str | None = None, absent_means: Any = _UNSET) -> Any:
     """A hyperparameter field: its default, a plain `label` and a one-line `help` for non-experts, its range or
     choices, and whether the form tucks it under "Advanced". `zero` names what 0 means where 0 is a switch ("automatic",
     "off"): the form shows it as a toggle, with `suggested` as the value it offers when the toggle is turned off.
-    `placeholder`: what an empty text setting means, shown in its empty box."""
+    `placeholder`: what an empty text setting means, shown in its empty box. `absent_means`: for a setting whose
+    default is not what runs did before the setting existed, that value (a run saved then loads as it trained)."""
     meta = {"help": help, "label": label, "advanced": advanced, "zero": zero, "suggested": suggested, "min": min,
-            "max": max, "choices": choices, "kind": kind, "placeholder": placeholder}
+            "max": max, "choices": choices, "kind": kind, "placeholder": placeholder, "absent_means": absent_means}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -106,9 +108,12 @@ def resolve(model_name: str, params_cls: type[P], overrides: dict[str, Any]) -> 
 
 def saved(params_cls: type[P], values: dict[str, Any]) -> P:
     """The hyperparameters a saved run trained with, as its dataclass. Settings that a later release added take
-    their defaults; settings it removed are dropped (the saved values are not checked again: they already ran)."""
+    what they mean when absent (`param`'s `absent_means`), else their defaults; settings it removed are dropped (the
+    saved values are not checked again: they already ran)."""
+    absent = {f.name: f.metadata["absent_means"] for f in fields(params_cls)
+              if f.metadata.get("absent_means", _UNSET) is not _UNSET}
     known = {f.name for f in fields(params_cls)}
-    return params_cls(**{k: v for k, v in values.items() if k in known})
+    return params_cls(**{**absent, **{k: v for k, v in values.items() if k in known}})
 
 
 def as_dict(params: Any) -> dict[str, Any]:
