@@ -128,6 +128,11 @@ def make_data(rows: int, features: int = 50, task: str = "binary", seed: int = 0
     return Split(x[:rows], y[:rows], x[rows:], y[rows:], task)
 
 
+# The network the tutorials write: the workbench MLP's layers (256-256 ReLU) with nothing before them or between them.
+# Also what the utilisation part counts the FLOPs of.
+PLAIN_MLP = {"numeric_embeddings": "none", "dropout": 0.0}
+
+
 def mlp_params(**overrides) -> MLPParams:
     """The workbench MLP's hyperparameters: its defaults unless overridden."""
     return resolve_params("mlp", overrides)

@@ -10,8 +10,10 @@ from benchmarks.common import Tutorial, best_of, build_mlp, make_data, mlp_param
 def measure(device: str = "cpu", rows: int = 200_000, features: int = 50, batch_sizes=(256, 4096), epochs: int = 1,
             repeats: int = 5) -> dict:
     data = make_data(rows, features, "binary")
+    defaults = mlp_params()
     results = {"rows": rows, "features": features, "epochs": epochs, "device": device, "model": "mlp defaults "
-               "(hidden 256,256, relu, dropout 0.1)", "ours": "workbench.training.fit (AdamW, grad clip 1.0, "
+               f"(hidden {defaults.hidden_sizes}, {defaults.activation}, dropout {defaults.dropout}, number "
+               f"embeddings {defaults.numeric_embeddings}), both loops", "ours": "workbench.training.fit (AdamW, grad clip 1.0, "
                "per-epoch validation)", "tutorial": "DataLoader(TensorDataset, shuffle=True) + Adam, per-epoch "
                "validation", "by_batch": {}}
     for batch_size in batch_sizes:

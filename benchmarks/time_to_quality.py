@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import time
 
-from benchmarks.common import StopAtScore, Tutorial, build_mlp, make_data, mlp_params, ours, until_plateau
+from benchmarks.common import (
+    PLAIN_MLP,
+    StopAtScore,
+    Tutorial,
+    build_mlp,
+    make_data,
+    mlp_params,
+    ours,
+    until_plateau,
+)
 
 
 def tutorial_until_plateau(data, device: str, batch_size: int = 32, lr: float = 1e-3, patience: int = 2,
                            max_epochs: int = 12) -> dict:
-    params = mlp_params()
+    params = mlp_params(**PLAIN_MLP)
     loop = Tutorial(data, build_mlp(data.n_features, params, device, n_outputs=data.n_outputs), batch_size, lr, device)
 
     def epoch() -> float:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import torch
 
-from benchmarks.common import build_mlp, huge_pages_mb, mlp_params, sync
+from benchmarks.common import PLAIN_MLP, build_mlp, huge_pages_mb, mlp_params, sync
 from workbench.devices import autocast_for
 from workbench.tasks import Objective
 from workbench.training import make_optimizer, train_step
@@ -65,7 +65,7 @@ def measure(device: str = "cpu", batch: int = 4096, width: int = 512, depth: int
            "flops_per_step": flops, "matmul_gflops_by_dtype": {}, "variants": {}}
     timed = {}
     for name, overrides in variants.items():
-        params = mlp_params(hidden_sizes=[width] * depth, **overrides)
+        params = mlp_params(hidden_sizes=[width] * depth, **{**PLAIN_MLP, **overrides})  # the layers step_flops counts
         autocast = autocast_for(dev, params.mixed_precision)
         dtype = torch.bfloat16 if isinstance(autocast, torch.autocast) else torch.float32
         dtype_name = str(dtype).replace("torch.", "")

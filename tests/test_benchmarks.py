@@ -46,12 +46,12 @@ def test_step_flops_are_the_matmul_flops_a_training_step_runs():
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from benchmarks.common import build_mlp, mlp_params
+    from benchmarks.common import PLAIN_MLP, build_mlp, mlp_params
     from benchmarks.utilisation import step_flops
     from workbench.tasks import Objective
     from workbench.training import make_optimizer, train_step
 
-    params = mlp_params(hidden_sizes=[16, 8], mixed_precision="off")
+    params = mlp_params(hidden_sizes=[16, 8], mixed_precision="off", **PLAIN_MLP)
     model = build_mlp(5, params, "cpu")
     x, x_cat, y = torch.randn(32, 5), torch.zeros((32, 0), dtype=torch.long), torch.randint(0, 2, (32,))
     with FlopCounterMode(display=False) as counter:
