@@ -107,6 +107,25 @@ class ReLUDropout(Dropout):
         return nn.Dropout.forward(self, torch.relu(x)) if mask is None else x * mask
 
 
+class _Periodic(torch.autograd.Function):
+    """cos(2 pi x w + b) for x (n, batch, 1), w and b (n, 1, frequencies), with a backward pass of one sine and
+    in-place products: autograd's own (a sine, a negation and four products, each a new tensor) made the default MLP's
+    step on 50 numbers at batch 1024 take 10.5 ms instead of 7.3 (on 2 CPU cores; without embeddings: 1.4 ms)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, frequencies: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
+        angles = torch.addcmul(phases, x, frequencies, value=2 * math.pi)
+        ctx.save_for_backward(x, frequencies, angles)
+        return torch.cos(angles)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        x, frequencies, angles = ctx.saved_tensors
+        grad_angles = torch.sin(angles).mul_(grad).neg_()
+        grad_x = (grad_angles @ frequencies.transpose(1, 2)).mul_(2 * math.pi) if ctx.needs_input_grad[0] else None
+        return grad_x, (x.transpose(1, 2) @ grad_angles).mul_(2 * math.pi), grad_angles.sum(1, keepdim=True)
+
+
 class PeriodicBiasLinearDense(nn.Module):
     """RealMLP's number embeddings ("PBLD", Holzmueller et al. 2024, their defaults): per number x, cos(2 pi w x + b)
     at `n_frequencies` learned frequencies w ~ N(0, sigma) and phases b, a linear map of those to `size` - 1 values,
@@ -122,10 +141,16 @@ class PeriodicBiasLinearDense(nn.Module):
         self.bias = nn.Parameter(bound * (2 * torch.rand(n_features, 1, size - 1) - 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # numbers as a batch dimension of their own, (n, batch, frequencies); fused multiply-adds: a training step of
-        # 60 numbers at batch 512 took 4.9 ms instead of 5.7 with separate products and sums
-        periodic = torch.cos(torch.addcmul(self.phases, x.T.unsqueeze(-1), self.frequencies, value=2 * math.pi))
-        return torch.cat([x.unsqueeze(-1), torch.baddbmm(self.bias, periodic, self.weight).transpose(0, 1)], dim=-1)
+        x = x.float()
+        by_number = x.T.unsqueeze(-1)  # each number a batch of its own: (n, batch, 1)
+        # in float32 under mixed precision too: the matrices are small, casting them to bf16 cost more than it saved
+        with torch.autocast(x.device.type, enabled=False):
+            if torch.is_grad_enabled() and self.frequencies.requires_grad:
+                periodic = _Periodic.apply(by_number, self.frequencies, self.phases)
+            else:  # predicting and exporting: plain operations
+                periodic = torch.cos(torch.addcmul(self.phases, by_number, self.frequencies, value=2 * math.pi))
+            values = torch.baddbmm(self.bias, periodic, self.weight)
+        return torch.cat([x.unsqueeze(-1), values.transpose(0, 1)], dim=-1)
 
 
 def activation_and_dropout(activation: str, p: float) -> list[nn.Module | None]:
