@@ -43,9 +43,9 @@ from workbench.store import ACTIVE_STATUSES, RunStatus
 LIVE_REFRESH_S = 1.5
 TASK_LABELS = {"auto": "detect from the target", "binary": "binary classification (two classes)",
                "multiclass": "multiclass classification", "regression": "regression (a number)"}
-SCALING_LABELS = {"standard": "standardise", "minmax": "min-max to 0..1",
+SCALING_LABELS = {"auto": "auto (suits the model)", "standard": "standardise", "minmax": "min-max to 0..1",
                   "quantile": "quantile to a normal shape", "robust": "robust, outliers clipped smoothly"}
-ENCODING_LABELS = {"onehot": "one-hot", "embedding": "learned embeddings"}
+ENCODING_LABELS = {"auto": "auto (suits the model)", "onehot": "one-hot", "embedding": "learned embeddings"}
 # Form fields kept in the URL besides the hyperparameters (which use their own names): {url key: session key}.
 FORM_FIELDS = {"task": "task", "impute": "impute", "scaling": "scaling", "categorical": "categorical",
                "datetime_parts": "datetime_parts", "train_pct": "train_pct", "val_pct": "val_pct",
@@ -247,17 +247,16 @@ with data_col:
     for key, value in FORM_DEFAULTS.items():
         st.session_state.setdefault(FORM_FIELDS[key], value)
     with st.expander("Preprocessing"):
-        # 'auto' names what it is for the model picked (the model column comes later on the page)
-        picked = catalog.get(st.session_state.get("model"), catalog[DEFAULT_MODEL])
         impute = st.selectbox("Fill missing numbers with the column's", IMPUTATIONS, key="impute")
-        scaling = st.selectbox(
-            "Scale numbers", SCALINGS, key="scaling",
-            format_func=lambda s: (f"auto: {SCALING_LABELS[picked['auto_scaling']]} ({picked['name']})"
-                                   if s == "auto" else SCALING_LABELS[s]))
-        categorical = st.selectbox(
-            "Encode categories", CATEGORICAL_ENCODINGS, key="categorical",
-            format_func=lambda c: (f"auto: {ENCODING_LABELS[picked['auto_categorical']]} ({picked['name']})"
-                                   if c == "auto" else ENCODING_LABELS[c]))
+        scaling = st.selectbox("Scale numbers", SCALINGS, format_func=SCALING_LABELS.get, key="scaling")
+        categorical = st.selectbox("Encode categories", CATEGORICAL_ENCODINGS, format_func=ENCODING_LABELS.get,
+                                   key="categorical")
+        # what 'auto' is for the model picked (its selectbox comes later on the page; its value is in the session)
+        picked = catalog.get(st.session_state.get("model"), catalog[DEFAULT_MODEL])
+        automatic = [f"numbers {SCALING_LABELS[picked['auto_scaling']]}" if scaling == "auto" else "",
+                     f"categories {ENCODING_LABELS[picked['auto_categorical']]}" if categorical == "auto" else ""]
+        if any(automatic):
+            st.caption(f"Auto for {picked['name']}: {'; '.join(filter(None, automatic))}.")
         datetime_parts = st.checkbox("Split dates into year, month, weekday…", key="datetime_parts")
     date_columns = [c for c in columns if kinds.get(c) == "datetime" and c != target]
     with st.expander("Train / validation / test split", expanded=bool(date_columns)):

@@ -42,13 +42,14 @@ def test_the_form_opens_on_gradient_boosting_with_plain_labels_and_a_time_estima
 
 def test_auto_preprocessing_says_what_it_is_for_the_model_picked(store, dataset_id):
     at = page("train").run()
-    assert at.selectbox(key="scaling").options[0] == "auto: standardise (gradient_boosting)"
+    assert "Auto for gradient_boosting: numbers standardise; categories one-hot." in texts(at.caption)
     at.selectbox(key="model").select("mlp").run()
-    assert at.selectbox(key="scaling").options[0] == "auto: robust, outliers clipped smoothly (mlp)"
-    assert at.selectbox(key="categorical").options[0] == "auto: learned embeddings (mlp)"
+    assert "Auto for mlp: numbers robust, outliers clipped smoothly; categories learned embeddings." in texts(at.caption)
     at.selectbox(key="model").select("transformer").run()
-    assert at.selectbox(key="scaling").options[0] == "auto: quantile to a normal shape (transformer)"
-    assert at.selectbox(key="scaling").value == "auto"
+    at.selectbox(key="categorical").select("onehot").run()
+    assert "Auto for transformer: numbers quantile to a normal shape." in texts(at.caption)
+    at.selectbox(key="scaling").select("minmax").run()
+    assert "Auto for" not in texts(at.caption)
 
 
 def test_the_form_survives_a_refresh_through_the_url(store, dataset_id):
