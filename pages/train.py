@@ -256,7 +256,7 @@ with data_col:
         automatic = [f"numbers {SCALING_LABELS[picked['auto_scaling']]}" if scaling == "auto" else "",
                      f"categories {ENCODING_LABELS[picked['auto_categorical']]}" if categorical == "auto" else ""]
         if any(automatic):
-            st.caption(f"Auto for {picked['name']}: {'; '.join(filter(None, automatic))}.")
+            st.caption(escape_markdown(f"Auto for {picked['name']}: {'; '.join(filter(None, automatic))}."))
         datetime_parts = st.checkbox("Split dates into year, month, weekday…", key="datetime_parts")
     date_columns = [c for c in columns if kinds.get(c) == "datetime" and c != target]
     with st.expander("Train / validation / test split", expanded=bool(date_columns)):
