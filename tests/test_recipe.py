@@ -4,6 +4,7 @@ schedule and 3 x 256 layers; and the A/B harness that measures them (benchmarks/
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -162,16 +163,42 @@ def test_pbld_embeddings_pass_each_number_through_and_learn():
     assert sum(p.numel() for p in model.numeric.parameters()) < sum(p.numel() for p in plr.numeric.parameters()) / 10
 
 
+def test_pbld_waves_are_fewer_on_tables_with_many_numbers_and_runs_saved_before_them_load(tmp_path):
+    """Automatic waves: 16 a number up to 32 numbers, then 512 in all (at least 4 a number); a chosen count stands.
+    A PBLD run saved before the setting existed trained 16 waves whatever the width, and loads as such."""
+    def waves(n_numeric: int, **overrides) -> int:
+        model = MLP(n_numeric, [], 1, resolve_params("mlp", {"hidden_sizes": "8", **overrides}))
+        return model.numeric.frequencies.shape[-1]
+
+    assert [waves(n) for n in (1, 32, 33, 50, 64, 200)] == [16, 16, 15, 10, 8, 4]
+    assert waves(50, pbld_frequencies="16") == 16 and waves(3, pbld_frequencies="2") == 2
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(120, 40)), columns=[f"x{i}" for i in range(40)])
+    frame.iloc[::7, 3] = np.nan
+    frame["label"] = np.where(frame["x0"] > 0, "yes", "no")
+    features = frame.drop(columns="label")
+    for chosen in ("0", "16"):
+        run = tmp_path / chosen
+        config = RunConfig("d", "label", "mlp", params={"hidden_sizes": "8", "epochs": 2, "pbld_frequencies": chosen})
+        assert execute(config, frame, run).status == RunStatus.SUCCEEDED
+        expected = load_model(run).predict_proba(features)
+        if chosen == "16":  # as the release before the setting saved it
+            saved = json.loads((run / "config.json").read_text())
+            del saved["params"]["pbld_frequencies"]
+            (run / "config.json").write_text(json.dumps(saved))
+        model = load_model(run)
+        assert np.array_equal(model.predict_proba(features), expected)
+
+
 def test_pbld_gradients_are_the_derivatives_and_predicting_computes_the_same():
     """Its backward pass is written by hand (for speed): checked against finite differences, and the plain forward
     that predicting and the ONNX export use gives what training computes."""
-    from workbench.models.layers import PeriodicBiasLinearDense, _Periodic
+    from workbench.models.layers import PeriodicBiasLinearDense, _PeriodicLinear
 
     torch.manual_seed(0)
-    inputs = (torch.randn(3, 5, 1, dtype=torch.double, requires_grad=True),
-              torch.randn(3, 1, 4, dtype=torch.double, requires_grad=True),
-              torch.randn(3, 1, 4, dtype=torch.double, requires_grad=True))
-    assert torch.autograd.gradcheck(_Periodic.apply, inputs)
+    shapes = [(3, 1, 5), (3, 4, 1), (3, 4, 1), (3, 2, 4), (3, 2, 1)]  # x, frequencies, phases, weight, bias
+    inputs = tuple(torch.randn(*shape, dtype=torch.double, requires_grad=True) for shape in shapes)
+    assert torch.autograd.gradcheck(_PeriodicLinear.apply, inputs)
     embeddings = PeriodicBiasLinearDense(6)
     x = torch.randn(9, 6)
     trained = embeddings(x)
