@@ -165,6 +165,7 @@ def test_collection_runs_tiny_and_reports_ranks_ties_and_time_to_quality():
         assert set(table["vs_gradient_boosting"]) == {"mlp"}
         ttq = table["time_to_quality"]
         assert ttq["tutorial_epochs"] <= 3 and ttq["ratio"] > 0
+        assert 1 <= ttq["ours_best_epoch"] <= ttq["ours_epochs"] and ttq["ratio_to_final"] >= ttq["ratio"]
         assert ttq["tutorial_s_to_ours"] <= ttq["tutorial_total_s"]
         assert ttq["ours_val_at_least_tutorial_best"] is not ttq["tutorial_reached_ours"] or \
             ttq["tutorial_best_val"] == ttq["ours_val"]
@@ -174,7 +175,8 @@ def test_collection_runs_tiny_and_reports_ranks_ties_and_time_to_quality():
     assert set(summary["mean_rank"]) == {"mlp", "gradient_boosting", "logistic_regression", "ridge"}
     assert summary["tables_ranked"]["mlp"] == 2 and 0 <= summary["tied_with_best"]["mlp"] <= 2
     assert set(summary["mlp_gb_wall_ratio_regression"]) == {"carseats"}
-    assert set(summary["time_to_quality_ratio"]) == {"penguins", "carseats"}
+    assert set(summary["time_to_quality_ratio"]) == set(summary["time_to_quality_ratio_to_final"]) == {"penguins",
+                                                                                                     "carseats"}
     text = "\n".join(collection.lines(result))
     assert "penguins (344 rows, multiclass" in text and "mean rank:" in text
     names = [t["name"] for t in collection_targets(result)]
