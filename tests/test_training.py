@@ -305,3 +305,32 @@ def test_expected_time_words():
 
     assert [about(s) for s in (0.2, 4.6, 59, 61, 150, 3600 * 2 + 600)] == [
         "under 1 s", "about 5 s", "about 59 s", "about 1 min", "about 2 min", "about 2 h 10 min"]
+
+
+def test_step_flops_count_the_matrix_products_of_a_training_step():
+    params = resolve_params("mlp", {"hidden_sizes": "8", "numeric_embeddings": "none", "batch_norm": "true"})
+    model = MLP(4, [], 1, params)
+    model.train()
+    running_mean = model.body[1].running_mean.clone()
+    assert training.step_flops(model, tensors(), 32) == 3 * 2 * (4 * 8 + 8 * 1) * 32  # forward, and twice that back
+    assert model.training and torch.equal(model.body[1].running_mean, running_mean)  # counting moved no statistics
+
+
+def test_small_steps_train_on_one_thread_and_large_ones_on_every_thread(monkeypatch):
+    """A step under devices.ONE_THREAD_BELOW_FLOPS is all barrier waits on several threads; afterwards the process
+    has its threads back (scoring many rows shares them well)."""
+    if devices.limit_cpu_threads() < 2:
+        pytest.skip("needs 2 cores")
+    seen = []
+
+    class Threads(Callback):
+        def on_epoch_end(self, record):
+            seen.append(torch.get_num_threads())
+
+    before = torch.get_num_threads()
+    train_mlp({"epochs": 2}, callbacks=[Threads()])
+    assert seen == [1, 1] and torch.get_num_threads() == before
+    monkeypatch.setattr(devices, "ONE_THREAD_BELOW_FLOPS", 0.0)
+    seen.clear()
+    train_mlp({"epochs": 2}, callbacks=[Threads()])
+    assert seen == [before, before] and torch.get_num_threads() == before

@@ -6,7 +6,8 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from functools import cache
 
 import torch
@@ -139,6 +140,30 @@ def thread_pools():
 
 def _available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+# Below this many floating-point operations a training step (forward and backward) runs on one thread: its work is
+# too small to share, and every operation waits for the other threads at a barrier. Measured on 2 cores with the
+# sleeping wait policy (`python -m workbench` sets it): the default MLP on 50 numbers at batch 256 (0.18 GFLOP a step)
+# took 2.0 ms a step on one thread against 4.2 on two, at batch 1024 (0.74) 6.1 against 6.5; from 2 GFLOP two threads
+# were faster (256 x 2 at batch 4096: 6.4 ms against 7.3; 3 x 512 at 4096: 23 against 39). Beside a CPU-bound
+# process, one thread kept the default step at 3.0-3.5 ms where two took 3.5-3.9 (sleeping) or 4.4-10 (spinning).
+ONE_THREAD_BELOW_FLOPS = 1e9
+
+
+@contextmanager
+def training_threads(step_flops: float) -> Iterator[int]:
+    """Torch's threads while training on the CPU: those the process may use (`limit_cpu_threads`), or one for a step
+    under ONE_THREAD_BELOW_FLOPS; the count before comes back afterwards (scoring many rows shares them well)."""
+    threads = limit_cpu_threads()
+    if threads == 1 or step_flops >= ONE_THREAD_BELOW_FLOPS:
+        yield threads
+        return
+    torch.set_num_threads(1)
+    try:
+        yield 1
+    finally:
+        torch.set_num_threads(threads)
 
 
 def limit_cpu_threads() -> int:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from workbench.callbacks import (
     Callback,
@@ -32,7 +33,7 @@ from workbench.callbacks import (
     WeightAveraging,
     unwrapped,
 )
-from workbench.devices import autocast_for, limit_cpu_threads, tune_cpu_allocator
+from workbench.devices import autocast_for, training_threads, tune_cpu_allocator
 from workbench.models.params import NeuralParams
 from workbench.store.entities import RunStatus
 from workbench.tasks import Objective
@@ -213,18 +214,35 @@ def fit(model: nn.Module, train: Tensors, val: Tensors, objective: Objective, pa
     batch_size, lr = batch_and_lr(params, len(train))
     params = replace(params, lr=lr)
     initial = copy.deepcopy(model.state_dict())
-    while True:
-        try:
-            return _fit(model, train, val, objective, params, batch_size, callbacks)
-        except torch.cuda.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            if batch_size <= 16:
-                return FitResult(RunStatus.FAILED, batch_size=batch_size, lr=lr,
-                                 mixed_precision=precision(autocast_for(train.x_num.device, params.mixed_precision)),
-                                 error="The GPU ran out of memory even with a batch of 16 rows; "
-                                       "try a smaller model or the CPU.")
-            batch_size //= 2
-            model.load_state_dict(initial)
+    on_cpu = train.x_num.device.type == "cpu"
+    with training_threads(step_flops(model, train, batch_size)) if on_cpu else nullcontext():
+        while True:
+            try:
+                return _fit(model, train, val, objective, params, batch_size, callbacks)
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                if batch_size <= 16:
+                    return FitResult(RunStatus.FAILED, batch_size=batch_size, lr=lr,
+                                     mixed_precision=precision(autocast_for(train.x_num.device,
+                                                                            params.mixed_precision)),
+                                     error="The GPU ran out of memory even with a batch of 16 rows; "
+                                           "try a smaller model or the CPU.")
+                batch_size //= 2
+                model.load_state_dict(initial)
+
+
+def step_flops(model: nn.Module, train: Tensors, batch_size: int) -> float:
+    """About the floating-point operations of one training step: the forward pass's matrix products counted on two
+    rows (in eval mode, so that no batch statistics move), times the batch, times 3 for the backward pass."""
+    rows = min(2, len(train))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(train.x_num[:rows], train.x_cat[:rows])
+    finally:
+        model.train(was_training)
+    return 3 * counter.get_total_flops() / rows * batch_size
 
 
 def _fit(model: nn.Module, train: Tensors, val: Tensors, objective: Objective, params: NeuralParams, batch_size: int,
@@ -232,7 +250,6 @@ def _fit(model: nn.Module, train: Tensors, val: Tensors, objective: Objective, p
     device = train.x_num.device
     if device.type == "cpu":
         tune_cpu_allocator()
-        limit_cpu_threads()
     generator = torch.Generator().manual_seed(params.seed)
     autocast = autocast_for(device, params.mixed_precision)
     state = TrainerState(model, make_optimizer(model, params), params, objective, batch_size,
