@@ -16,6 +16,7 @@ import functools
 import json
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any
 
@@ -100,9 +101,9 @@ def _neural_step_seconds(model: str, params_key: str, n_features: int, task: str
     32-row step of the same MLP took 0.19 s, a 256-row one 1 ms."""
     import torch
 
-    from workbench.devices import autocast_for, select_device
+    from workbench.devices import autocast_for, select_device, training_threads
     from workbench.tasks import Objective
-    from workbench.training import make_optimizer, train_step
+    from workbench.training import Tensors, make_optimizer, step_flops, train_step
 
     spec = get_model(model)
     params = spec.params(**json.loads(params_key))
@@ -130,8 +131,11 @@ def _neural_step_seconds(model: str, params_key: str, n_features: int, task: str
         network = spec.build(n_features, [], objective.n_outputs, params).to(device).train()
         optimizer = make_optimizer(network, params)
         autocast = autocast_for(device, params.mixed_precision)
-        steps(1, WARM_UP_STEPS, WARM_UP_SECONDS)
-        return float(np.median(steps(MIN_CALIBRATION_STEPS, MAX_CALIBRATION_STEPS, CALIBRATION_SECONDS)))
+        # on the threads training will use (a small step trains on one)
+        on_cpu = device.type == "cpu"
+        with training_threads(step_flops(network, Tensors(x_num, x_cat, target), batch_size)) if on_cpu else nullcontext():
+            steps(1, WARM_UP_STEPS, WARM_UP_SECONDS)
+            return float(np.median(steps(MIN_CALIBRATION_STEPS, MAX_CALIBRATION_STEPS, CALIBRATION_SECONDS)))
 
 
 @functools.lru_cache(maxsize=256)
