@@ -141,22 +141,17 @@ def _neural_step_seconds(model: str, params_key: str, n_features: int, task: str
 @functools.lru_cache(maxsize=256)
 def _classical_seconds_per_row(model: str, params_key: str, n_features: int, task: str, n_train: int) -> float:
     """Seconds per training row of one timed fit on random rows of the table's width (after a tiny warm-up fit that
-    starts the thread pools), on the threads the real fit of `n_train` rows gets (`devices.classical_threads`: on
-    two threads instead of one, gradient boosting's estimate for 6,000 rows was 3.6 s against 0.18). A forest is
-    fitted with CALIBRATION_TREES trees and its time scaled to its own."""
-    from workbench.devices import classical_threads
-
+    starts the thread pools). A forest is fitted with CALIBRATION_TREES trees and its time scaled to its own."""
     spec = get_model(model)
     params = spec.params(**json.loads(params_key))
     trees = getattr(params, "n_estimators", None)
     if trees:
         params = replace(params, n_estimators=min(trees, CALIBRATION_TREES))
     n_rows = max(20, min(n_train, CLASSICAL_CALIBRATION_ROWS))
-    with classical_threads(n_train):
-        spec.build(task, params).fit(*_synthetic(50, n_features, task))
-        x, y = _synthetic(n_rows, n_features, task)
-        estimator = spec.build(task, params)
-        started = time.perf_counter()
-        estimator.fit(x, y)
-        seconds = time.perf_counter() - started
+    spec.build(task, params).fit(*_synthetic(50, n_features, task))
+    x, y = _synthetic(n_rows, n_features, task)
+    estimator = spec.build(task, params)
+    started = time.perf_counter()
+    estimator.fit(x, y)
+    seconds = time.perf_counter() - started
     return seconds * (trees / params.n_estimators if trees else 1.0) / n_rows
