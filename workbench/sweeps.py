@@ -507,7 +507,7 @@ def start_next_trial(store: Store, worker_id: str, sweep_id: str | None = None) 
                                          params=asdict(resolve_params(sweep.model, params)), sweep_id=sweep.id,
                                          trial_number=trial.number, worker_id=worker_id)
         except Exception:
-            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+            _tell_once(study, trial.number, state=TrialState.FAIL)
             raise
         trial.set_user_attr("run_id", run.id)
         return Trial(sweep, plan, study, trial, run)
@@ -530,11 +530,20 @@ def _tell(study: optuna.Study, number: int, run: Run, metric: str) -> None:
     """Tell the study how a trial's run ended: its validation metric, pruned, or failed (any other end)."""
     value = (run.metrics.get("val") or {}).get(metric)
     if run.status == RunStatus.SUCCEEDED and value is not None and math.isfinite(value):
-        study.tell(number, value, skip_if_finished=True)
+        _tell_once(study, number, value)
     elif run.status == RunStatus.PRUNED:
-        study.tell(number, state=TrialState.PRUNED, skip_if_finished=True)
+        _tell_once(study, number, state=TrialState.PRUNED)
     else:
-        study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+        _tell_once(study, number, state=TrialState.FAIL)
+
+
+def _tell_once(study: optuna.Study, number: int, value: float | None = None, state: TrialState | None = None) -> None:
+    """`study.tell`, unless another worker has told the trial first: `skip_if_finished` reads the state, then writes,
+    and a worker reconciling the trial in between made the write fail (UpdateFinishedTrialError, once in a CI run)."""
+    try:
+        study.tell(number, value, state=state, skip_if_finished=True)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass
 
 
 def _time_is_up(sweep: Sweep, plan: Plan) -> bool:
@@ -556,7 +565,7 @@ def reconcile(store: Store, sweep: Sweep, study: optuna.Study | None = None) -> 
         if run is not None and run.is_final:
             _tell(study, trial.number, run, plan.metric)
         elif run is None and trial.datetime_start is not None and _naive_utc(trial) < cutoff:
-            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+            _tell_once(study, trial.number, state=TrialState.FAIL)
         else:
             continue
         told.append(trial.number)
