@@ -83,11 +83,13 @@ SAVED_V1 = Path(__file__).parent / "data" / "saved_runs_v1"
 @pytest.mark.parametrize("name", sorted(p.name for p in SAVED_V1.iterdir() if p.is_dir()))
 def test_runs_saved_before_the_engine_refactor_load_and_predict_identically(name):
     """Folders written by the code at 85a5395 (tests/data/saved_runs_v1/make_saved_runs.py): every model, three
-    tasks, missing values and dates; the predictions are those that code made, to the bit."""
+    tasks, missing values and dates; the predictions are those that code made, to a few float32 rounding steps (on
+    another CPU (an AMD EPYC; CI passed to the bit on its own), the same weights give outputs differing in their
+    last bits, 4e-8 of the value at most; a format or refactoring error moves them by far more)."""
     expected = pd.read_parquet(SAVED_V1 / f"{name}.predictions.parquet")
     predicted = load_model(SAVED_V1 / name).predict(pd.read_csv(SAVED_V1 / "rows.csv"))  # read as when it was made
     assert (predicted["warnings"] == "").all()  # rows of the training table: nothing to flag
-    pd.testing.assert_frame_equal(predicted.drop(columns="warnings"), expected, check_exact=True)
+    pd.testing.assert_frame_equal(predicted.drop(columns="warnings"), expected, check_exact=False, rtol=1e-6, atol=0)
 
 
 # -- damaged run folders -----------------------------------------------------------------------------------------

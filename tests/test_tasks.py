@@ -82,3 +82,19 @@ def test_an_estimator_that_never_saw_a_class_still_gives_every_class_a_column():
     proba = Objective("multiclass", 3).estimator_predictions(estimator, x)
     assert proba.shape == (20, 3) and (proba[:, 1] == 0).all()
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+
+
+@pytest.mark.parametrize("task", ["regression", "multiclass"])
+def test_a_forest_built_on_every_thread_predicts_the_same_rows_the_same_every_time(task):
+    from workbench.models.classical import RandomForestParams, build_random_forest
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 8))
+    y = x @ rng.normal(size=8) + rng.normal(size=3000)
+    if task != "regression":
+        y = np.digitize(y, np.quantile(y, [0.33, 0.66]))
+    forest = build_random_forest(task, RandomForestParams(n_estimators=50)).fit(x, y)
+    objective = Objective(task, 0 if task == "regression" else 3)
+    first = objective.estimator_predictions(forest, x)
+    for _ in range(10):
+        assert np.array_equal(objective.estimator_predictions(forest, x), first)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 from contextlib import nullcontext
 from dataclasses import replace
@@ -16,6 +17,7 @@ from workbench.callbacks import Callback, RunCancelled, TrainerState, WeightAver
 from workbench.devices import autocast_for, cpu_has_native_bf16, select_device
 from workbench.errors import UserError
 from workbench.models.mlp import MLP, MLPParams
+from workbench.models.params import as_dict
 from workbench.models.registry import resolve_params
 from workbench.runconfig import RunConfig
 from workbench.runner import execute
@@ -298,6 +300,28 @@ def test_expected_time_grows_with_the_table_and_the_epochs():
     few, many = (timing.expected_seconds("mlp", {"epochs": e, "patience": 0}, 5_000, 6, "binary") for e in (4, 40))
     assert many == pytest.approx(10 * few)
     assert timing.expected_epochs(200, 16) == timing.EXPECTED_BEST_EPOCH + 16 and timing.expected_epochs(10, 16) == 10
+
+
+def test_the_estimate_times_a_classical_fit_on_the_threads_its_real_fit_gets(monkeypatch):
+    """Below devices.SMALL_TABLE_ROWS a scikit-learn fit runs on one thread; timed on two, gradient boosting's
+    estimate for 6,000 rows was 20x its real fit."""
+    from contextlib import contextmanager
+
+    from workbench import timing
+
+    asked = []
+
+    @contextmanager
+    def recorded(n_rows):
+        asked.append(n_rows)
+        yield
+
+    monkeypatch.setattr(devices, "classical_threads", recorded)
+    timing._classical_seconds_per_row.cache_clear()
+    params = json.dumps(as_dict(resolve_params("gradient_boosting", {"max_iter": 5})))
+    assert timing._classical_seconds_per_row("gradient_boosting", params, 4, "binary", 600) > 0
+    assert asked == [600]
+    timing._classical_seconds_per_row.cache_clear()
 
 
 def test_expected_time_words():

@@ -214,8 +214,7 @@ def fit(model: nn.Module, train: Tensors, val: Tensors, objective: Objective, pa
     batch_size, lr = batch_and_lr(params, len(train))
     params = replace(params, lr=lr)
     initial = copy.deepcopy(model.state_dict())
-    on_cpu = train.x_num.device.type == "cpu"
-    with training_threads(step_flops(model, train, batch_size)) if on_cpu else nullcontext():
+    with step_threads(model, train, batch_size):
         while True:
             try:
                 return _fit(model, train, val, objective, params, batch_size, callbacks)
@@ -229,6 +228,14 @@ def fit(model: nn.Module, train: Tensors, val: Tensors, objective: Objective, pa
                                            "try a smaller model or the CPU.")
                 batch_size //= 2
                 model.load_state_dict(initial)
+
+
+def step_threads(model: nn.Module, train: Tensors, batch_size: int):
+    """The threads to train `model` on at `batch_size`: on the CPU `devices.training_threads` (one for a small step),
+    on a GPU whatever the process has."""
+    if train.x_num.device.type != "cpu":
+        return nullcontext()
+    return training_threads(step_flops(model, train, batch_size))
 
 
 def step_flops(model: nn.Module, train: Tensors, batch_size: int) -> float:
