@@ -72,6 +72,7 @@ PARTS = {p.name: p for p in (
     Part("plr_embeddings", params={"numeric_embeddings": "periodic"}),
     Part("pbld_embeddings", params={"numeric_embeddings": "pbld"}),  # RealMLP's own, lighter
     Part("pbld_8_waves", params={"pbld_frequencies": 8}),  # half its cost
+    Part("pbld_scale_1", params={"pbld_scale": 1.0}),  # faster starting waves: hotel_rates 15.41 -> 14.44 (one split)
     Part("one_hot_small_categories", params={"one_hot_small_categories": True}, needs_categories=True),
     Part("label_smoothing", params={"label_smoothing": 0.1}, classification_only=True),
     Part("adam_beta2", params={"adam_beta2": 0.95}),

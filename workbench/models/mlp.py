@@ -66,6 +66,9 @@ class MLPParams(NeuralParams):
                                   f"at least {PBLD_FEWEST_WAVES} a number), where the waves cost most of the time.",
                                   label="Waves a number", advanced=True, zero="automatic", suggested=PBLD_MOST_WAVES,
                                   min=0, max=64, absent_means=PBLD_MOST_WAVES)
+    pbld_scale: float = param(0.1, "pbld embeddings: the spread of the waves' starting frequencies (they are learned "
+                              "from there). Larger lets a number's effect change faster along it, as a price's along "
+                              "a date does.", label="Wave frequency scale", advanced=True, min=1e-3, max=100.0)
     one_hot_small_categories: bool = param(False, f"Read categories with at most {ONE_HOT_MAX_VALUES} values as "
                                            "one-hot columns instead of learned embeddings (larger ones keep "
                                            "embeddings).", label="One-hot for small categories", advanced=True)
@@ -88,7 +91,7 @@ class MLP(nn.Module):
             per_number, self.embedding_values = PERIODIC_SIZE, 2 * PERIODIC_FREQUENCIES + 2 * PERIODIC_SIZE
         elif params.numeric_embeddings == "pbld" and n_numeric:
             waves = pbld_waves(n_numeric, params.pbld_frequencies)
-            self.numeric = PeriodicBiasLinearDense(n_numeric, waves, PBLD_SIZE)
+            self.numeric = PeriodicBiasLinearDense(n_numeric, waves, PBLD_SIZE, sigma=params.pbld_scale)
             per_number, self.embedding_values = PBLD_SIZE, 2 * waves + 2 * PBLD_SIZE
         self.n_numeric = n_numeric
         slots: list[nn.Module | None] = []
