@@ -252,7 +252,7 @@ def ours(data: Split, params: MLPParams, device: str, callbacks: list[Callback] 
     dev = torch.device(device)
     train = Tensors.from_arrays(data.x_train, np.zeros((len(data.x_train), 0)), data.y_train, dev)
     val = Tensors.from_arrays(data.x_val, np.zeros((len(data.x_val), 0)), data.y_val, dev)
-    model = build_mlp(data.n_features, params, device, params.seed)
+    model = build_mlp(data.n_features, params.for_rows(len(data.x_train)), device, params.seed)
     if compile_model:
         model = torch.compile(model)
     result = fit(model, train, val, objective_for(data), params, callbacks)

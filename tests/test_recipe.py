@@ -190,6 +190,24 @@ def test_pbld_waves_are_fewer_on_tables_with_many_numbers_and_runs_saved_before_
         assert np.array_equal(model.predict_proba(features), expected)
 
 
+def test_pbld_scale_is_the_spread_of_the_starting_frequencies_chosen_from_the_training_rows(tmp_path):
+    """Automatic (0): RealMLP's 0.1 below 8,192 training rows, 1.0 from there; a chosen scale stands; a run records the
+    scale it started from; an impossible one is refused."""
+    def spread(n_train: int, **overrides) -> float:
+        torch.manual_seed(0)
+        params = resolve_params("mlp", {"hidden_sizes": "8", "pbld_frequencies": "16", **overrides}).for_rows(n_train)
+        return float(MLP(200, [], 1, params).numeric.frequencies.std())
+
+    assert spread(8_191) == pytest.approx(0.1, rel=0.05) and spread(8_192) == pytest.approx(1.0, rel=0.05)
+    assert spread(100_000, pbld_scale="0.1") == pytest.approx(0.1, rel=0.05)
+    assert spread(100, pbld_scale="2.5") == pytest.approx(2.5, rel=0.05)
+    with pytest.raises(UserError, match="pbld_scale"):
+        resolve_params("mlp", {"pbld_scale": "-1"})
+    outcome = execute(RunConfig("d", "label", "mlp", params={"hidden_sizes": "8", "epochs": 1}),
+                      make_classification_frame(n=200), tmp_path)
+    assert outcome.params["pbld_scale"] == 0.1
+
+
 def test_pbld_gradients_are_the_derivatives_and_predicting_computes_the_same():
     """Its backward pass is written by hand (for speed): checked against finite differences, and the plain forward
     that predicting and the ONNX export use gives what training computes."""

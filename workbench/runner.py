@@ -318,6 +318,7 @@ def _train_neural(spec: ModelSpec, prepared: Prepared, objective: Objective, par
                   callbacks: CallbackList) -> Trained:
     torch.manual_seed(params.seed)
     device = select_device(params.device)
+    params = params.for_rows(len(prepared.y["train"]))
     preprocessor = prepared.preprocessor
     model = spec.build(preprocessor.n_numeric_out_, preprocessor.cardinalities_, objective.n_outputs, params)
     model = model.to(device)

@@ -172,3 +172,8 @@ class NeuralParams:
                         choices=DEVICES)
     mixed_precision: str = param("auto", "Faster bf16 arithmetic (auto: on for a CUDA GPU and for CPUs that do bf16 "
                                  "in hardware).", label="Mixed precision", advanced=True, choices=("auto", "on", "off"))
+
+    def for_rows(self, n_train: int) -> NeuralParams:
+        """These settings with the automatic values that the model's build takes from the training rows chosen (the
+        batch size and learning rate are chosen by the training loop, `training.batch_and_lr`)."""
+        return self
