@@ -124,15 +124,24 @@ def settle(page, timeout: float = 60) -> None:
              and page.locator('[data-stale="true"]').count() == 0, timeout, "the page to settle")
 
 
-def set_number(page, label: str, value: str) -> None:
-    """Type a number into a number input and wait until the app has taken it."""
-    settle(page)
+def set_number(page, label: str, value: str, timeout: float = LONG / 1000) -> None:
+    """Type a number into a number input and wait until the app has taken it. Typing into a field that Streamlit
+    is re-rendering is lost (a loaded CI machine re-renders for seconds): when the field does not read the value
+    10 s after the page settled, it is typed again."""
     field = page.get_by_label(label, exact=True)
-    wait_for(lambda: field.count() == 1, 30, f"one '{label}' field")
-    field.fill(value)
-    field.press("Enter")
-    wait_for(lambda: field.count() == 1 and field.input_value() == value, 30, f"'{label}' to read {value}")
-    settle(page)
+    deadline = time.monotonic() + timeout
+    while True:
+        settle(page)
+        wait_for(lambda: field.count() == 1, 30, f"one '{label}' field")
+        field.fill(value)
+        field.press("Enter")
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: field.count() == 1 and field.input_value() == value, 10, f"'{label}' to read {value}")
+            settle(page)
+            if field.count() == 1 and field.input_value() == value:
+                return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for '{label}' to read {value}")
 
 
 def start_training(page, count, expected: int, timeout: float = LONG / 1000) -> None:

@@ -34,6 +34,7 @@ from tests.test_browser import (
     served_app,
     set_number,
     settle,
+    start_training,
     wait_for,
 )
 from workbench import datasets, jobs, training
@@ -297,12 +298,12 @@ def test_three_browser_sessions_upload_train_and_compare_at_once(store, home, tm
             # Now all three act at once; no one waits for another's result before acting.
             started = time.monotonic()
             uploader.locator("input[type=file]").set_input_files(str(upload))
-            settle(trainer)  # a click on a button that is being re-rendered is lost
-            trainer.get_by_role("button", name="Start training").click()
             choose(comparer, "Runs or groups to compare", first.id)
             comparer.keyboard.press("Escape")
             choose(comparer, "Runs or groups to compare", second.id)
             comparer.keyboard.press("Escape")
+            # (clicked again if a re-render lost the click)
+            start_training(trainer, lambda: len([r for r in store.list_runs() if r.dataset_id == train_id]), 1)
 
             expect(uploader.get_by_text("Added fresh.csv")).to_be_visible(timeout=LONG)
             # "Run X is queued" (or running) until the 5-epoch run ends; then it is under "Latest finished".

@@ -123,7 +123,9 @@ def test_cancel_stops_a_long_run_in_seconds(store, home, big_dataset_id):
         assert run.epochs, "history so far is kept"
     finally:
         worker.terminate()
-        worker.wait(timeout=30)
+        # communicate, not wait: a worker blocked writing to a full stdout pipe would never exit.
+        out, _ = worker.communicate(timeout=60)
+    assert worker.returncode == 128 + signal.SIGTERM, out
 
 
 def test_killed_worker_leaves_run_interrupted(store, home, big_dataset_id, dataset_id):

@@ -299,6 +299,10 @@ def run_worker(store: Store, once: bool = False, idle_exit_s: float | None = Non
     # SIGTERM unwinds like an exception, so the finally below deregisters the worker; a run it was
     # training then reads as interrupted at the next recovery instead of after the heartbeat timeout.
     signal.signal(signal.SIGTERM, _raise_system_exit)
+    # Loaded before the worker registers, so that a worker seen alive takes runs at once: the first idle poll
+    # would otherwise spend seconds importing the sweep machinery (Optuna) on a slow machine.
+    import workbench.sweeps  # noqa: F401  (sweeps imports jobs)
+
     share_cores(store.settings.workers)
     recover_stale_runs(store)
     sweep_run_temp_folders(store)
