@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from workbench.cli import main
@@ -145,6 +147,18 @@ def test_train_from_a_csv_path(home, capsys, regression_frame, tmp_path):
     code, out, err = run_cli(capsys, "train", "--csv", str(path), "--target", "y", "--model", "ridge", "--json")
     assert code == 0, err
     assert set(json.loads(out)["metrics"]["test"]) == {"rmse", "mae", "r2"}
+
+
+def test_train_says_what_preparation_decided_and_names_a_column_typed_with_other_spaces(home, capsys, tmp_path):
+    frame = pd.DataFrame({"x": np.arange(40.0), "when": pd.date_range("2024-01-01", periods=40).strftime("%d.%m.%Y")})
+    frame["Sale Price"] = 2 * frame["x"]
+    path = tmp_path / "sales.csv"
+    frame.to_csv(path, index=False)
+    code, out, err = run_cli(capsys, "train", "--csv", str(path), "--target", "sale price ", "--model", "ridge")
+    assert code == 2 and err == "error: There is no column called 'sale price ' to predict. Did you mean 'Sale Price'?\n"
+    code, out, err = run_cli(capsys, "train", "--csv", str(path), "--target", "Sale Price", "--model", "ridge")
+    assert code == 0, err
+    assert "  note: 'when' writes its dates day first; they were read as day/month/year." in out.splitlines()
 
 
 @pytest.mark.parametrize("extra,message", [

@@ -1,4 +1,5 @@
-"""workbench/dates.py: ISO 8601 text read the same at ingest and at prediction, whatever the mix of offsets."""
+"""workbench/dates.py: ISO 8601 text read the same at ingest and at prediction, whatever the mix of offsets; dates
+written as numbers read day first or month first, the same way for every row of a column."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from workbench import ingest
-from workbench.dates import parse_iso8601
-from workbench.prepare import as_datetime
+from workbench.dates import as_datetime, parse_iso8601, reads_day_first
 
 moments = st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2090, 1, 1)).map(
     lambda d: d.replace(microsecond=0))
@@ -45,3 +45,31 @@ def test_a_csv_mixing_offsets_and_naive_times_ingests_each_time_as_written():
     csv = "when,y\n2024-01-01T10:00:00+02:00,1\n" + "".join(f"2024-01-0{d}T10:00:00,{d}\n" for d in range(2, 9))
     table = ingest.ingest_bytes(csv.encode()).table
     assert table["when"].dt.hour.tolist() == [8] + [10] * 7
+
+
+days = st.dates(min_value=datetime(1950, 1, 1).date(), max_value=datetime(2049, 12, 31).date())
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(days, min_size=1, max_size=30), st.sampled_from(["/", ".", "-"]), st.sampled_from(["%Y", "%y"]),
+       st.booleans())
+def test_every_date_of_a_column_written_as_numbers_reads_as_written(dates, sep, year, day_first):
+    """Whichever order the column uses, each of its dates is read in that order as soon as one date shows it (a
+    day above 12); pandas alone read 01/02/2020 as 2 January and 13/02/2020 as 13 February in the same column."""
+    pattern = sep.join(["%d", "%m", year] if day_first else ["%m", "%d", year])
+    if year == "%y":  # a two-digit year is read in the century nearest to today (dateutil's rule)
+        dates = [d.replace(year=1992 + d.year % 48) for d in dates]  # (leap years stay leap years)
+    shows_order = any(d.day > 12 for d in dates)
+    text = pd.Series([d.strftime(pattern) for d in dates], dtype="object")
+    read_day_first = reads_day_first(text)
+    if shows_order:
+        assert read_day_first == day_first
+    if read_day_first == day_first:
+        assert as_datetime(text, read_day_first).dt.date.tolist() == dates
+
+
+def test_dates_that_fit_both_orders_read_day_first_with_dots_and_month_first_otherwise():
+    assert reads_day_first(pd.Series(["01.02.2020", "03.04.2021"]))
+    assert not reads_day_first(pd.Series(["01/02/2020", "03/04/2021"]))
+    assert not reads_day_first(pd.Series(["2020-01-02", "5 May 2020", None]))  # year first, words: no order to choose
+    assert not reads_day_first(pd.Series([1.0, 2.0]))

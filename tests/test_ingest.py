@@ -8,6 +8,8 @@ import zipfile
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from workbench.errors import UserError
 from workbench.ingest import ingest_bytes, read_path
@@ -102,6 +104,32 @@ def test_thousands_separators_in_quoted_values():
     result = ingest('name,amount\nx,"1,234.5"\ny,"2,000,000"\nz,7\n')
     assert result.table["amount"].tolist() == [1234.5, 2_000_000, 7]
     assert any("thousands separators" in n for n in result.notes)
+
+
+STYLES = {  # how a spreadsheet writes v, and to how many decimals
+    "dollars": (lambda v: f"${v:,.2f}", 2),
+    "minus before the sign": (lambda v: f"{'-' if v < 0 else ''}€ {abs(v):.2f}", 2),
+    "pounds": (lambda v: f"£{v:.2f}", 2),
+    "per cent": (lambda v: f"{v:.2f}%", 2),
+    "spaced per cent": (lambda v: f"{v:,.2f} %", 2),
+    "yen": (lambda v: f"¥{v:,.0f}", 0),
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(-1e7, 1e7, allow_nan=False), min_size=1, max_size=30), st.sampled_from(sorted(STYLES)))
+def test_numbers_written_with_a_currency_or_per_cent_sign_read_as_the_numbers(values, style):
+    """As spreadsheets export amounts and shares: "$1,234.50", "-€ 3.00", "12.5%" (read as 12.5)."""
+    write, decimals = STYLES[style]
+    result = ingest("amount\n" + "".join(f'"{write(v)}"\n' for v in values))
+    expected = [float(f"{v:.{decimals}f}") for v in values]
+    np.testing.assert_allclose(result.table["amount"].to_numpy(dtype="float64"), expected, rtol=1e-12)
+    assert any("currency or per cent sign" in n for n in result.notes)
+
+
+def test_words_with_a_currency_sign_stay_text():
+    result = ingest("price\n$ unknown\n€ on request\nfree\n")
+    assert result.table["price"].tolist() == ["$ unknown", "€ on request", "free"]
 
 
 def test_crlf_and_quoted_newlines():

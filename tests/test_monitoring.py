@@ -94,6 +94,18 @@ def test_bins_follow_the_training_deciles_and_missing_has_its_own():
     assert monitoring.bin_labels(dates)[0].startswith("below 2024-")
 
 
+
+def test_a_day_first_date_column_is_binned_and_summarised_day_first():
+    """A run that read 13/02/2024-style dates day first: its reference and a batch of 01/07/2024-style dates (no day
+    above 12) are both read day first, so a batch from the same months does not look drifted."""
+    days = pd.Series(pd.date_range("2024-01-01", periods=200, freq="D"))
+    spec = monitoring._column_reference("d", "date", days.dt.strftime("%d/%m/%Y"), day_first=True)
+    assert spec["day_first"] and spec["edges"] == monitoring._column_reference("d", "date", days)["edges"]
+    batch = days[days.dt.day <= 12]
+    assert (monitoring._column_summary(spec, batch.dt.strftime("%d/%m/%Y"))["counts"]
+            == monitoring._column_summary(spec, batch)["counts"])
+
+
 # -- logging batches ----------------------------------------------------------------------------------------------
 
 
@@ -293,3 +305,11 @@ def test_requests_over_time_per_hour_and_source():
     assert table["period"].nunique() == 2  # 10:20, 10:45 | 11:10, 11:35
     far = [*batches, PredictionBatch("x", "r", (now + pd.Timedelta(days=5)).to_pydatetime(), "cli", 1, {})]
     assert monitoring.requests_over_time(far)[1] == "day"
+
+
+def test_moments_of_huge_numbers_stay_finite_and_json():
+    """Hypothesis found it: a batch holding 1.9e154 (its square overflows) made the summary's std inf, and logging
+    the batch failed on JSON."""
+    moments = monitoring._moments(np.array([0.0, 1.8961503816218355e154, -1e308, 1e308, np.nan]))
+    assert np.isfinite(moments["mean"]) and np.isfinite(moments["std"]) and moments["missing"] == 1
+    json.dumps(moments, allow_nan=False)

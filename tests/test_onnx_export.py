@@ -248,16 +248,29 @@ def test_a_model_family_that_does_not_convert_is_refused_in_one_sentence(store, 
     assert capsys.readouterr().err.strip() == f"error: {message}"
 
 
-def test_a_bundle_that_would_predict_otherwise_is_refused(store):
-    """Protection: the check. Day-first dotted dates ('31.12.2023') are read by the Workbench but not by the bundle's
-    date reader: its predictions differ, and the export is refused instead of handing out a wrong model."""
-    frame = make_classification_frame(n=200)
+def dated_frame(date_format: str) -> pd.DataFrame:
+    """A label that is the half of the year of a date column written in `date_format`."""
+    frame = make_classification_frame(n=200).drop(columns=["x1", "x2", "colour", "flag"])
     days = pd.date_range("2022-01-01", periods=len(frame), freq="5D")
-    frame["day"] = days.strftime("%d.%m.%Y")
+    frame["day"] = days.strftime(date_format)
     frame["label"] = np.where(days.month <= 6, "first half", "second half")
-    run_id = train(store, frame.drop(columns=["x1", "x2", "colour", "flag"]), "label", "logistic_regression")
+    return frame
+
+
+def test_a_bundle_that_would_predict_otherwise_is_refused(store):
+    """Protection: the check. Dates written '31-Dec-2023' are read by the Workbench but not by the bundle's date
+    reader: its predictions differ, and the export is refused instead of handing out a wrong model."""
+    run_id = train(store, dated_frame("%d-%b-%Y"), "label", "logistic_regression")
     with pytest.raises(UserError, match=r"was refused: on \d+ test rows it differs from the Workbench's predictions"):
         export_onnx(store, run_id)
+
+
+@pytest.mark.parametrize("date_format", ["%d.%m.%Y", "%d/%m/%Y %H:%M", "%m-%d-%y"])
+def test_the_bundle_reads_dates_written_as_numbers_in_the_order_the_run_read_them(store, date_format):
+    """Day first (31.12.2023, 31/12/2023 10:00) or month first (12-31-23): the bundle reads each column in the order
+    the Workbench chose for it, and so predicts what the Workbench predicts."""
+    run_id = train(store, dated_frame(date_format), "label", "logistic_regression")
+    export_onnx(store, run_id)  # refused if any test row's prediction differed
 
 
 # -- the bundle on its own, in a fresh virtual environment -------------------------------------------------------------

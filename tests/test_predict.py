@@ -70,6 +70,22 @@ def test_clean_rows_have_no_notes_and_empty_warnings(model):
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
 
 
+def test_a_column_of_day_first_dates_is_read_day_first_at_prediction_too(tmp_path):
+    """Trained on dates written 13/02/2023, a model reads 01/07/2024 as 1 July, even in a file where no day is above
+    12 (pandas alone would read it as 7 January)."""
+    frame = make_classification_frame(n=300)
+    days = pd.date_range("2023-01-01", periods=len(frame), freq="D")
+    frame["signup"] = days.strftime("%d/%m/%Y")
+    frame["label"] = np.where(days.month <= 6, "first half", "second half")
+    outcome = execute(RunConfig("d", "label", "gradient_boosting"), frame, tmp_path / "r")
+    assert outcome.status == "succeeded", outcome.error
+    assert "'signup' writes its dates day first; they were read as day/month/year." in outcome.notes
+    rows = make_classification_frame(n=12, seed=1).drop(columns=["label"])
+    rows["signup"] = [f"01/{month:02d}/2024" for month in range(1, 13)]
+    result = predict_csv(load_model(tmp_path / "r"), rows)
+    assert result.table["prediction"].tolist() == ["first half"] * 6 + ["second half"] * 6
+
+
 def test_a_typo_in_a_number_is_flagged_not_silently_imputed(model):
     rows = new_rows().astype({"x1": object})
     rows.loc[7, "x1"] = "39.3x"

@@ -81,3 +81,14 @@ def test_leakage_on_numeric_regression_target(regression_frame):
     found = {(w["code"], w["column"]) for w in target_warnings(frame, profile_table(frame), "y")}
     assert ("leakage", "y_times_two") in found
     assert ("leakage", "x2") not in found
+
+
+def test_a_column_of_text_dates_one_per_row_is_dates_not_an_identifier():
+    """A daily table's date column, written day first as a European spreadsheet exports it: the profile calls it what
+    training uses it as (dates), from the earliest to the latest day read day first."""
+    days = pd.date_range("2024-01-01", periods=60, freq="D")
+    frame = pd.DataFrame({"day": days.strftime("%d/%m/%Y"), "sales": np.arange(60.0)})
+    column = profile_table(frame)["columns"][0]
+    assert column["kind"] == "datetime"
+    assert (column["stats"]["min"], column["stats"]["max"]) == ("2024-01-01T00:00:00", "2024-02-29T00:00:00")
+    assert sum(column["histogram"]["counts"]) == 60

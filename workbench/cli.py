@@ -286,6 +286,7 @@ def _run_json(run) -> dict[str, Any]:
         "dataset_id": run.dataset_id, "params": run.params, "device": run.device, "epochs_run": run.epochs_done,
         "duration_s": run.duration_s, "metrics": run.metrics, "baseline": run.baseline, "error": run.error,
         "created_at": run.created_at.isoformat(), "split_fingerprint": run.split_fingerprint,
+        "notes": (run.details or {}).get("notes") or [],
     }
     if not run.is_final:
         data["progress"] = run.progress()
@@ -313,6 +314,8 @@ def _show_run(run, as_json: bool) -> None:
         print("  base  " + "  ".join(f"{k}={v:.4f}" for k, v in base.items() if isinstance(v, (int, float))))
     if run.error:
         print(f"  message: {run.error}")
+    for note in (run.details or {}).get("notes") or []:  # what preparation decided: columns left out, dates read
+        print(f"  note: {note}")
 
 
 def cmd_runs(args: argparse.Namespace) -> None:

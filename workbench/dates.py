@@ -1,9 +1,15 @@
-"""Reading dates and times written as ISO 8601 text, the same way at ingest and at prediction."""
+"""Reading dates and times written as text, the same way at ingest, training and prediction: ISO 8601 first, then
+any other format, with the order of day and month in dates written as numbers (13/02/2020) chosen per column."""
 
 from __future__ import annotations
 
-import pandas as pd
+import re
 
+import pandas as pd
+from pandas.api import types as ptypes
+
+# A date written as numbers with the year last: "13/02/2020", "2.13.20", "01-02-2020 10:30".
+_NUMBERS_YEAR_LAST = re.compile(r"^\s*(\d{1,2})([/.-])(\d{1,2})[/.-]\d{2}(?:\d{2})?(?:\D|$)")
 # A time of day followed by its offset from UTC ("Z", "+02:00", "-0500", "+02"); a bare date's "-02" is not one.
 _WITH_OFFSET = r"\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)\s*$"
 
@@ -20,3 +26,44 @@ def parse_iso8601(text: pd.Series) -> pd.Series:
     for part in (with_offset, ~with_offset):
         parsed[part] = pd.to_datetime(text[part], errors="coerce", format="ISO8601", utc=True)
     return parsed
+
+
+def as_datetime(values: pd.Series, day_first: bool = False) -> pd.Series:
+    """Datetimes as they are; text parsed as ISO 8601 first (fast), then any other date format, reading dates
+    written as numbers day first or month first as told (`reads_day_first` tells it for a column); else NaT."""
+    if ptypes.is_datetime64_any_dtype(values):
+        return values
+    text = values.astype("string")
+    parsed = parse_iso8601(text)
+    failed = parsed.isna() & text.notna()
+    if failed.any():
+        parsed[failed] = pd.to_datetime(text[failed], errors="coerce", format="mixed", dayfirst=day_first, utc=True)
+    return parsed
+
+
+def reads_day_first(values: pd.Series) -> bool:
+    """Whether a column's dates written as numbers put the day first. A first number above 12 anywhere in the
+    column says the day comes first (13/02/2020), a second one above 12 says the month does (02/13/2020); when
+    every date fits both, dates with dots are read day first (01.02.2020, the European way) and others month first
+    (01/02/2020, the American way). Read once per column, so that every row of it is read the same way: pandas
+    alone reads 01/02/2020 as 2 January and 13/02/2020 as 13 February in the same column."""
+    if ptypes.is_datetime64_any_dtype(values) or ptypes.is_numeric_dtype(values) or ptypes.is_bool_dtype(values):
+        return False
+    parts = values.dropna().astype(str).drop_duplicates().str.extract(_NUMBERS_YEAR_LAST).dropna()
+    if parts.empty:
+        return False
+    first, second = parts[0].astype(int), parts[2].astype(int)
+    if (second > 12).any():
+        return False
+    return bool((first > 12).any() or (parts[1] == ".").mean() > 0.5)
+
+
+def looks_like_dates(present: pd.Series) -> bool:
+    """Text columns whose values (a sample of distinct ones) nearly all read as dates. Plain numbers and words
+    without digits ('May', 'March') are not taken for dates."""
+    if not (ptypes.is_object_dtype(present) or ptypes.is_string_dtype(present)) or present.empty:
+        return False
+    sample = present.astype(str).drop_duplicates().head(200)
+    if pd.to_numeric(sample, errors="coerce").notna().mean() > 0.5 or sample.str.contains(r"\d").mean() < 0.9:
+        return False
+    return as_datetime(sample, reads_day_first(sample)).notna().mean() >= 0.9

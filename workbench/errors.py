@@ -1,5 +1,10 @@
 """The one exception type that carries a user-facing message."""
 
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
 
 class UserError(Exception):
     """A problem the user can fix (bad file, missing column, impossible setting).
@@ -19,3 +24,12 @@ def storage_error_message(exc: BaseException) -> str | None:
             or "read-only" in text:
         return "The workbench folder or its database is read-only; nothing was saved."
     return None
+
+
+def did_you_mean(name: str, columns: Iterable[object]) -> str:
+    """" Did you mean 'X'?" for a column name that is not in the table: the column with the same name but for
+    spaces and capitals (" Price " for "price"), or a close spelling; "" when none is close."""
+    names = [str(c) for c in columns]
+    same = [c for c in names if c.strip().casefold() == str(name).strip().casefold()]
+    close = same or difflib.get_close_matches(str(name), names, n=1, cutoff=0.8)
+    return f" Did you mean '{close[0]}'?" if close else ""

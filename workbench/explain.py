@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pandas.api import types as ptypes
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.inspection import partial_dependence, permutation_importance
 from sklearn.metrics import get_scorer
 
+from workbench.dates import as_datetime
 from workbench.errors import UserError
 from workbench.predict import TrainedModel, load_model_for_run
 from workbench.store.entities import Run, RunGroup, RunStatus
@@ -258,7 +258,7 @@ def dependence(estimator: RunEstimator, X: pd.DataFrame, columns: list[str], not
     for column in columns:
         kind = ("categorical" if column in features.categorical else
                 "datetime" if column in features.datetime else "numeric")
-        grid = _grid(X[column], kind, column in features.boolean, grid_size)
+        grid = _grid(X[column], kind, column in features.boolean, grid_size, column in features.datetime_day_first)
         if len(grid) < 2:
             notes.append(f"No partial dependence for '{column}': it has fewer than two values on the test rows.")
             continue
@@ -278,15 +278,16 @@ def dependence(estimator: RunEstimator, X: pd.DataFrame, columns: list[str], not
     return out
 
 
-def _grid(values: pd.Series, kind: str, boolean: bool, size: int) -> np.ndarray:
+def _grid(values: pd.Series, kind: str, boolean: bool, size: int, day_first: bool = False) -> np.ndarray:
     present = values.dropna()
     if kind == "categorical":
         return np.asarray(present.astype(str).value_counts().index[:size].tolist(), dtype=object)
     if boolean:
         return np.unique(present.to_numpy(dtype="float64"))
     if kind == "datetime":
-        dates = present if ptypes.is_datetime64_any_dtype(present) else pd.to_datetime(present, errors="coerce")
-        dates = dates.dropna()
+        dates = as_datetime(present, day_first).dropna()
+        if dates.dt.tz is not None:  # the grid's values go back into the column: naive, as ingest keeps dates
+            dates = dates.dt.tz_convert("UTC").dt.tz_localize(None)
         if dates.empty:
             return np.array([])
         stamps = np.quantile(dates.astype("int64").to_numpy(), np.linspace(0.05, 0.95, size))

@@ -46,6 +46,9 @@ WIDE_ENCODINGS = {
 }
 _DOT_DECIMAL = re.compile(r"^[+-]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?$")
 _COMMA_DECIMAL = re.compile(r"^[+-]?(\d{1,3}([. ]\d{3})+|\d+)(,\d+)?([eE][+-]?\d+)?$")
+# Amounts and shares as spreadsheets write them: a currency sign before the number ("$1,234.50", "-€ 12"), a per cent
+# sign after it ("12.5%", read as 12.5).
+_UNIT_SIGN = re.compile(r"^\s*([+-]?)\s*[$€£¥₹]\s*|\s*%\s*$")
 _DATE_LIKE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$")
 
 
@@ -294,9 +297,15 @@ def _spread(values: pd.Series, where: np.ndarray) -> pd.Series:
 
 
 def _repair_numbers(name: str, present: pd.Series, delimiter: str, notes: list[str]) -> pd.Series | None:
-    """The slow path, for columns that are not plain numbers: decimal commas, thousands separators,
-    a few stray words. A sample decides first, so text columns leave at once."""
+    """The slow path, for columns that are not plain numbers: decimal commas, thousands separators, currency and
+    per cent signs, a few stray words. A sample decides first, so text columns leave at once."""
     sample = present.iloc[:2000]
+    signed = sample.str.replace(_UNIT_SIGN, r"\1", regex=True) != sample
+    example = signed.idxmax() if signed.mean() >= MOSTLY_NUMERIC else None  # a row written with a sign
+    written = present.get(example)
+    if example is not None:
+        present = present.str.replace(_UNIT_SIGN, r"\1", regex=True)
+        sample = present.iloc[:2000]
     looks_numeric = (pd.to_numeric(sample, errors="coerce").notna() | sample.str.match(_DOT_DECIMAL)
                      | sample.str.match(_COMMA_DECIMAL))
     if looks_numeric.mean() < MOSTLY_NUMERIC:
@@ -319,6 +328,9 @@ def _repair_numbers(name: str, present: pd.Series, delimiter: str, notes: list[s
             best = pd.to_numeric(converted, errors="coerce").reindex(present.index).fillna(plain)
     if best.notna().sum() / len(present) < MOSTLY_NUMERIC:
         return None
+    if example is not None and pd.notna(best[example]):
+        notes.append(f"Column '{name}' writes its numbers with a currency or per cent sign; they were read as numbers "
+                     f"('{written}' as {best[example]:g}).")
     if note:
         notes.append(note)
     stray = best.isna()

@@ -24,6 +24,7 @@ import math
 import os
 import threading
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -36,8 +37,8 @@ import pandas as pd
 from pandas.api import types as ptypes
 from scipy import stats
 
+from workbench.dates import as_datetime
 from workbench.errors import UserError
-from workbench.prepare import as_datetime
 from workbench.store import PredictionBatch, Run, Store
 
 log = logging.getLogger(__name__)
@@ -78,15 +79,16 @@ def as_numbers(values: pd.Series) -> np.ndarray:
     return np.where(np.isfinite(numbers), numbers, np.nan)
 
 
-def as_date_seconds(values: pd.Series) -> np.ndarray:
-    """Dates as seconds since 1970 (float64, NaN where missing or not a date)."""
+def as_date_seconds(values: pd.Series, day_first: bool = False) -> np.ndarray:
+    """Dates as seconds since 1970 (float64, NaN where missing or not a date); text dates written as numbers read
+    day first when told (as the run's training read that column)."""
     if ptypes.is_datetime64_any_dtype(values):
         dates = values
     elif ptypes.is_numeric_dtype(values) or ptypes.is_bool_dtype(values):
         return np.full(len(values), np.nan)
     else:
         text = values.astype("string").str.strip()
-        dates = as_datetime(text.where(pd.to_numeric(text, errors="coerce").isna()))
+        dates = as_datetime(text.where(pd.to_numeric(text, errors="coerce").isna()), day_first)
     if getattr(dates.dt, "tz", None) is not None:
         dates = dates.dt.tz_convert("UTC").dt.tz_localize(None)
     return ((dates - _EPOCH) / pd.Timedelta(seconds=1)).astype("float64").to_numpy()
@@ -126,11 +128,14 @@ def bin_categories(text: pd.Series, categories: list[str]) -> np.ndarray:
 def _moments(x: np.ndarray) -> dict[str, Any]:
     present = x[~np.isnan(x)]
     n = len(present)
-    return {"count": int(n), "missing": int(len(x) - n), "mean": float(present.mean()) if n else None,
-            "std": float(present.std(ddof=1)) if n > 1 else None}
+    # On values scaled to at most 1 in size: the squares of values near 1e154 and above overflow to inf (not JSON).
+    scale = float(np.abs(present).max()) if n and np.abs(present).max() > 0 else 1.0
+    scaled = present / scale
+    return {"count": int(n), "missing": int(len(x) - n), "mean": float(scaled.mean() * scale) if n else None,
+            "std": float(scaled.std(ddof=1) * scale) if n > 1 else None}
 
 
-def _column_reference(name: str, kind: str, values: pd.Series) -> dict[str, Any]:
+def _column_reference(name: str, kind: str, values: pd.Series, day_first: bool = False) -> dict[str, Any]:
     if kind == "category":
         text = as_categories(values)
         common = text.value_counts()
@@ -138,10 +143,11 @@ def _column_reference(name: str, kind: str, values: pd.Series) -> dict[str, Any]
         return {"column": name, "kind": kind, "categories": categories,
                 "counts": bin_categories(text, categories).tolist(), "count": int(text.notna().sum()),
                 "missing": int(text.isna().sum())}
-    x = as_date_seconds(values) if kind == "date" else as_numbers(values)
+    x = as_date_seconds(values, day_first) if kind == "date" else as_numbers(values)
     present = x[~np.isnan(x)]
     edges = np.unique(np.quantile(present, QUANTILES)).tolist() if len(present) else []
-    return {"column": name, "kind": kind, "edges": edges, "counts": bin_numbers(x, edges).tolist(), **_moments(x)}
+    spec = {"column": name, "kind": kind, "edges": edges, "counts": bin_numbers(x, edges).tolist(), **_moments(x)}
+    return {**spec, "day_first": True} if day_first else spec
 
 
 def _column_summary(spec: dict[str, Any], values: pd.Series) -> dict[str, Any]:
@@ -149,7 +155,7 @@ def _column_summary(spec: dict[str, Any], values: pd.Series) -> dict[str, Any]:
         text = as_categories(values)
         return {"counts": bin_categories(text, spec["categories"]).tolist(), "count": int(text.notna().sum()),
                 "missing": int(text.isna().sum())}
-    x = as_date_seconds(values) if spec["kind"] == "date" else as_numbers(values)
+    x = as_date_seconds(values, spec.get("day_first", False)) if spec["kind"] == "date" else as_numbers(values)
     return {"counts": bin_numbers(x, spec["edges"]).tolist(), **_moments(x)}
 
 
@@ -161,10 +167,13 @@ def _prediction_counts(spec: dict[str, Any], predictions: Any) -> np.ndarray:
 
 
 def build_reference(task: str, input_kinds: dict[str, str], training_rows: pd.DataFrame,
-                    test_predictions: np.ndarray | None, classes: list[str] | None) -> dict[str, Any]:
+                    test_predictions: np.ndarray | None, classes: list[str] | None,
+                    day_first: Collection[str] = ()) -> dict[str, Any]:
     """The reference summary of a run: its training rows on their own bins, and its test rows' predictions
-    (probabilities (n, classes) or values (n,)); `input_kinds`: per input column, number, date or category."""
-    columns = [_column_reference(name, kind, _column(training_rows, name)) for name, kind in input_kinds.items()]
+    (probabilities (n, classes) or values (n,)); `input_kinds`: per input column, number, date or category;
+    `day_first`: the date columns whose text dates the run reads day first."""
+    columns = [_column_reference(name, kind, _column(training_rows, name), name in day_first)
+               for name, kind in input_kinds.items()]
     prediction = None
     if test_predictions is not None and len(test_predictions):
         if classes:
@@ -239,7 +248,7 @@ def compute_reference(store: Store, run_id: str) -> dict[str, Any]:
     kinds = {name: kinds[name] for name in model.input_columns}
     saved = load_test_predictions(test_predictions_path(store, run_id))
     return build_reference(model.task, kinds, training_rows(store, run, load_table(store, run.dataset_id)),
-                           saved[1] if saved is not None else None, model.classes)
+                           saved[1] if saved is not None else None, model.classes, features.datetime_day_first)
 
 
 def training_rows(store: Store, run: Run, table: pd.DataFrame) -> pd.DataFrame:

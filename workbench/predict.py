@@ -17,11 +17,12 @@ import torch
 from pandas.api import types as ptypes
 
 from workbench.artifacts import load_run
+from workbench.dates import as_datetime
 from workbench.devices import classical_threads
 from workbench.errors import UserError
 from workbench.ingest import ingest_bytes
 from workbench.models.ensemble import Ensemble, average
-from workbench.prepare import Preprocessor, as_datetime
+from workbench.prepare import Preprocessor
 from workbench.safe_csv import to_safe_csv
 from workbench.store.entities import Run, RunStatus
 from workbench.tasks import Objective, Task, higher_is_better
@@ -70,7 +71,7 @@ class TrainedModel:
         for name in features.numeric + features.boolean:
             check.frame[name] = self._checked_numbers(check, name, unread.get(name), name in features.boolean)
         for name in features.datetime:
-            check.frame[name] = self._checked_dates(check, name, unread.get(name))
+            check.frame[name] = self._checked_dates(check, name, unread.get(name), name in features.datetime_day_first)
         for name, known in zip(features.categorical, self.known_categories(), strict=True):
             self._flag_unseen(check, name, known)
         for name in self.input_columns:
@@ -105,7 +106,7 @@ class TrainedModel:
                    "true or false" if boolean else "a number")
         return pd.Series(np.where(usable, numbers, np.nan), index=values.index)
 
-    def _checked_dates(self, check: SchemaCheck, name: str, unread: pd.Series | None) -> pd.Series:
+    def _checked_dates(self, check: SchemaCheck, name: str, unread: pd.Series | None, day_first: bool) -> pd.Series:
         values = check.frame[name]
         if ptypes.is_datetime64_any_dtype(values):
             dates = values
@@ -113,7 +114,7 @@ class TrainedModel:
             dates = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
         else:
             text = values.astype("string").str.strip()
-            dates = as_datetime(text.where(pd.to_numeric(text, errors="coerce").isna()))  # a number is no date
+            dates = as_datetime(text.where(pd.to_numeric(text, errors="coerce").isna()), day_first)  # a number is no date
             if dates.dt.tz is not None:
                 dates = dates.dt.tz_convert("UTC").dt.tz_localize(None)
         self._flag(check, name, values.notna() & dates.isna(), unread, int(dates.notna().sum()), "a date")

@@ -25,8 +25,8 @@ from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, Q
 from sklearn.preprocessing._data import BOUNDS_THRESHOLD  # QuantileTransformer's margin inside (0, 1)
 from sklearn.utils.validation import check_is_fitted
 
-from workbench.dates import parse_iso8601
-from workbench.errors import UserError
+from workbench.dates import as_datetime, reads_day_first
+from workbench.errors import UserError, did_you_mean
 from workbench.profile import column_kind
 from workbench.runconfig import PrepConfig, SplitConfig
 from workbench.tasks import Task
@@ -85,6 +85,7 @@ class Features:
     categorical: list[str] = field(default_factory=list)
     datetime: list[str] = field(default_factory=list)
     datetime_hour: list[str] = field(default_factory=list)  # the datetime columns that hold a time of day
+    datetime_day_first: list[str] = field(default_factory=list)  # the text date columns read day first (13/02/2020)
     notes: list[str] = field(default_factory=list)
 
 
@@ -93,14 +94,14 @@ def choose_features(frame: pd.DataFrame, target: str, exclude: list[str], dateti
     dates when they are not to be split into parts (`datetime_parts` False)."""
     missing = [c for c in exclude if c not in frame.columns]
     if missing:
-        raise UserError(f"Cannot exclude '{missing[0]}': there is no such column.")
+        raise UserError(f"Cannot exclude '{missing[0]}': there is no such column.{did_you_mean(missing[0], frame.columns)}")
     features = Features()
     for name in frame.columns:
         if name == target or name in exclude:
             continue
         column = frame[name]
         present = column.dropna()
-        kind = "datetime" if looks_like_dates(present) else column_kind(column, int(present.nunique()), len(present))
+        kind = column_kind(column, int(present.nunique()), len(present))
         if kind == "identifier":
             features.notes.append(f"'{name}' looks like an identifier and was left out.")
         elif kind == "text":
@@ -111,7 +112,11 @@ def choose_features(frame: pd.DataFrame, target: str, exclude: list[str], dateti
             features.notes.append(f"'{name}' holds dates and was left out (splitting dates into parts is off).")
         elif kind == "datetime":
             features.datetime.append(name)
-            times = as_datetime(present)
+            day_first = reads_day_first(present)
+            if day_first:
+                features.datetime_day_first.append(name)
+                features.notes.append(f"'{name}' writes its dates day first; they were read as day/month/year.")
+            times = as_datetime(present, day_first)
             if (times.dt.hour != 0).any() or (times.dt.minute != 0).any():
                 features.datetime_hour.append(name)
         elif kind == "boolean" and (ptypes.is_numeric_dtype(column) or ptypes.is_bool_dtype(column)):
@@ -123,29 +128,6 @@ def choose_features(frame: pd.DataFrame, target: str, exclude: list[str], dateti
     if not (features.numeric or features.boolean or features.categorical or features.datetime):
         raise UserError("No usable feature columns are left once the target and excluded columns are removed.")
     return features
-
-
-def as_datetime(values: pd.Series) -> pd.Series:
-    """Datetimes as they are; text parsed as ISO 8601 first (fast), then any other date format; else NaT."""
-    if ptypes.is_datetime64_any_dtype(values):
-        return values
-    text = values.astype("string")
-    parsed = parse_iso8601(text)
-    failed = parsed.isna() & text.notna()
-    if failed.any():
-        parsed[failed] = pd.to_datetime(text[failed], errors="coerce", format="mixed", utc=True)
-    return parsed
-
-
-def looks_like_dates(present: pd.Series) -> bool:
-    """Text columns whose values (a sample of distinct ones) nearly all read as dates. Plain numbers and words
-    without digits ('May', 'March') are not taken for dates."""
-    if not (ptypes.is_object_dtype(present) or ptypes.is_string_dtype(present)) or present.empty:
-        return False
-    sample = present.astype(str).drop_duplicates().head(200)
-    if pd.to_numeric(sample, errors="coerce").notna().mean() > 0.5 or sample.str.contains(r"\d").mean() < 0.9:
-        return False
-    return as_datetime(sample).notna().mean() >= 0.9
 
 
 def datetime_part_names(features: Features) -> list[str]:
@@ -161,7 +143,7 @@ def datetime_parts(frame: pd.DataFrame, features: Features) -> pd.DataFrame:
     """Each datetime column becomes numeric parts; the same function runs at training and prediction."""
     parts = {}
     for name in features.datetime:
-        values = as_datetime(frame[name])
+        values = as_datetime(frame[name], name in features.datetime_day_first)
         for part in DATE_PARTS + (("hour",) if name in features.datetime_hour else ()):
             parts[f"{name}_{part}"] = getattr(values.dt, part)
     return pd.DataFrame(parts, index=frame.index, columns=datetime_part_names(features), dtype="float64")
@@ -216,13 +198,13 @@ def time_order(frame: pd.DataFrame, column: str) -> pd.Series:
     """The values that order the rows in time: `column` read as dates (numbers, such as a year, as they are); NaT or
     NaN where a row has none. Refuses a column that is missing or holds neither."""
     if column not in frame.columns:
-        raise UserError(f"Cannot order the split by '{column}': there is no such column.")
+        raise UserError(f"Cannot order the split by '{column}': there is no such column.{did_you_mean(column, frame.columns)}")
     values = frame[column]
     if ptypes.is_bool_dtype(values):
         raise UserError(f"Cannot order the split by '{column}': it holds true/false values, not dates.")
     if ptypes.is_numeric_dtype(values):
         return values.astype("float64")
-    dates = as_datetime(values)
+    dates = as_datetime(values, reads_day_first(values))
     if dates.notna().sum() < max(1, 0.5 * values.notna().sum()):
         raise UserError(f"Cannot order the split by '{column}': most of its values are not dates.")
     return dates
@@ -579,7 +561,7 @@ def split_table(frame: pd.DataFrame, target: str, task: str, split: SplitConfig,
                 rows: Split | None = None) -> TableSplit:
     """Which rows a run uses and how they split; `rows`: a split made elsewhere (a repeated run's member)."""
     if target not in frame.columns:
-        raise UserError(f"There is no column called '{target}' to predict.")
+        raise UserError(f"There is no column called '{target}' to predict.{did_you_mean(target, frame.columns)}")
     notes: list[str] = []
     has_target = frame[target].notna()
     data = frame if has_target.all() else frame[has_target]  # no copy of the whole table when nothing is dropped

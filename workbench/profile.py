@@ -13,6 +13,8 @@ import pandas as pd
 from pandas.api import types as ptypes
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
+from workbench.dates import as_datetime, looks_like_dates, reads_day_first
+
 KINDS = ("numeric", "categorical", "boolean", "datetime", "text", "identifier")
 HISTOGRAM_BINS = 20
 TOP_VALUES = 10
@@ -28,7 +30,7 @@ def column_kind(series: pd.Series, distinct: int, n_present: int) -> str:
     if ptypes.is_bool_dtype(series) or (distinct == 2 and ptypes.is_numeric_dtype(series)
                                         and set(series.dropna().unique()) <= {0, 1}):
         return "boolean"
-    if ptypes.is_datetime64_any_dtype(series):
+    if ptypes.is_datetime64_any_dtype(series) or looks_like_dates(series.dropna()):  # text dates too (13/02/2020)
         return "datetime"
     unique_per_row = n_present >= 20 and distinct == n_present
     if ptypes.is_numeric_dtype(series):
@@ -79,8 +81,11 @@ def _profile_column(series: pd.Series, n_rows: int) -> dict[str, Any]:
         counts, edges = _histogram(scaled)
         info["histogram"] = {"edges": (edges * scale).tolist(), "counts": counts.tolist()}
     elif kind == "datetime" and len(present):
-        info["stats"] = {"min": present.min().isoformat(), "max": present.max().isoformat()}
-        counts, edges = _histogram(present.astype("int64").to_numpy(dtype="float64"))
+        dates = as_datetime(present, reads_day_first(present)).dropna()
+        if dates.dt.tz is not None:
+            dates = dates.dt.tz_convert("UTC").dt.tz_localize(None)
+        info["stats"] = {"min": dates.min().isoformat(), "max": dates.max().isoformat()}
+        counts, edges = _histogram(dates.astype("int64").to_numpy(dtype="float64"))
         info["histogram"] = {"edges": pd.to_datetime(edges).strftime("%Y-%m-%d %H:%M").tolist(),
                              "counts": counts.tolist()}
     elif len(present):
@@ -122,9 +127,9 @@ def dataset_warnings(columns: list[dict[str, Any]], duplicates: int, n_rows: int
 def target_warnings(frame: pd.DataFrame, profile: dict[str, Any], target: str) -> list[dict[str, str]]:
     """Warnings that need a target: class imbalance and columns that give the target away."""
     if target not in frame.columns:
-        from workbench.errors import UserError
+        from workbench.errors import UserError, did_you_mean
 
-        raise UserError(f"There is no column called '{target}'.")
+        raise UserError(f"There is no column called '{target}'.{did_you_mean(target, frame.columns)}")
     warnings = []
     kinds = {c["name"]: c["kind"] for c in profile["columns"]}
     data = frame[frame[target].notna()]

@@ -20,7 +20,7 @@ from workbench import memory
 from workbench.artifacts import save_run
 from workbench.callbacks import Callback, CallbackList, EpochRecord, RunCancelled
 from workbench.devices import classical_threads, select_device
-from workbench.errors import UserError
+from workbench.errors import UserError, did_you_mean
 from workbench.evaluation import FoldAssignments, score_intervals
 from workbench.models.ensemble import Ensemble
 from workbench.models.params import NeuralParams, as_dict
@@ -105,7 +105,7 @@ def validate_config(config: RunConfig, table: pd.DataFrame) -> Resolved:
     spec = get_model(config.model)
     hyperparameters = resolve_params(config.model, config.params)
     if config.target not in table.columns:
-        raise UserError(f"There is no column called '{config.target}' to predict.")
+        raise UserError(f"There is no column called '{config.target}' to predict.{did_you_mean(config.target, table.columns)}")
     present = table[config.target].dropna().rename(config.target)
     # The real cause first: an empty target or too few rows, before what follows from it (a single value).
     if present.empty:
@@ -121,7 +121,7 @@ def validate_config(config: RunConfig, table: pd.DataFrame) -> Resolved:
         raise UserError(f"'{spec.name}' does not do {task}; it does {' and '.join(spec.tasks)}.")
     for name in config.exclude:
         if name not in table.columns:
-            raise UserError(f"Cannot exclude '{name}': there is no such column.")
+            raise UserError(f"Cannot exclude '{name}': there is no such column.{did_you_mean(name, table.columns)}")
     if config.split.order_by is not None:  # a time-ordered split on a column that holds no dates: refused before queueing
         if config.split.order_by == config.target:
             raise UserError(f"Cannot order the split by '{config.target}': it is the column to predict.")

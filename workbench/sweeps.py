@@ -30,7 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import event
 
 from workbench.callbacks import Callback, EpochRecord, RunPruned
-from workbench.errors import UserError
+from workbench.errors import UserError, did_you_mean
 from workbench.models.params import check, coerce, schema
 from workbench.models.registry import MODELS, get_model, resolve_params
 from workbench.runconfig import RunConfig
@@ -724,7 +724,7 @@ def models_for(store: Store, dataset_id: str, target: str, task: str = "auto") -
 
     table = load_table(store, store.get_dataset(dataset_id))
     if target not in table.columns:
-        raise UserError(f"There is no column called '{target}' to predict.")
+        raise UserError(f"There is no column called '{target}' to predict.{did_you_mean(target, table.columns)}")
     detected = detect_task(table[target].dropna(), task)
     return [name for name, spec in MODELS.items() if detected in spec.tasks and spec.family != "ensemble"]
 

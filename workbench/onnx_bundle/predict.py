@@ -28,9 +28,14 @@ BOUNDS_THRESHOLD = 1e-7
 # A cell starting with one of these is read as a formula by spreadsheets; text cells written out get a quote first.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
-# Dates that are not ISO 8601 (which datetime.fromisoformat reads), month first as the Workbench reads them.
-DATE_FORMATS = ("%m/%d/%Y", "%m/%d/%y", "%m/%d/%Y %H:%M", "%m/%d/%Y %H:%M:%S", "%Y/%m/%d", "%Y/%m/%d %H:%M:%S",
-                "%d %b %Y", "%d %B %Y", "%b %d %Y", "%b %d, %Y", "%B %d %Y", "%B %d, %Y")
+# Dates that are not ISO 8601 (which datetime.fromisoformat reads). Dates written as numbers with the year last
+# are read month first, or day first for the columns the run reads day first (13/02/2020), as the Workbench does.
+_YEAR_LAST = [f"{{0}}{sep}{{1}}{sep}{year}{time}" for sep in "/.-" for year in ("%Y", "%y")
+              for time in ("", " %H:%M", " %H:%M:%S")]
+MONTH_FIRST = tuple(f.format("%m", "%d") for f in _YEAR_LAST)
+DAY_FIRST = tuple(f.format("%d", "%m") for f in _YEAR_LAST)
+DATE_FORMATS = ("%Y/%m/%d", "%Y/%m/%d %H:%M:%S", "%d %b %Y", "%d %B %Y", "%b %d %Y", "%b %d, %Y", "%B %d %Y",
+                "%B %d, %Y")
 
 
 @dataclass
@@ -95,7 +100,9 @@ class Bundle:
         cells = {name: [_cell(record.get(name), spec["missing_tokens"]) for record in records] for name in kinds}
         numbers = {name: self._numbers(name, cells[name], kinds[name] == "boolean", warnings)
                    for name in kinds if kinds[name] in ("numeric", "boolean")}
-        dates = {name: self._dates(name, cells[name], warnings) for name in kinds if kinds[name] == "datetime"}
+        day_first = {column["name"] for column in spec["columns"] if column.get("day_first")}
+        dates = {name: self._dates(name, cells[name], warnings, name in day_first)
+                 for name in kinds if kinds[name] == "datetime"}
         blocks = []
         numeric = spec["numeric"]
         if numeric["columns"]:
@@ -149,10 +156,10 @@ class Bundle:
         return out
 
     @staticmethod
-    def _dates(name: str, cells: list[str | None], warnings: list[list[str]]) -> list[datetime | None]:
+    def _dates(name: str, cells: list[str | None], warnings: list[list[str]], day_first: bool) -> list[datetime | None]:
         out = []
         for row, text in enumerate(cells):
-            value = None if text is None else _date(text)
+            value = None if text is None else _date(text, day_first)
             if text is not None and value is None:
                 warnings[row].append(f"'{name}': '{text}' is not a date")
             out.append(value)
@@ -182,13 +189,13 @@ def _number(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _date(text: str) -> datetime | None:
+def _date(text: str, day_first: bool = False) -> datetime | None:
     """The moment as naive UTC, as the Workbench keeps dates (a time with an offset is moved to UTC)."""
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
     except ValueError:
         value = None
-        for pattern in DATE_FORMATS:
+        for pattern in (DAY_FIRST if day_first else MONTH_FIRST) + DATE_FORMATS:
             try:
                 value = datetime.strptime(text, pattern)
                 break
