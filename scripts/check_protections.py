@@ -285,6 +285,20 @@ MUTATIONS = [
  ("robust scaling overflows to NaN on huge numbers", "workbench/prepare.py",
   "    third = np.clip(scaled, -1e300, 1e300) / 3.0", "    third = scaled / 3.0",
   ["tests/test_recipe.py::test_robust_scaling_never_overflows_to_nan"]),
+ ("dates written as numbers read month first whatever the column shows", "workbench/dates.py",
+  '    return bool((first > 12).any() or (parts[1] == ".").mean() > 0.5)', "    return False",
+  ["tests/test_dates.py::test_every_date_of_a_column_written_as_numbers_reads_as_written",
+   "tests/test_predict.py::test_a_column_of_day_first_dates_is_read_day_first_at_prediction_too",
+   "tests/test_profile.py::test_a_column_of_text_dates_one_per_row_is_dates_not_an_identifier"]),
+ ("a prediction reads a day-first column month first", "workbench/predict.py",
+  "unread.get(name), name in features.datetime_day_first)", "unread.get(name), False)",
+  ["tests/test_predict.py::test_a_column_of_day_first_dates_is_read_day_first_at_prediction_too"]),
+ ("currency and per cent signs kept in numbers", "workbench/ingest.py",
+  "    if example is not None:\n        present = present.str.replace(_UNIT_SIGN", "    if False:\n        present = present.str.replace(_UNIT_SIGN",
+  ["tests/test_ingest.py::test_numbers_written_with_a_currency_or_per_cent_sign_read_as_the_numbers"]),
+ ("drift moments square huge numbers", "workbench/monitoring.py",
+  "    scaled = present / scale\n", "    scaled, scale = present, 1.0\n",
+  ["tests/test_monitoring.py::test_moments_of_huge_numbers_stay_finite_and_json"]),
 ]
 
 
