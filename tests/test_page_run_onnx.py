@@ -37,7 +37,7 @@ def test_the_run_page_builds_the_onnx_bundle_on_a_click_and_offers_it(store, mon
 def test_a_refused_onnx_export_is_one_sentence_on_the_predict_page(store):
     frame = make_classification_frame(n=200)
     days = pd.date_range("2022-01-01", periods=len(frame), freq="5D")
-    frame["day"] = days.strftime("%d.%m.%Y")  # dates the bundle cannot read as the Workbench does
+    frame["day"] = days.strftime("%d-%b-%Y")  # dates the bundle cannot read as the Workbench does (31-Dec-2022)
     frame["label"] = np.where(days.month <= 6, "first half", "second half")
     run_id = train(store, add(store, frame[["day", "label"]]))
     at = page("predict").run()
