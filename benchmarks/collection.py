@@ -274,13 +274,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated catalog models")
     parser.add_argument("--repeats", type=int, default=REPEATS)
     parser.add_argument("--out", help="also write the JSON here, after each table")
+    parser.add_argument("--device", default="cpu", help="where the neural models train (cpu, cuda, auto)")
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="summarise the --out files of runs on other tables")
     args = parser.parse_args(argv)
     if args.merge:
         result = merged([json.loads(Path(path).read_text()) for path in args.merge])
     else:
         result = measure(args.tables.split(",") if args.tables else None, args.models.split(","), args.repeats,
-                         out_path=Path(args.out) if args.out else None)
+                         device=args.device, out_path=Path(args.out) if args.out else None)
     print(json.dumps(result, indent=2, default=str))
     print("\n".join(lines(result)))
 

@@ -318,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "bench-results" / "latest.json"), help="where to write the JSON")
     parser.add_argument("--compile", action="store_true", help="also torch.compile the model on CUDA")
     parser.add_argument("--no-table", action="store_true", help="print the JSON only")
+    parser.add_argument("--device", choices=("all", "cpu", "cuda"), default="all",
+                        help="where the per-device parts run (default: the CPU, and CUDA where there is one)")
     args = parser.parse_args(argv)
     parts = args.only or list(PARTS)
     # Our trainer tunes glibc's allocator on its first CPU run, process-wide; do it up front so both sides of
@@ -325,6 +327,10 @@ def main(argv: list[str] | None = None) -> int:
     # reason the whole suite runs with the heap on huge pages (see benchmarks/__main__.py), as `python -m workbench`.
     tune_cpu_allocator()
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    if args.device != "all":
+        if args.device not in devices:
+            parser.error(f"--device {args.device}: this machine has no such device")
+        devices = [args.device]
     results: dict = {"quick": args.quick, "machine": common.machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
                      "seconds": {}, "errors": {}}
     for name in parts:
