@@ -62,7 +62,8 @@ def _scale_bits(drop_below: int, dtype: torch.dtype) -> int:
 
 def dropout_mask(x: torch.Tensor, p: float, words: torch.Tensor, relu: bool) -> torch.Tensor:
     """What dropout multiplies `x` (float16/bfloat16/float32) by: 1 / (1 - p) where kept, else 0; with `relu`, also
-    0 where x < 0, so that one multiplication does ReLU and dropout. Element i gets byte i of `words` (at least
+    0 where x < 0, so that one multiplication does ReLU and dropout (at x = +0 the output is 0 as well, and the gradient
+    passes as for a kept positive: a subgradient; one more pass to give ReLU's 0 there cost 15-40% of the mask's time). Element i gets byte i of `words` (at least
     ceil(numel / 8) of them), so p is rounded to a multiple of 1/256.
 
     Built from integer ops on the bit patterns, in x's width: on the CPU torch's comparisons and bool casts cost
