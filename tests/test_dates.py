@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from workbench import ingest
-from workbench.dates import as_datetime, parse_iso8601, reads_day_first
+from workbench.dates import as_datetime, naive_utc, parse_iso8601, reads_day_first
 
 moments = st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2090, 1, 1)).map(
     lambda d: d.replace(microsecond=0))
@@ -73,3 +73,10 @@ def test_dates_that_fit_both_orders_read_day_first_with_dots_and_month_first_oth
     assert not reads_day_first(pd.Series(["01/02/2020", "03/04/2021"]))
     assert not reads_day_first(pd.Series(["2020-01-02", "5 May 2020", None]))  # year first, words: no order to choose
     assert not reads_day_first(pd.Series([1.0, 2.0]))
+
+
+def test_naive_utc_converts_aware_datetimes_to_utc_and_leaves_naive_ones():
+    aware = pd.Series(pd.to_datetime(["2024-03-31 01:30", "2024-10-27 03:30"])).dt.tz_localize("Europe/Paris")
+    assert naive_utc(aware).tolist() == [pd.Timestamp("2024-03-31 00:30"), pd.Timestamp("2024-10-27 02:30")]
+    naive = pd.Series(pd.to_datetime(["2024-03-31 01:30", None]))
+    assert naive_utc(naive).equals(naive)

@@ -28,6 +28,13 @@ def parse_iso8601(text: pd.Series) -> pd.Series:
     return parsed
 
 
+def naive_utc(dates: pd.Series) -> pd.Series:
+    """Datetimes as naive UTC, as ingest keeps them: aware ones converted to UTC, naive ones as they are."""
+    if getattr(dates.dt, "tz", None) is None:
+        return dates
+    return dates.dt.tz_convert("UTC").dt.tz_localize(None)
+
+
 def as_datetime(values: pd.Series, day_first: bool = False) -> pd.Series:
     """Datetimes as they are; text parsed as ISO 8601 first (fast), then any other date format, reading dates
     written as numbers day first or month first as told (`reads_day_first` tells it for a column); else NaT."""

@@ -24,7 +24,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.inspection import partial_dependence, permutation_importance
 from sklearn.metrics import get_scorer
 
-from workbench.dates import as_datetime
+from workbench.dates import as_datetime, naive_utc
 from workbench.errors import UserError
 from workbench.predict import TrainedModel, load_model_for_run
 from workbench.store.entities import Run, RunGroup, RunStatus
@@ -285,9 +285,7 @@ def _grid(values: pd.Series, kind: str, boolean: bool, size: int, day_first: boo
     if boolean:
         return np.unique(present.to_numpy(dtype="float64"))
     if kind == "datetime":
-        dates = as_datetime(present, day_first).dropna()
-        if dates.dt.tz is not None:  # the grid's values go back into the column: naive, as ingest keeps dates
-            dates = dates.dt.tz_convert("UTC").dt.tz_localize(None)
+        dates = naive_utc(as_datetime(present, day_first).dropna())  # the grid's values go back into the column
         if dates.empty:
             return np.array([])
         stamps = np.quantile(dates.astype("int64").to_numpy(), np.linspace(0.05, 0.95, size))

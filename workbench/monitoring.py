@@ -37,7 +37,7 @@ import pandas as pd
 from pandas.api import types as ptypes
 from scipy import stats
 
-from workbench.dates import as_datetime
+from workbench.dates import as_datetime, naive_utc
 from workbench.errors import UserError
 from workbench.store import PredictionBatch, Run, Store
 
@@ -89,9 +89,7 @@ def as_date_seconds(values: pd.Series, day_first: bool = False) -> np.ndarray:
     else:
         text = values.astype("string").str.strip()
         dates = as_datetime(text.where(pd.to_numeric(text, errors="coerce").isna()), day_first)
-    if getattr(dates.dt, "tz", None) is not None:
-        dates = dates.dt.tz_convert("UTC").dt.tz_localize(None)
-    return ((dates - _EPOCH) / pd.Timedelta(seconds=1)).astype("float64").to_numpy()
+    return ((naive_utc(dates) - _EPOCH) / pd.Timedelta(seconds=1)).astype("float64").to_numpy()
 
 
 def as_categories(values: pd.Series) -> pd.Series:

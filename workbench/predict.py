@@ -17,7 +17,7 @@ import torch
 from pandas.api import types as ptypes
 
 from workbench.artifacts import load_run
-from workbench.dates import as_datetime
+from workbench.dates import as_datetime, naive_utc
 from workbench.devices import classical_threads
 from workbench.errors import UserError
 from workbench.ingest import ingest_bytes
@@ -114,9 +114,8 @@ class TrainedModel:
             dates = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
         else:
             text = values.astype("string").str.strip()
-            dates = as_datetime(text.where(pd.to_numeric(text, errors="coerce").isna()), day_first)  # a number is no date
-            if dates.dt.tz is not None:
-                dates = dates.dt.tz_convert("UTC").dt.tz_localize(None)
+            # a number is no date
+            dates = naive_utc(as_datetime(text.where(pd.to_numeric(text, errors="coerce").isna()), day_first))
         self._flag(check, name, values.notna() & dates.isna(), unread, int(dates.notna().sum()), "a date")
         return dates
 

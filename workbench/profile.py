@@ -13,7 +13,7 @@ import pandas as pd
 from pandas.api import types as ptypes
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
-from workbench.dates import as_datetime, looks_like_dates, reads_day_first
+from workbench.dates import as_datetime, looks_like_dates, naive_utc, reads_day_first
 
 KINDS = ("numeric", "categorical", "boolean", "datetime", "text", "identifier")
 HISTOGRAM_BINS = 20
@@ -81,9 +81,7 @@ def _profile_column(series: pd.Series, n_rows: int) -> dict[str, Any]:
         counts, edges = _histogram(scaled)
         info["histogram"] = {"edges": (edges * scale).tolist(), "counts": counts.tolist()}
     elif kind == "datetime" and len(present):
-        dates = as_datetime(present, reads_day_first(present)).dropna()
-        if dates.dt.tz is not None:
-            dates = dates.dt.tz_convert("UTC").dt.tz_localize(None)
+        dates = naive_utc(as_datetime(present, reads_day_first(present)).dropna())
         info["stats"] = {"min": dates.min().isoformat(), "max": dates.max().isoformat()}
         counts, edges = _histogram(dates.astype("int64").to_numpy(dtype="float64"))
         info["histogram"] = {"edges": pd.to_datetime(edges).strftime("%Y-%m-%d %H:%M").tolist(),
