@@ -106,30 +106,55 @@ def test_thousands_separators_in_quoted_values():
     assert any("thousands separators" in n for n in result.notes)
 
 
-STYLES = {  # how a spreadsheet writes v, and to how many decimals
-    "dollars": (lambda v: f"${v:,.2f}", 2),
-    "minus before the sign": (lambda v: f"{'-' if v < 0 else ''}€ {abs(v):.2f}", 2),
-    "pounds": (lambda v: f"£{v:.2f}", 2),
-    "per cent": (lambda v: f"{v:.2f}%", 2),
-    "spaced per cent": (lambda v: f"{v:,.2f} %", 2),
-    "yen": (lambda v: f"¥{v:,.0f}", 0),
+def _european(v: float) -> str:
+    return f"{v:,.2f}".replace(",", " ").replace(".", ",").replace(" ", ".")
+
+
+def _bracketed(v: float, sign: str = "") -> str:
+    return f"({sign}{-v:,.2f})" if v < 0 else f"{sign}{v:,.2f}"
+
+
+STYLES = {  # how a spreadsheet writes v, to how many decimals, and what the note names (when a value shows it)
+    "dollars": (lambda v: f"${v:,.2f}", 2, "currency or per cent sign"),
+    "minus before the sign": (lambda v: f"{'-' if v < 0 else ''}€ {abs(v):.2f}", 2, "currency or per cent sign"),
+    "pounds": (lambda v: f"£{v:.2f}", 2, "currency or per cent sign"),
+    "per cent": (lambda v: f"{v:.2f}%", 2, "currency or per cent sign"),
+    "spaced per cent": (lambda v: f"{v:,.2f} %", 2, "currency or per cent sign"),
+    "yen": (lambda v: f"¥{v:,.0f}", 0, "currency or per cent sign"),
+    "euros after, decimal comma": (lambda v: f"{_european(v)} €", 2, "currency or per cent sign"),
+    "accounting negatives": (_bracketed, 2, "negatives in brackets"),
+    "accounting dollars": (lambda v: _bracketed(v, "$"), 2, "currency or per cent sign"),
 }
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(st.lists(st.floats(-1e7, 1e7, allow_nan=False), min_size=1, max_size=30), st.sampled_from(sorted(STYLES)))
 def test_numbers_written_with_a_currency_or_per_cent_sign_read_as_the_numbers(values, style):
-    """As spreadsheets export amounts and shares: "$1,234.50", "-€ 3.00", "12.5%" (read as 12.5)."""
-    write, decimals = STYLES[style]
+    """As spreadsheets export amounts and shares: "$1,234.50", "-€ 3.00", "12,50 €", "12.5%" (read as 12.5), and
+    accounting's negatives "(1,234.00)"; one note names how, with an example."""
+    write, decimals, named = STYLES[style]
     result = ingest("amount\n" + "".join(f'"{write(v)}"\n' for v in values))
     expected = [float(f"{v:.{decimals}f}") for v in values]
     np.testing.assert_allclose(result.table["amount"].to_numpy(dtype="float64"), expected, rtol=1e-12)
-    assert any("currency or per cent sign" in n for n in result.notes)
+    shown = True
+    if style == "accounting negatives":  # no sign: a note only where a value has brackets or a separator
+        negative = any(float(f"{v:.2f}") < 0 for v in values)
+        shown = negative or any(abs(v) >= 999.995 for v in values)
+        named = "negatives in brackets" if negative else "thousands separators"
+    notes = [n for n in result.notes if "'amount'" in n]
+    assert len(notes) == int(shown) and all(named in n and "' as " in n for n in notes), notes
+
+
+def test_a_price_column_gets_one_note_with_an_example():
+    result = ingest("price\n\"$1,234.50\"\n\"($20.00)\"\n\"$3.00\"\n")
+    assert result.table["price"].tolist() == [1234.5, -20.0, 3.0]
+    assert result.notes == ["Column 'price' writes its numbers with a currency or per cent sign, negatives in brackets "
+                            "and thousands separators; they were read as numbers ('$1,234.50' as 1234.5)."]
 
 
 def test_words_with_a_currency_sign_stay_text():
-    result = ingest("price\n$ unknown\n€ on request\nfree\n")
-    assert result.table["price"].tolist() == ["$ unknown", "€ on request", "free"]
+    result = ingest("price\n$ unknown\n€ on request\nfree\n(see note)\n12 €\n")
+    assert result.table["price"].tolist() == ["$ unknown", "€ on request", "free", "(see note)", "12 €"]
 
 
 def test_crlf_and_quoted_newlines():

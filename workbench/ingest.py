@@ -46,9 +46,10 @@ WIDE_ENCODINGS = {
 }
 _DOT_DECIMAL = re.compile(r"^[+-]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?$")
 _COMMA_DECIMAL = re.compile(r"^[+-]?(\d{1,3}([. ]\d{3})+|\d+)(,\d+)?([eE][+-]?\d+)?$")
-# Amounts and shares as spreadsheets write them: a currency sign before the number ("$1,234.50", "-€ 12"), a per cent
-# sign after it ("12.5%", read as 12.5).
-_UNIT_SIGN = re.compile(r"^\s*([+-]?)\s*[$€£¥₹]\s*|\s*%\s*$")
+# Amounts and shares as spreadsheets write them: a currency sign before the number ("$1,234.50", "-€ 12") or after it
+# ("12,50 €"), a per cent sign after it ("12.5%", read as 12.5); accounting's negatives in brackets ("(1,234.00)").
+_UNIT_SIGN = re.compile(r"^\s*([+-]?)\s*[$€£¥₹]\s*|\s*[%$€£¥₹]\s*$")
+_BRACKETED = re.compile(r"^\s*\(\s*([^()]*?)\s*\)\s*$")
 _DATE_LIKE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$")
 
 
@@ -296,22 +297,32 @@ def _spread(values: pd.Series, where: np.ndarray) -> pd.Series:
     return pd.Series(out)
 
 
+def _without_signs(values: pd.Series) -> pd.Series:
+    """Currency and per cent signs taken off, brackets made a minus: "($1,234.00)" and "$(1,234.00)" -> "-1,234.00"."""
+    unsigned = values.str.replace(_UNIT_SIGN, r"\1", regex=True)
+    return unsigned.str.replace(_BRACKETED, r"-\1", regex=True).str.replace(_UNIT_SIGN, r"\1", regex=True)
+
+
 def _repair_numbers(name: str, present: pd.Series, delimiter: str, notes: list[str]) -> pd.Series | None:
     """The slow path, for columns that are not plain numbers: decimal commas, thousands separators, currency and
-    per cent signs, a few stray words. A sample decides first, so text columns leave at once."""
+    per cent signs, negatives in brackets, a few stray words. A sample decides first, so text columns leave at once.
+    One note says how the column writes its numbers, with an example."""
     sample = present.iloc[:2000]
-    signed = sample.str.replace(_UNIT_SIGN, r"\1", regex=True) != sample
-    example = signed.idxmax() if signed.mean() >= MOSTLY_NUMERIC else None  # a row written with a sign
-    written = present.get(example)
-    if example is not None:
-        present = present.str.replace(_UNIT_SIGN, r"\1", regex=True)
-        sample = present.iloc[:2000]
-    looks_numeric = (pd.to_numeric(sample, errors="coerce").notna() | sample.str.match(_DOT_DECIMAL)
-                     | sample.str.match(_COMMA_DECIMAL))
+    unsigned = _without_signs(sample)
+    signed = bool((unsigned != sample).any())
+    looks_numeric = (pd.to_numeric(unsigned, errors="coerce").notna() | unsigned.str.match(_DOT_DECIMAL)
+                     | unsigned.str.match(_COMMA_DECIMAL))
     if looks_numeric.mean() < MOSTLY_NUMERIC:
         return None
+    written = present
+    ways = []
+    if signed:
+        present = _without_signs(present)
+        changed = present != written
+        ways += [way for way, mark in (("a currency or per cent sign", "[$€£¥₹%]"), ("negatives in brackets", r"\("))
+                 if (changed & written.str.contains(mark, regex=True)).any()]
     plain = pd.to_numeric(present, errors="coerce")
-    best, note = plain, None
+    best = plain
     if plain.notna().sum() < len(present):
         dot = present.str.match(_DOT_DECIMAL)
         comma = present.str.match(_COMMA_DECIMAL)
@@ -320,22 +331,23 @@ def _repair_numbers(name: str, present: pd.Series, delimiter: str, notes: list[s
         converted = None
         if prefer_comma and comma.sum() > plain.notna().sum():
             converted = present[comma].str.replace(r"[. ]", "", regex=True).str.replace(",", ".", regex=False)
-            note = f"Column '{name}' uses decimal commas; they were read as numbers."
+            ways.append("decimal commas")
         elif dot.sum() > plain.notna().sum():
             converted = present[dot].str.replace(",", "", regex=False)
-            note = f"Column '{name}' uses thousands separators; they were read as numbers."
+            ways.append("thousands separators")
         if converted is not None:
             best = pd.to_numeric(converted, errors="coerce").reindex(present.index).fillna(plain)
     if best.notna().sum() / len(present) < MOSTLY_NUMERIC:
         return None
-    if example is not None and pd.notna(best[example]):
-        notes.append(f"Column '{name}' writes its numbers with a currency or per cent sign; they were read as numbers "
-                     f"('{written}' as {best[example]:g}).")
-    if note:
-        notes.append(note)
+    read = best.notna() & ((written != present) | plain.isna())  # the cells that needed more than a plain read
+    if ways and read.any():
+        example = read.idxmax()
+        listed = ways[0] if len(ways) == 1 else f"{', '.join(ways[:-1])} and {ways[-1]}"
+        notes.append(f"Column '{name}' writes its numbers with {listed}; they were read as numbers "
+                     f"('{written[example]}' as {best[example]:g}).")
     stray = best.isna()
     if stray.any():
-        examples = ", ".join(f"'{v}'" for v in present[stray].unique()[:3])
+        examples = ", ".join(f"'{v}'" for v in written[stray].unique()[:3])
         notes.append(f"Column '{name}' is mostly numbers but has {int(stray.sum())} text values "
                      f"(such as {examples}); they are treated as missing.")
     return best
