@@ -265,12 +265,27 @@ def test_terminal_escapes_in_names_are_printed_escaped(home, capsys, tmp_path):
 @pytest.mark.parametrize("table,message", [
     ("a,b,t\n" + "1,2,\n" * 30, "The target 't' is empty on every row; there is nothing to learn from."),
     ("a,b,t\n1,2,x\n", "The table has only 1 row; at least 20 are needed to train."),
+    ("t\n" + "".join(f"{i / 7}\n" for i in range(30)),
+     "No usable feature columns are left once the target and excluded columns are removed."),
+    ("a,t\n" + "".join(f"{i},name {i}\n" for i in range(30)),
+     "The target 't' has 30 different values in 30 rows: most values appear once, so there is nothing to learn "
+     "about them. Choose another column to predict."),
 ])
 def test_train_names_the_real_cause(home, capsys, tmp_path, table, message):
     path = tmp_path / "t.csv"
     path.write_text(table)
     code, out, err = run_cli(capsys, "train", "--csv", str(path), "--target", "t", "--model", "mlp")
     assert (code, err) == (2, f"error: {message}\n")
+
+
+def test_a_run_stopped_by_its_data_exits_2_with_its_sentence(home, capsys, tmp_path):
+    """Columns that are all identifiers pass the checks made before queueing; preparation refuses them in the run.
+    The run is shown (it is stored, failed) and the CLI exits 2 with the sentence, as for an error found earlier."""
+    path = tmp_path / "ids.csv"
+    path.write_text("code,t\n" + "".join(f"k{i},{i % 3}\n" for i in range(40)))
+    code, out, err = run_cli(capsys, "train", "--csv", str(path), "--target", "t", "--model", "logistic_regression")
+    assert code == 2 and " failed " in out.splitlines()[0]
+    assert err == "error: No usable feature columns are left once the target and excluded columns are removed.\n"
 
 
 def test_train_on_an_empty_target_exits_2_every_time(home, tmp_path):

@@ -32,6 +32,24 @@ def test_task_detection(values, expected):
     assert detect_task(pd.Series(values, name="t")) == expected
 
 
+@given(hst.integers(20, 300), hst.data(), hst.booleans())
+@settings(max_examples=40, deadline=None)
+def test_a_target_with_most_values_once_is_refused_as_classes_and_read_as_numbers(rows, data, numeric):
+    """A name or an identifier chosen as the target: more classes than half the rows. Text is refused in one
+    sentence (gradient boosting grew a tree per class for minutes); whole numbers are a regression."""
+    distinct = data.draw(hst.integers(rows // 2 + 1, rows))
+    values = [i % distinct for i in range(rows)]
+    y = pd.Series(values if numeric else [f"id {v}" for v in values], name="t")
+    if numeric:
+        assert detect_task(y) == "regression"
+    else:
+        with pytest.raises(UserError, match=f"has {distinct:,} different values in {rows:,} rows"):
+            detect_task(y)
+    with pytest.raises(UserError, match="most values appear once"):
+        detect_task(y, "multiclass")
+    assert detect_task(pd.Series([f"c{i % (rows // 2)}" for i in range(rows)], name="t")) in ("binary", "multiclass")
+
+
 def test_task_override_and_impossible_requests():
     y = pd.Series(list(range(5)) * 10, name="t")
     assert detect_task(y, "regression") == "regression"

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from workbench.errors import UserError
+from workbench.errors import BROKE, UserError
 from workbench.runconfig import SCALINGS, PrepConfig
 from workbench.store.entities import RunStatus
 
@@ -169,7 +169,7 @@ def _assignments(pairs: list[str], option: str) -> dict[str, str]:
     return out
 
 
-def cmd_train(args: argparse.Namespace) -> None:
+def cmd_train(args: argparse.Namespace) -> int:
     from workbench import datasets, jobs
     from workbench.runconfig import RunConfig, SplitConfig
 
@@ -187,7 +187,7 @@ def cmd_train(args: argparse.Namespace) -> None:
                        prep=PrepConfig(scaling=args.scaling), repeats=args.repeats)
     if config.repeats > 1:
         _train_group(store, config, args)
-        return
+        return 0
     run = jobs.submit_run(store, config)
     if args.background:
         started = jobs.executor_for(store).ensure_running()
@@ -195,9 +195,21 @@ def cmd_train(args: argparse.Namespace) -> None:
             _print_json({"run_id": run.id, "status": run.status, "worker_started": started})
         else:
             print(f"queued run {run.id}" + (" (started a worker)" if started else ""))
-        return
+        return 0
     run = jobs.run_in_foreground(store, run)
     _show_run(run, args.json)
+    return _exit_status(run)
+
+
+def _exit_status(run) -> int:
+    """0 unless the run failed: then 2 when the data or a setting stopped it (its message is the plain sentence
+    shown), 1 when training broke."""
+    if run.status != RunStatus.FAILED:
+        return 0
+    if (run.error or "").startswith(BROKE):
+        return 1
+    print(f"error: {terminal_safe(run.error or 'the run failed')}", file=sys.stderr)
+    return EXIT_USER_ERROR
 
 
 def cmd_quickstart(args: argparse.Namespace) -> None:
@@ -747,7 +759,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        args.func(args)
+        status = args.func(args) or 0
     except UserError as exc:
         print(f"error: {terminal_safe(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -763,4 +775,4 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unexpected failure ({type(exc).__name__}: {exc}); set WORKBENCH_DEBUG=1 for details",
               file=sys.stderr)
         return 1
-    return 0
+    return status

@@ -13,6 +13,11 @@ class UserError(Exception):
     """
 
 
+# A run that broke (a bug, a resource) keeps its error after this prefix; a run stopped by a UserError keeps the
+# plain sentence, which is how the CLI tells the two apart for its exit status.
+BROKE = "Training failed: "
+
+
 def storage_error_message(exc: BaseException) -> str | None:
     """A plain sentence for a storage failure the user can act on (full disk, read-only files)."""
     import errno

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from workbench.callbacks import Callback, EpochRecord, RunCancelled
 from workbench.devices import share_cores
-from workbench.errors import UserError
+from workbench.errors import BROKE, UserError
 from workbench.runconfig import RunConfig
 from workbench.store import EpochMetrics, Run, RunGroup, RunResult, RunStatus, Store
 
@@ -166,7 +166,7 @@ def execute_run(store: Store, run: Run, callbacks: Sequence[Callback] = ()) -> s
         return RunStatus.FAILED
     except Exception as exc:  # a bug or a resource failure: recorded, and the worker goes on
         log.error("run %s failed:\n%s", run.id, traceback.format_exc())
-        store.finish_run(run.id, RunResult(RunStatus.FAILED, error=f"Training failed: {exc}"))
+        store.finish_run(run.id, RunResult(RunStatus.FAILED, error=f"{BROKE}{exc}"))
         return RunStatus.FAILED
     test = outcome.metrics.get("test", {})
     store.finish_run(run.id, RunResult(

@@ -38,6 +38,7 @@ MISSING_CATEGORY = "(missing)"
 DATE_PARTS = ("year", "month", "day", "dayofweek")  # and "hour" where a column holds times of day
 SPLITS = ("train", "val", "test")
 MIN_TRAIN_ROWS = 20
+NO_FEATURES = "No usable feature columns are left once the target and excluded columns are removed."
 # Numbers beyond this size tell a model nothing more, and their squares overflow float64 in the scalers' variance and
 # the tie-breaking noise (1e308 became inf, then NaN); they are clipped to it, at training and prediction alike.
 MAX_MAGNITUDE = 1e150
@@ -61,14 +62,30 @@ def detect_task(y: pd.Series, requested: str = "auto") -> Task:
             raise UserError(f"Binary classification needs exactly 2 target values; '{y.name}' has {distinct}.")
         if requested == Task.MULTICLASS and distinct > 1000:
             raise UserError(f"'{y.name}' has {distinct:,} different values: too many classes; try regression.")
+        if _mostly_single_rows(y, distinct):
+            raise UserError(_single_rows_sentence(y, distinct) + (" Or try regression." if numeric else ""))
         return Task(requested)
     if numeric:
         integral = bool((y.dropna() % 1 == 0).all())
-        if not (integral and distinct <= MAX_CLASSES_FOR_NUMERIC_TARGET):
+        if not (integral and distinct <= MAX_CLASSES_FOR_NUMERIC_TARGET) or _mostly_single_rows(y, distinct):
             return Task.REGRESSION
     if distinct > 1000:
         raise UserError(f"'{y.name}' has {distinct:,} different text values: too many classes to predict.")
+    if _mostly_single_rows(y, distinct):
+        raise UserError(_single_rows_sentence(y, distinct))
     return Task.BINARY if distinct == 2 else Task.MULTICLASS
+
+
+def _mostly_single_rows(y: pd.Series, distinct: int) -> bool:
+    """More classes than half the rows: most classes are seen once, in one split at most (a name or an identifier
+    chosen as the target). Gradient boosting also grows a tree per class and round: 120 classes in 120 rows ran for
+    minutes."""
+    return distinct > 2 and distinct > y.notna().sum() / 2
+
+
+def _single_rows_sentence(y: pd.Series, distinct: int) -> str:
+    return (f"The target '{y.name}' has {distinct:,} different values in {int(y.notna().sum()):,} rows: most values "
+            "appear once, so there is nothing to learn about them. Choose another column to predict.")
 
 
 def class_labels(y: pd.Series) -> pd.Series:
@@ -126,7 +143,7 @@ def choose_features(frame: pd.DataFrame, target: str, exclude: list[str], dateti
         else:
             features.categorical.append(name)
     if not (features.numeric or features.boolean or features.categorical or features.datetime):
-        raise UserError("No usable feature columns are left once the target and excluded columns are removed.")
+        raise UserError(NO_FEATURES)
     return features
 
 

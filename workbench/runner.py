@@ -20,12 +20,21 @@ from workbench import memory
 from workbench.artifacts import save_run
 from workbench.callbacks import Callback, CallbackList, EpochRecord, RunCancelled
 from workbench.devices import classical_threads, select_device
-from workbench.errors import UserError, did_you_mean
+from workbench.errors import BROKE, UserError, did_you_mean
 from workbench.evaluation import FoldAssignments, score_intervals
 from workbench.models.ensemble import Ensemble
 from workbench.models.params import NeuralParams, as_dict
 from workbench.models.registry import ModelSpec, get_model, resolve_params
-from workbench.prepare import MIN_TRAIN_ROWS, Prepared, Split, class_labels, detect_task, prepare, time_order
+from workbench.prepare import (
+    MIN_TRAIN_ROWS,
+    NO_FEATURES,
+    Prepared,
+    Split,
+    class_labels,
+    detect_task,
+    prepare,
+    time_order,
+)
 from workbench.runconfig import RunConfig
 from workbench.store.entities import RunStatus
 from workbench.tasks import Objective, Task
@@ -122,6 +131,8 @@ def validate_config(config: RunConfig, table: pd.DataFrame) -> Resolved:
     for name in config.exclude:
         if name not in table.columns:
             raise UserError(f"Cannot exclude '{name}': there is no such column.{did_you_mean(name, table.columns)}")
+    if not set(table.columns) - {config.target, *config.exclude}:
+        raise UserError(NO_FEATURES)
     if config.split.order_by is not None:  # a time-ordered split on a column that holds no dates: refused before queueing
         if config.split.order_by == config.target:
             raise UserError(f"Cannot order the split by '{config.target}': it is the column to predict.")
@@ -208,7 +219,7 @@ def execute(config: RunConfig, table: pd.DataFrame, run_dir: Path, callbacks: Se
         raise
     except Exception as exc:
         log.exception("run in %s failed", run_dir)
-        outcome.status, outcome.error = RunStatus.FAILED, f"Training failed: {exc}"
+        outcome.status, outcome.error = RunStatus.FAILED, f"{BROKE}{exc}"
         callback_list.on_train_end(RunStatus.FAILED)
     outcome.duration_s = round(time.perf_counter() - started, 3)
     return outcome
