@@ -278,13 +278,15 @@ def test_train_names_the_real_cause(home, capsys, tmp_path, table, message):
     assert (code, err) == (2, f"error: {message}\n")
 
 
-def test_a_run_stopped_by_its_data_exits_2_with_its_sentence(home, capsys, tmp_path):
+@pytest.mark.parametrize("repeats", ["1", "2"])
+def test_a_run_stopped_by_its_data_exits_2_with_its_sentence(home, capsys, tmp_path, repeats):
     """Columns that are all identifiers pass the checks made before queueing; preparation refuses them in the run.
     The run is shown (it is stored, failed) and the CLI exits 2 with the sentence, as for an error found earlier."""
     path = tmp_path / "ids.csv"
     path.write_text("code,t\n" + "".join(f"k{i},{i % 3}\n" for i in range(40)))
-    code, out, err = run_cli(capsys, "train", "--csv", str(path), "--target", "t", "--model", "logistic_regression")
-    assert code == 2 and " failed " in out.splitlines()[0]
+    code, out, err = run_cli(capsys, "train", "--csv", str(path), "--target", "t", "--model", "logistic_regression",
+                             "--repeats", repeats)
+    assert code == 2 and " failed" in out
     assert err == "error: No usable feature columns are left once the target and excluded columns are removed.\n"
 
 

@@ -186,8 +186,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                          order_by=args.split_by_time),
                        prep=PrepConfig(scaling=args.scaling), repeats=args.repeats)
     if config.repeats > 1:
-        _train_group(store, config, args)
-        return 0
+        return _train_group(store, config, args)
     run = jobs.submit_run(store, config)
     if args.background:
         started = jobs.executor_for(store).ensure_running()
@@ -229,8 +228,9 @@ def cmd_quickstart(args: argparse.Namespace) -> None:
           "python -m workbench runs --dataset " + terminal_safe(args.dataset))
 
 
-def _train_group(store, config, args: argparse.Namespace) -> None:
-    """A repeated run: queued for the workers (--background), or its members trained here one after another."""
+def _train_group(store, config, args: argparse.Namespace) -> int:
+    """A repeated run: queued for the workers (--background), or its members trained here one after another; the
+    exit status is a failed member's when none finished."""
     from workbench import groups, jobs
 
     group, members = jobs.submit_group(store, config)
@@ -241,13 +241,15 @@ def _train_group(store, config, args: argparse.Namespace) -> None:
                          "worker_started": started})
         else:
             print(f"queued run group {group.id}: {len(members)} repeats" + (" (started workers)" if started else ""))
-        return
+        return 0
     for member in members:
         jobs.run_in_foreground(store, member)
     summary = groups.summarize(store.get_group(group.id), store.group_runs(group.id))
+    failed = [run for run in summary.members if run.status == RunStatus.FAILED]
+    status = _exit_status(failed[0]) if failed and not summary.finished else 0
     if args.json:
         _print_json(groups.group_json(summary))
-        return
+        return status
     print(f"run group {group.id}  {group.model}  target={terminal_safe(group.target)}  "
           f"{len(summary.finished)} of {group.n_members} repeats finished in {summary.cost_seconds:.1f}s")
     for metric, figure in summary.metrics.items():
@@ -256,6 +258,7 @@ def _train_group(store, config, args: argparse.Namespace) -> None:
     for run in summary.members:
         if run.error:
             print(f"  {run.member} {run.id} {run.status}: {terminal_safe(run.error)}")
+    return status
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
