@@ -138,7 +138,7 @@ def test_numbers_written_with_a_currency_or_per_cent_sign_read_as_the_numbers(va
     np.testing.assert_allclose(result.table["amount"].to_numpy(dtype="float64"), expected, rtol=1e-12)
     shown = True
     if style == "accounting negatives":  # no sign: a note only where a value has brackets or a separator
-        negative = any(float(f"{v:.2f}") < 0 for v in values)
+        negative = any(v < 0 for v in values)  # in brackets, as _bracketed writes them: -0.004 is "(0.00)"
         shown = negative or any(abs(v) >= 999.995 for v in values)
         named = "negatives in brackets" if negative else "thousands separators"
     notes = [n for n in result.notes if "'amount'" in n]
