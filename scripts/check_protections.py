@@ -308,6 +308,15 @@ MUTATIONS = [
  ("drift moments square huge numbers", "workbench/monitoring.py",
   "    scaled = present / scale\n", "    scaled, scale = present, 1.0\n",
   ["tests/test_monitoring.py::test_moments_of_huge_numbers_stay_finite_and_json"]),
+ ("'no end date' sentinels turn a date column into text", "workbench/ingest.py",
+  "parsed.notna().sum() + far.sum() <", "parsed.notna().sum() <",
+  ["tests/test_ingest.py::test_dates_pandas_cannot_hold_keep_their_column_a_date_column_and_are_noted"]),
+ ("a lone year taken for a date outside the range", "workbench/dates.py",
+  ' and \\\n                re.search(r"\\d", value.replace(years[0], "", 1)):', ":",
+  ["tests/test_dates.py::test_a_lone_year_or_words_are_not_dates_outside_the_range"]),
+ ("a date outside the range flagged as no date at prediction", "workbench/predict.py",
+  "        if outside_range(pd.Series([value])).iloc[0]:", "        if False:",
+  ["tests/test_predict.py::test_dates_pandas_cannot_hold_and_numbers_too_large_are_flagged_as_what_they_are"]),
 ]
 
 

@@ -290,6 +290,18 @@ def test_a_run_stopped_by_its_data_exits_2_with_its_sentence(home, capsys, tmp_p
     assert err == "error: No usable feature columns are left once the target and excluded columns are removed.\n"
 
 
+@pytest.mark.parametrize(("repeats", "members", "why"), [
+    ("2", 5, " (--repeats 2 is rounded up to whole rounds of 5-fold cross-validation)"), ("5", 5, "")])
+def test_a_repeated_run_counts_its_members_and_says_why_there_are_more_than_asked(home, capsys, binary_frame,
+                                                                                 tmp_path, repeats, members, why):
+    path = tmp_path / "customers.csv"
+    binary_frame.to_csv(path, index=False)
+    code, out, _ = run_cli(capsys, "train", "--csv", str(path), "--target", "label", "--model",
+                           "logistic_regression", "--repeats", repeats)
+    first = out.splitlines()[0]
+    assert code == 0 and f"  {members} of {members} members finished in " in first and first.endswith(f"s{why}")
+
+
 def test_train_on_an_empty_target_exits_2_every_time(home, tmp_path):
     """Issue 15: `train` on an all-missing target sometimes aborted at exit ('terminate called without an active
     exception', exit 134) instead of exiting 2 with its one error line."""

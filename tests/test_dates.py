@@ -10,7 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from workbench import ingest
-from workbench.dates import as_datetime, naive_utc, parse_iso8601, reads_day_first
+from workbench.dates import (
+    FIRST_YEAR,
+    LAST_YEAR,
+    as_datetime,
+    looks_like_dates,
+    naive_utc,
+    outside_range,
+    parse_iso8601,
+    reads_day_first,
+)
 
 moments = st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2090, 1, 1)).map(
     lambda d: d.replace(microsecond=0))
@@ -80,3 +89,28 @@ def test_naive_utc_converts_aware_datetimes_to_utc_and_leaves_naive_ones():
     assert naive_utc(aware).tolist() == [pd.Timestamp("2024-03-31 00:30"), pd.Timestamp("2024-10-27 02:30")]
     naive = pd.Series(pd.to_datetime(["2024-03-31 01:30", None]))
     assert naive_utc(naive).equals(naive)
+
+
+FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%d.%m.%Y", "%m/%d/%Y", "%d/%m/%Y"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dates(min_value=datetime(1, 1, 1).date(), max_value=datetime(9999, 12, 31).date()),
+       st.sampled_from(FORMATS))
+def test_a_date_is_outside_the_range_exactly_when_its_year_is(day, pattern):
+    """Any date Python's calendar holds, in the formats people write: 'outside' iff pandas cannot hold its year."""
+    text = datetime(day.year, day.month, day.day, 13, 5).strftime(pattern.replace("%Y", f"{day.year:04d}"))
+    far = not FIRST_YEAR <= day.year <= LAST_YEAR
+    assert outside_range(pd.Series([text]), day_first=pattern.startswith("%d")).tolist() == [far]
+    if not far:
+        assert as_datetime(pd.Series([text]), day_first=pattern.startswith("%d")).notna().all()
+
+
+def test_a_lone_year_or_words_are_not_dates_outside_the_range():
+    assert outside_range(pd.Series(["1500", "9999", "abc", None, "9999-99-99", "0001-01-01"])).tolist() == [
+        False, False, False, False, False, True]
+
+
+def test_a_column_of_no_end_dates_still_looks_like_dates():
+    assert looks_like_dates(pd.Series(["9999-12-31", "31/12/9999", "2024-01-02", "2024-02-03"]))
+    assert not looks_like_dates(pd.Series(["1500", "9999", "2024", "abc"]))

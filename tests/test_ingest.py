@@ -171,10 +171,27 @@ def test_blank_and_duplicate_headers_are_renamed():
     assert any("repeats the name 'a'" in n for n in result.notes)
 
 
-def test_inf_becomes_missing_and_is_noted():
-    result = ingest("x,y\n1,inf\n2,-inf\n3,4\n")
-    assert result.table["y"].isna().sum() == 2
-    assert any("infinite values" in n and "'y'" in n for n in result.notes)
+def test_inf_and_numbers_too_large_to_hold_become_missing_and_are_noted_with_examples():
+    result = ingest("x,y\n1,inf\n2,-inf\n3,4\n4,1e400\n5,6\n")
+    assert result.table["y"].isna().sum() == 3 and result.table["y"].notna().sum() == 2
+    assert result.unread["y"].tolist() == ["inf", "-inf", "1e400"]  # so a prediction flags those rows
+    assert [n for n in result.notes if "'y'" in n] == [
+        "Column 'y' has 3 numbers that are infinite or too large to hold (such as 'inf', '-inf', '1e400'); they are "
+        "treated as missing."]
+
+
+def test_dates_pandas_cannot_hold_keep_their_column_a_date_column_and_are_noted():
+    """'9999-12-31' is what many systems write for 'no end date': a column with many of them is still dates."""
+    ends = ["9999-12-31", "2024-03-01", "0001-01-01", "2024-05-06", "9999-12-31", "", "2023-01-02"] * 5 + ["bad"]
+    result = ingest("end,y\n" + "".join(f"{e},{i}\n" for i, e in enumerate(ends)))
+    end = result.table["end"]
+    assert str(end.dtype) == "datetime64[ns]"
+    assert end.notna().sum() == 15 and end.dropna().dt.year.min() >= 2023
+    notes = [n for n in result.notes if "'end'" in n]
+    assert notes == [
+        "Column 'end' has 15 dates outside the years 1678 to 2261, which cannot be held (such as '9999-12-31', "
+        "'0001-01-01'; systems often write such a date for 'no date'); they are treated as missing.",
+        "Column 'end' is mostly dates but has 1 value that is not a date (such as 'bad'); it is treated as missing."]
 
 
 def test_mostly_numeric_column_with_stray_text_is_noted():

@@ -122,6 +122,18 @@ def test_numbers_and_words_in_a_date_column_are_flagged(model):
     assert any(n.startswith("Column 'signup' should hold dates, but 2 rows have other values") for n in result.notes)
 
 
+def test_dates_pandas_cannot_hold_and_numbers_too_large_are_flagged_as_what_they_are(model):
+    rows = new_rows().astype({"x1": object})
+    rows.loc[1, "signup"] = "9999-12-31"
+    rows.loc[3, "signup"] = "31/12/0001"
+    rows.loc[5, "x1"] = "1e400"
+    result = predict_csv(model, rows)
+    assert result.table["warnings"][1] == "'signup': '9999-12-31' is a date outside the years 1678 to 2261, which cannot be held"
+    assert result.table["warnings"][3] == "'signup': '31/12/0001' is a date outside the years 1678 to 2261, which cannot be held"
+    assert result.table["warnings"][5] == "'x1': '1e400' is infinite or too large a number to hold"
+    assert result.table["prediction"].notna().all()
+
+
 def test_unseen_categories_are_counted_and_named(model):
     rows = new_rows()
     rows.loc[[1, 5], "colour"] = "purple"
@@ -153,7 +165,7 @@ def test_a_table_that_is_not_a_csv_is_checked_the_same_way(model):
     rows.loc[1, "x1"] = float("inf")
     rows.loc[2, "signup"] = 17
     result = model.predict_rows(rows)
-    assert result.table["warnings"].tolist() == ["'x1': 'lots' is not a number", "'x1': 'inf' is not a number",
+    assert result.table["warnings"].tolist() == ["'x1': 'lots' is not a number", "'x1': 'inf' is infinite or too large a number to hold",
                                                  "'signup': '17' is a number, not a date"]
     assert result.table["prediction"].notna().all()
 

@@ -240,7 +240,8 @@ def _train_group(store, config, args: argparse.Namespace) -> int:
             _print_json({"group_id": group.id, "run_ids": [r.id for r in members], "status": RunStatus.QUEUED,
                          "worker_started": started})
         else:
-            print(f"queued run group {group.id}: {len(members)} repeats" + (" (started workers)" if started else ""))
+            print(f"queued run group {group.id}: {len(members)} members{_rounded_up(len(members), config.repeats)}"
+                  + (" (started workers)" if started else ""))
         return 0
     for member in members:
         jobs.run_in_foreground(store, member)
@@ -251,7 +252,8 @@ def _train_group(store, config, args: argparse.Namespace) -> int:
         _print_json(groups.group_json(summary))
         return status
     print(f"run group {group.id}  {group.model}  target={terminal_safe(group.target)}  "
-          f"{len(summary.finished)} of {group.n_members} repeats finished in {summary.cost_seconds:.1f}s")
+          f"{len(summary.finished)} of {group.n_members} members finished in {summary.cost_seconds:.1f}s"
+          f"{_rounded_up(group.n_members, config.repeats)}")
     for metric, figure in summary.metrics.items():
         print(f"  {metric:<18} {groups.format_interval(figure.mean, figure.ci_low, figure.ci_high)}  "
               f"spread {figure.sd:.4f}")
@@ -259,6 +261,14 @@ def _train_group(store, config, args: argparse.Namespace) -> int:
         if run.error:
             print(f"  {run.member} {run.id} {run.status}: {terminal_safe(run.error)}")
     return status
+
+
+def _rounded_up(n_members: int, repeats: int) -> str:
+    """Why a group has more members than the repeats asked for; '' where it has as many."""
+    from workbench.evaluation.folds import N_FOLDS
+
+    return "" if n_members == repeats else \
+        f" (--repeats {repeats} is rounded up to whole rounds of {N_FOLDS}-fold cross-validation)"
 
 
 def cmd_compare(args: argparse.Namespace) -> None:

@@ -65,12 +65,37 @@ def reads_day_first(values: pd.Series) -> bool:
     return bool((first > 12).any() or (parts[1] == ".").mean() > 0.5)
 
 
+# pandas holds datetimes in nanoseconds, from 1677-09-21 to 2262-04-11. A date outside (the '9999-12-31' many systems
+# write for "no end date", a '0001-01-01' for "no start") is read as missing, and said so.
+FIRST_YEAR, LAST_YEAR = pd.Timestamp.min.year + 1, pd.Timestamp.max.year - 1
+_YEAR = re.compile(r"(?<!\d)\d{4}(?!\d)")
+
+
+def outside_range(values: pd.Series, day_first: bool = False) -> pd.Series:
+    """Which values are dates whose year pandas cannot hold (before FIRST_YEAR or after LAST_YEAR): those that read as
+    dates once that year is put in range. A lone year ('1500') is no date."""
+    text = values.astype("string")
+    in_range: dict[str, str] = {}
+    for value in text.dropna().unique():
+        years = _YEAR.findall(value)
+        if len(years) == 1 and not FIRST_YEAR <= int(years[0]) <= LAST_YEAR and \
+                re.search(r"\d", value.replace(years[0], "", 1)):
+            in_range[value] = value.replace(years[0], "2000", 1)
+    if not in_range:
+        return pd.Series(False, index=values.index)
+    candidates = pd.Series(list(in_range.values()), index=list(in_range.keys()), dtype="string")
+    reads = as_datetime(candidates, day_first).notna()
+    return text.isin(list(reads.index[reads])).fillna(False).astype(bool)
+
+
 def looks_like_dates(present: pd.Series) -> bool:
-    """Text columns whose values (a sample of distinct ones) nearly all read as dates. Plain numbers and words
+    """Text columns whose values (a sample of distinct ones) nearly all read as dates (or are dates pandas cannot
+    hold). Plain numbers and words
     without digits ('May', 'March') are not taken for dates."""
     if not (ptypes.is_object_dtype(present) or ptypes.is_string_dtype(present)) or present.empty:
         return False
     sample = present.astype(str).drop_duplicates().head(200)
     if pd.to_numeric(sample, errors="coerce").notna().mean() > 0.5 or sample.str.contains(r"\d").mean() < 0.9:
         return False
-    return as_datetime(sample, reads_day_first(sample)).notna().mean() >= 0.9
+    day_first = reads_day_first(sample)
+    return (as_datetime(sample, day_first).notna() | outside_range(sample, day_first)).mean() >= 0.9

@@ -21,7 +21,7 @@ import pyarrow.csv as pacsv
 from charset_normalizer import from_bytes
 
 from workbench.config import get_settings
-from workbench.dates import parse_iso8601
+from workbench.dates import FIRST_YEAR, LAST_YEAR, outside_range, parse_iso8601
 from workbench.errors import UserError
 
 DELIMITERS = (",", ";", "\t", "|")
@@ -256,10 +256,21 @@ def _infer_column(name: str, column: pa.ChunkedArray, delimiter: str, notes: lis
         return values.astype(object)
     if _keep_unread(name, text, dates, unread):
         lost = unread[name]
-        examples = ", ".join(f"'{v}'" for v in lost.unique()[:3])
-        notes.append(f"Column '{name}' is mostly dates but has {len(lost)} values that are not dates "
-                     f"(such as {examples}); they are treated as missing.")
+        far = outside_range(lost).to_numpy()
+        if far.any():
+            notes.append(f"Column '{name}' has {int(far.sum())} dates outside the years {FIRST_YEAR} to {LAST_YEAR}, "
+                         f"which cannot be held (such as {_examples(lost[far])}; systems often write such a date for "
+                         "'no date'); they are treated as missing.")
+        if not far.all():
+            n = int((~far).sum())
+            what = "1 value that is not a date" if n == 1 else f"{n} values that are not dates"
+            notes.append(f"Column '{name}' is mostly dates but has {what} (such as {_examples(lost[~far])}); "
+                         f"{'it is' if n == 1 else 'they are'} treated as missing.")
     return dates
+
+
+def _examples(values: pd.Series) -> str:
+    return ", ".join(f"'{v}'" for v in values.unique()[:3])
 
 
 def _keep_unread(name: str, text: pa.ChunkedArray, converted: pd.Series, unread: dict[str, pd.Series]) -> bool:
@@ -283,7 +294,9 @@ def _to_number(name: str, text: pa.ChunkedArray, present: pa.ChunkedArray, delim
         numbers = _spread(repaired, pc.is_valid(text).to_numpy(zero_copy_only=False))
     is_inf = np.isinf(numbers)
     if is_inf.any():
-        notes.append(f"Column '{name}': {int(is_inf.sum())} infinite values are treated as missing.")
+        written = pd.Series(pc.filter(text, pa.array(is_inf.to_numpy())).to_pylist(), dtype=object)
+        notes.append(f"Column '{name}' has {int(is_inf.sum())} numbers that are infinite or too large to hold (such "
+                     f"as {_examples(written)}); they are treated as missing.")
         numbers = numbers.mask(is_inf)
     if numbers.notna().all() and (numbers % 1 == 0).all() and numbers.abs().max() < 2**63:  # 1e308 stays a float
         return numbers.astype("int64")
@@ -358,6 +371,7 @@ def _to_datetime(values: pd.Series, present: pa.ChunkedArray) -> pd.Series | Non
     if sample.str.match(_DATE_LIKE).mean() < 0.95:
         return None
     parsed = parse_iso8601(values)  # a column may hold times with and without an offset
-    if parsed.notna().sum() < 0.95 * len(present):
+    far = outside_range(values[parsed.isna()])
+    if parsed.notna().sum() + far.sum() < 0.95 * len(present):
         return None
     return parsed.dt.tz_localize(None)

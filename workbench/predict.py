@@ -17,7 +17,7 @@ import torch
 from pandas.api import types as ptypes
 
 from workbench.artifacts import load_run
-from workbench.dates import as_datetime, naive_utc
+from workbench.dates import FIRST_YEAR, LAST_YEAR, as_datetime, naive_utc, outside_range
 from workbench.devices import classical_threads
 from workbench.errors import UserError
 from workbench.ingest import ingest_bytes
@@ -234,9 +234,18 @@ _DATE_SHAPE = re.compile(r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2
 
 
 def _what_is_wrong(value: str, expected: str) -> str:
-    """'a date, not a number', 'a number, not a date', or 'not <expected>'."""
+    """'a date, not a number', 'a number, not a date', 'too large a number to hold', 'a date outside the years ...',
+    or 'not <expected>'."""
+    try:
+        number = float(value)  # pandas reads '1e400' as no number; Python, as infinite
+    except ValueError:
+        number = math.nan
     if expected == "a date":
-        return "a number, not a date" if not np.isnan(pd.to_numeric(value, errors="coerce")) else "not a date"
+        if outside_range(pd.Series([value])).iloc[0]:
+            return f"a date outside the years {FIRST_YEAR} to {LAST_YEAR}, which cannot be held"
+        return "a number, not a date" if not np.isnan(number) else "not a date"
+    if expected == "a number" and np.isinf(number):
+        return "infinite or too large a number to hold"
     return f"a date, not {expected}" if _DATE_SHAPE.match(value) else f"not {expected}"
 
 
