@@ -145,6 +145,39 @@ def test_numbers_written_with_a_currency_or_per_cent_sign_read_as_the_numbers(va
     assert len(notes) == int(shown) and all(named in n and "' as " in n for n in notes), notes
 
 
+SEPARATORS = {  # how people write v with a thousands separator other than ',' or '.', to two decimals
+    "space, decimal comma": lambda v: f"{v:,.2f}".replace(",", " ").replace(".", ","),
+    "no-break space, decimal comma": lambda v: f"{v:,.2f}".replace(",", "\u00a0").replace(".", ","),
+    "narrow no-break space (French), decimal comma": lambda v: f"{v:,.2f}".replace(",", "\u202f").replace(".", ","),
+    "space, decimal point": lambda v: f"{v:,.2f}".replace(",", " "),
+    "apostrophe (Swiss)": lambda v: f"{v:,.2f}".replace(",", "'"),
+    "right quote (Swiss)": lambda v: f"{v:,.2f}".replace(",", "\u2019"),
+}
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.floats(-1e7, 1e7, allow_nan=False), min_size=1, max_size=30), st.sampled_from(sorted(SEPARATORS)))
+def test_numbers_with_spaces_or_apostrophes_between_thousands_read_as_the_numbers(values, style):
+    written = [SEPARATORS[style](v) for v in values]
+    result = ingest("amount\n" + "".join(f'"{w}"\n' for w in written))
+    np.testing.assert_allclose(result.table["amount"].to_numpy(dtype="float64"),
+                               [float(f"{v:.2f}") for v in values], rtol=1e-12)
+    plain = all(w.lstrip("-").replace(".", "").isdigit() for w in written)
+    notes = [n for n in result.notes if "'amount'" in n]
+    assert len(notes) == int(not plain) and all("' as " in n for n in notes), notes
+
+
+def test_spreadsheet_error_values_are_missing_with_one_note_a_column():
+    result = ingest("price,qty\n12.5,1\n#DIV/0!,2\n#VALUE!,#NUM!\n#N/A,4\n7,5\n")
+    assert result.table["price"].tolist()[::4] == [12.5, 7.0] and result.table["price"].isna().sum() == 3
+    assert str(result.table["qty"].dtype) == "float64" and result.table["qty"].isna().sum() == 1
+    assert [n for n in result.notes if "spreadsheet" in n] == [
+        "Column 'price' has 3 spreadsheet error values (such as '#DIV/0!', '#VALUE!', '#N/A'), where a formula "
+        "failed; they are treated as missing.",
+        "Column 'qty' has 1 spreadsheet error value (such as '#NUM!'), where a formula failed; it is treated as "
+        "missing."]
+
+
 def test_a_price_column_gets_one_note_with_an_example():
     result = ingest("price\n\"$1,234.50\"\n\"($20.00)\"\n\"$3.00\"\n")
     assert result.table["price"].tolist() == [1234.5, -20.0, 3.0]

@@ -92,3 +92,22 @@ def test_a_column_of_text_dates_one_per_row_is_dates_not_an_identifier():
     assert column["kind"] == "datetime"
     assert (column["stats"]["min"], column["stats"]["max"]) == ("2024-01-01T00:00:00", "2024-02-29T00:00:00")
     assert sum(column["histogram"]["counts"]) == 60
+
+
+def test_values_that_differ_only_in_capitals_or_spaces_are_pointed_out():
+    frame = pd.DataFrame({"answer": ["Yes", "yes", "YES", "No", "no", "maybe"] * 5,
+                          "city": ["New York", "New  York", "Paris", "Oslo", "Rome", "Oslo"] * 5,
+                          "code": ["a1", "b2", "c3", "d4", "e5", "f6"] * 5})
+    profile = profile_table(frame)
+    warnings = {w["column"]: w["message"] for w in profile["warnings"] if w["code"] == "spellings"}
+    assert warnings == {
+        "answer": "'answer' writes some values in different capitals or spacing ('Yes', 'yes', 'YES'; 'No', 'no'); "
+                  "they count as different categories. If they mean the same, write them the same way in the file.",
+        "city": "'city' writes some values in different capitals or spacing ('New York', 'New  York'); they count "
+                "as different categories. If they mean the same, write them the same way in the file."}
+
+
+def test_a_column_of_dates_pandas_cannot_hold_has_no_statistics_rather_than_nat():
+    profile = profile_table(pd.DataFrame({"end": ["31/12/9999", "01/01/0001"] * 10}))
+    column = profile["columns"][0]
+    assert column["kind"] == "datetime" and "stats" not in column and "histogram" not in column

@@ -26,7 +26,11 @@ from workbench.errors import UserError
 
 DELIMITERS = (",", ";", "\t", "|")
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
-MISSING_TOKENS = {"", "na", "n/a", "nan", "null", "none", "-", "?", "#n/a", "missing"}
+# What spreadsheets write in a cell whose formula failed (Excel's and LibreOffice's error values): the value is
+# unknown, so missing, and a note says how many.
+SPREADSHEET_ERRORS = {"#n/a", "#div/0!", "#value!", "#ref!", "#name?", "#num!", "#null!", "#spill!", "#calc!",
+                      "#getting_data", "#field!"}
+MISSING_TOKENS = {"", "na", "n/a", "nan", "null", "none", "-", "?", "missing"} | SPREADSHEET_ERRORS
 # Only true/false become booleans: yes/no and y/n stay as written, so predicted labels read like the data.
 TRUE_TOKENS, FALSE_TOKENS = {"true"}, {"false"}
 # A column counts as numeric with stray text when at least this share of its values are numbers.
@@ -44,7 +48,11 @@ BINARY_SIGNATURES = {
 WIDE_ENCODINGS = {
     b"\xff\xfe\x00\x00": "utf-32", b"\x00\x00\xfe\xff": "utf-32", b"\xff\xfe": "utf-16", b"\xfe\xff": "utf-16",
 }
-_DOT_DECIMAL = re.compile(r"^[+-]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?$")
+# Thousands separators: ',' or '.', a space ("1 234,50"; the no-break and narrow no-break spaces that French
+# spreadsheets write read as one), or the Swiss apostrophe ("1'234.50").
+_DOT_DECIMAL = re.compile(r"^[+-]?(\d{1,3}([,' ’]\d{3})+|\d+)(\.\d+)?$")
+_DOT_THOUSANDS = re.compile(r"[,' ’]")
+_SPACES = re.compile(r"[\u00a0\u202f\u2009]")
 _COMMA_DECIMAL = re.compile(r"^[+-]?(\d{1,3}([. ]\d{3})+|\d+)(,\d+)?([eE][+-]?\d+)?$")
 # Amounts and shares as spreadsheets write them: a currency sign before the number ("$1,234.50", "-€ 12") or after it
 # ("12,50 €"), a per cent sign after it ("12.5%", read as 12.5); accounting's negatives in brackets ("(1,234.00)").
@@ -236,6 +244,11 @@ def _infer_column(name: str, column: pa.ChunkedArray, delimiter: str, notes: lis
     text = pc.utf8_trim_whitespace(column)
     lowered = pc.utf8_lower(text)
     missing = pc.is_in(lowered, value_set=pa.array(sorted(MISSING_TOKENS)))
+    errors = pc.filter(text, pc.is_in(lowered, value_set=pa.array(sorted(SPREADSHEET_ERRORS))))
+    if len(errors):
+        notes.append(f"Column '{name}' has {len(errors)} spreadsheet error value{'s' if len(errors) > 1 else ''} "
+                     f"(such as {_examples(pd.Series(errors.to_pylist(), dtype=object))}), where a formula failed; "
+                     f"{'they are' if len(errors) > 1 else 'it is'} treated as missing.")
     text = pc.if_else(missing, pa.scalar(None, pa.string()), text)
     present = pc.drop_null(text)
     if len(present) == 0:
@@ -320,6 +333,8 @@ def _repair_numbers(name: str, present: pd.Series, delimiter: str, notes: list[s
     """The slow path, for columns that are not plain numbers: decimal commas, thousands separators, currency and
     per cent signs, negatives in brackets, a few stray words. A sample decides first, so text columns leave at once.
     One note says how the column writes its numbers, with an example."""
+    written = present
+    present = present.str.replace(_SPACES, " ", regex=True)
     sample = present.iloc[:2000]
     unsigned = _without_signs(sample)
     signed = bool((unsigned != sample).any())
@@ -327,7 +342,6 @@ def _repair_numbers(name: str, present: pd.Series, delimiter: str, notes: list[s
                      | unsigned.str.match(_COMMA_DECIMAL))
     if looks_numeric.mean() < MOSTLY_NUMERIC:
         return None
-    written = present
     ways = []
     if signed:
         present = _without_signs(present)
@@ -346,7 +360,7 @@ def _repair_numbers(name: str, present: pd.Series, delimiter: str, notes: list[s
             converted = present[comma].str.replace(r"[. ]", "", regex=True).str.replace(",", ".", regex=False)
             ways.append("decimal commas")
         elif dot.sum() > plain.notna().sum():
-            converted = present[dot].str.replace(",", "", regex=False)
+            converted = present[dot].str.replace(_DOT_THOUSANDS, "", regex=True)
             ways.append("thousands separators")
         if converted is not None:
             best = pd.to_numeric(converted, errors="coerce").reindex(present.index).fillna(plain)

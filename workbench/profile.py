@@ -82,6 +82,8 @@ def _profile_column(series: pd.Series, n_rows: int) -> dict[str, Any]:
         info["histogram"] = {"edges": (edges * scale).tolist(), "counts": counts.tolist()}
     elif kind == "datetime" and len(present):
         dates = naive_utc(as_datetime(present, reads_day_first(present)).dropna())
+        if dates.empty:  # every date outside the years pandas holds
+            return info
         info["stats"] = {"min": dates.min().isoformat(), "max": dates.max().isoformat()}
         counts, edges = _histogram(dates.astype("int64").to_numpy(dtype="float64"))
         info["histogram"] = {"edges": pd.to_datetime(edges).strftime("%Y-%m-%d %H:%M").tolist(),
@@ -90,7 +92,18 @@ def _profile_column(series: pd.Series, n_rows: int) -> dict[str, Any]:
         top = present.astype(str).value_counts().head(TOP_VALUES)
         info["top"] = [[str(k), int(v)] for k, v in top.items()]
         info["histogram"] = {"labels": [str(k) for k in top.index], "counts": [int(v) for v in top.to_numpy()]}
+        if kind == "categorical" and (spellings := _spellings(present)):
+            info["spellings"] = spellings
     return info
+
+
+def _spellings(present: pd.Series) -> list[list[str]]:
+    """Values written apart that differ only in capitals or spaces ('Yes', 'yes', 'YES'): up to 3 such groups of up
+    to 3 spellings. They are different categories (and classes) to a model."""
+    values = pd.Series(present.astype(str).unique())
+    key = values.str.casefold().str.replace(r"\s+", " ", regex=True).str.strip()
+    groups = values.groupby(key, sort=False).agg(list)
+    return [group[:3] for group in groups if len(group) > 1][:3]
 
 
 def _histogram(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -113,6 +126,11 @@ def dataset_warnings(columns: list[dict[str, Any]], duplicates: int, n_rows: int
         if col["missing_share"] > MOSTLY_MISSING:
             warnings.append(_warning("mostly_missing", name, f"'{name}' is missing on "
                                      f"{col['missing_share']:.0%} of rows."))
+        if col.get("spellings"):
+            written = "; ".join(", ".join(f"'{v}'" for v in group) for group in col["spellings"])
+            warnings.append(_warning("spellings", name, f"'{name}' writes some values in different capitals or "
+                                     f"spacing ({written}); they count as different categories. If they mean the "
+                                     "same, write them the same way in the file."))
         if col["kind"] == "categorical" and col["distinct"] > HIGH_CARDINALITY:
             warnings.append(_warning("high_cardinality", name, f"'{name}' has {col['distinct']:,} different "
                                      "categories; rare ones will be grouped together."))
