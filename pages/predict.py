@@ -122,7 +122,7 @@ with file_tab:
             result = prediction.table
             logged = st.session_state.setdefault(LOGGED_KEY, set())
             if (run.id, uploaded.file_id) not in logged:  # once per file, not on every rerun of the page
-                record_batch(store, run.id, result, result, source="page")
+                record_batch(store, run.id, prediction.inputs(), result, source="page")
                 logged.add((run.id, uploaded.file_id))
             flagged = int((result["warnings"] != "").sum())
             st.success(f"{len(result):,} predictions" + (f"; {flagged:,} rows are flagged in the **warnings** column."

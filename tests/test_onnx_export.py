@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from tests.conftest import make_classification_frame
@@ -348,3 +350,19 @@ def test_an_ensemble_is_refused_in_one_sentence_that_points_to_the_native_export
     with pytest.raises(UserError, match="native export") as refused:
         export_onnx(store, ensemble.id)
     assert "\n" not in str(refused.value)
+
+
+OUTPUTS = ["prediction", "proba_a", "warnings"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from([*OUTPUTS, "x", "prediction (input)", "prediction (input 2)", "warnings (input)"]),
+                unique=True, max_size=6))
+def test_the_bundle_names_input_columns_apart_from_its_outputs_as_the_workbench_does(header):
+    from workbench.onnx_bundle.predict import named_apart
+    from workbench.predict import _out_of_the_way
+
+    renamed = _out_of_the_way(header, OUTPUTS)
+    names = named_apart(header, OUTPUTS)
+    assert names == [renamed.get(h, h) for h in header]
+    assert len(set(names + OUTPUTS)) == len(names) + len(OUTPUTS)

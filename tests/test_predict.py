@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import make_classification_frame
@@ -132,6 +132,31 @@ def test_dates_pandas_cannot_hold_and_numbers_too_large_are_flagged_as_what_they
     assert result.table["warnings"][3] == "'signup': '31/12/0001' is a date outside the years 1678 to 2261, which cannot be held"
     assert result.table["warnings"][5] == "'x1': '1e400' is infinite or too large a number to hold"
     assert result.table["prediction"].notna().all()
+
+
+OUTPUT_NAMES = ["prediction", "proba_yes", "proba_no", "warnings", "prediction (input)", "warnings (input 2)"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.sampled_from(OUTPUT_NAMES), min_size=1, max_size=4, unique=True), st.booleans())
+def test_input_columns_named_as_the_models_outputs_are_kept_under_their_own_names(model, names, as_csv):
+    """A file with a column called 'prediction' or 'warnings' kept it nowhere: the model's column replaced it."""
+    rows = new_rows(5)
+    for k, name in enumerate(names):
+        rows[name] = [f"{name} {k} {i}" for i in range(len(rows))]
+    result = predict_csv(model, rows) if as_csv else model.predict_rows(rows)
+    table = result.table
+    assert len(set(table.columns)) == len(table.columns)
+    assert table.columns[-4:].tolist() == ["prediction", "proba_no", "proba_yes", "warnings"]
+    assert set(table["prediction"]) <= {"yes", "no"} and (table["warnings"] == "").all()
+    kept = table.drop(columns=result.outputs)
+    assert sorted(kept.columns) == sorted(set(kept.columns))  # every input column is there, once
+    for name in names:  # under its own name, or named apart, with its values
+        assert kept[name if name not in result.renamed else result.renamed[name]].tolist() == rows[name].tolist()
+    assert set(result.renamed) == {n for n in names if n in result.outputs}
+    assert bool(result.renamed) == any("named apart" in n for n in result.notes)
+    inputs = result.inputs()
+    assert inputs.columns.tolist() == [str(c) for c in rows.columns] and inputs[names].equals(rows[names])
 
 
 def test_unseen_categories_are_counted_and_named(model):

@@ -50,6 +50,14 @@ def test_a_target_with_most_values_once_is_refused_as_classes_and_read_as_number
     assert detect_task(pd.Series([f"c{i % (rows // 2)}" for i in range(rows)], name="t")) in ("binary", "multiclass")
 
 
+@pytest.mark.parametrize("requested", ["auto", "binary", "multiclass", "regression"])
+@pytest.mark.parametrize("distinct", [2, 5, 80])
+def test_a_date_target_is_refused_in_one_sentence_whatever_the_task(requested, distinct):
+    y = pd.Series(pd.date_range("2024-01-01", periods=distinct, freq="D").repeat(3), name="when")
+    with pytest.raises(UserError, match="^The target 'when' holds dates: Workbench predicts categories and numbers"):
+        detect_task(y, requested)
+
+
 def test_task_override_and_impossible_requests():
     y = pd.Series(list(range(5)) * 10, name="t")
     assert detect_task(y, "regression") == "regression"

@@ -509,7 +509,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     else:
         result = predict_file(store, args.run_id, read_path(args.path))
         table = result.table
-    record_batch(store, args.run_id, result.table, result.table, source="cli")  # never fails the prediction
+    record_batch(store, args.run_id, result.inputs(), result.table, source="cli")  # never fails the prediction
     for note in result.notes:  # on stderr, so that the CSV on stdout stays clean
         print(f"note: {terminal_safe(note)}", file=sys.stderr)
     text = to_safe_csv(table)

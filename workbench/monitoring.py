@@ -295,7 +295,7 @@ def record_batch(store: Store, run_id: str, frame: pd.DataFrame, prediction_tabl
             log.warning("prediction batch of run %s logged without its summary: %s", run_id, exc)
             log.debug("why", exc_info=True)
             summary = {}
-        rows_file = _write_rows(store, run_id, frame, prediction_table) if log_rows_enabled() else None
+        rows_file = _write_rows(store, run_id, prediction_table) if log_rows_enabled() else None
         try:
             store.add_prediction_batch(run_id, source, len(prediction_table), summary, rows_file)
         except Exception:
@@ -373,12 +373,12 @@ class BatchRecorder:
                 record_batch(self.store, self.run_id, frame, table, source)
 
 
-def _write_rows(store: Store, run_id: str, frame: pd.DataFrame, prediction_table: pd.DataFrame) -> str:
-    """The batch's rows and predictions in a Parquet file of their own; its name relative to the run's folder."""
-    outputs = prediction_table[[c for c in prediction_table.columns if c not in frame.columns]]
-    rows = pd.concat([frame.reset_index(drop=True), outputs.reset_index(drop=True)], axis=1)
+def _write_rows(store: Store, run_id: str, prediction_table: pd.DataFrame) -> str:
+    """The batch's rows and predictions (the prediction table holds both: an input column named as an output is
+    there named apart) in a Parquet file of their own; its name relative to the run's folder."""
+    rows = prediction_table.reset_index(drop=True)
     rows.columns = [str(c) for c in rows.columns]
-    rows = rows.loc[:, ~rows.columns.duplicated()]
+    rows = rows.loc[:, ~rows.columns.duplicated()]  # (a frame from the Python API may have 1 and '1')
     rows = rows.astype({c: "string" for c in rows.columns if rows[c].dtype == object})  # mixed cells: as text
     name = f"rows/{datetime.now().strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.parquet"
     path = run_folder(store, run_id) / name

@@ -187,7 +187,14 @@ class TrainedModel:
         is wrong with the row, empty when it is clean); with the notes about the whole table."""
         check = self.check_schema(frame, unread)
         values = self.predict_proba(check.frame)
-        out = frame.copy()
+        outputs = ["prediction", *(f"proba_{label}" for label in self.classes or [] if self.task != Task.REGRESSION),
+                   "warnings"]
+        renamed = _out_of_the_way([str(c) for c in frame.columns], outputs)
+        out = frame.rename(columns=lambda c: renamed.get(str(c), c))
+        if renamed:
+            listed = ", ".join(f"'{name}' as '{new}'" for name, new in renamed.items())
+            check.notes.append(f"The file has columns named as the model's own; they are kept in the output, named "
+                               f"apart: {listed}.")
         if self.task == Task.REGRESSION:
             out["prediction"] = values
         else:
@@ -198,7 +205,7 @@ class TrainedModel:
         for row, problems in check.row_warnings.items():
             warnings[row] = "; ".join(problems)
         out["warnings"] = warnings
-        return Prediction(out, check.notes)
+        return Prediction(out, check.notes, renamed, outputs)
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The table of `predict_rows`, without the notes."""
@@ -222,8 +229,29 @@ class SchemaCheck:
 
 @dataclass
 class Prediction:
-    table: pd.DataFrame
+    table: pd.DataFrame  # the rows as given, then the model's columns (`outputs`)
     notes: list[str]
+    renamed: dict[str, str] = field(default_factory=dict)  # input columns named apart from an output: name -> new
+    outputs: list[str] = field(default_factory=list)
+
+    def inputs(self) -> pd.DataFrame:
+        """The rows as given, under their own names (monitoring summarises these)."""
+        back = {new: name for name, new in self.renamed.items()}
+        return self.table.drop(columns=self.outputs).rename(columns=lambda c: back.get(str(c), c))
+
+
+def _out_of_the_way(columns: list[str], outputs: list[str]) -> dict[str, str]:
+    """New names for the input columns named as an output ('prediction' -> 'prediction (input)'), none of them taken."""
+    taken = set(columns) | set(outputs)
+    renamed = {}
+    for name in columns:
+        if name in outputs:
+            new, n = f"{name} (input)", 2
+            while new in taken:
+                new, n = f"{name} (input {n})", n + 1
+            renamed[name] = new
+            taken.add(new)
+    return renamed
 
 
 def _count(n: int, singular: str, plural: str | None = None) -> str:

@@ -52,6 +52,10 @@ def detect_task(y: pd.Series, requested: str = "auto") -> Task:
     distinct = y.nunique()
     if distinct < 2:
         raise UserError(f"The target '{y.name}' has only one value; there is nothing to predict.")
+    if ptypes.is_datetime64_any_dtype(y):
+        raise UserError(f"The target '{y.name}' holds dates: Workbench predicts categories and numbers, not dates. "
+                        "To predict a time, add a column of numbers made from it (such as days until it) and choose "
+                        "that one.")
     numeric = ptypes.is_numeric_dtype(y) and not ptypes.is_bool_dtype(y)
     if requested == Task.REGRESSION:
         if not numeric:

@@ -280,8 +280,24 @@ def _safe(text: object) -> object:
     return text
 
 
+def named_apart(header: list[str], outputs: list[str]) -> list[str]:
+    """The header with an input column named as an output renamed ('prediction' -> 'prediction (input)'), as the
+    Workbench names it (workbench.predict), so that no output column has two meanings."""
+    taken, names = set(header) | set(outputs), []
+    for name in header:
+        if name in outputs:
+            new, n = f"{name} (input)", 2
+            while new in taken:
+                new, n = f"{name} (input {n})", n + 1
+            taken.add(new)
+            name = new
+        names.append(name)
+    return names
+
+
 def write_csv(path: str | Path, header: list[str], records: list[dict], result: Result, classes: list[str] | None):
-    columns = [*header, "prediction", *(f"proba_{label}" for label in classes or []), "warnings"]
+    outputs = ["prediction", *(f"proba_{label}" for label in classes or []), "warnings"]
+    columns = [*named_apart(header, outputs), *outputs]
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow([_safe(name) for name in columns])
