@@ -167,6 +167,27 @@ def test_numbers_with_spaces_or_apostrophes_between_thousands_read_as_the_number
     assert len(notes) == int(not plain) and all("' as " in n for n in notes), notes
 
 
+def _german(v: int) -> str:
+    return f"{v:,}".replace(",", ".")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(-10**9, 10**9), min_size=1, max_size=20), st.booleans())
+def test_dots_between_thousands_are_read_as_such_where_the_file_writes_decimal_commas(counts, commas_elsewhere):
+    """'12.345' in a German file is twelve thousand: its prices show the decimal comma ('3,20'). Without that
+    evidence a dot stays a decimal point (1.234 kg)."""
+    written = [_german(v) for v in counts]
+    result = ingest("Menge;Preis\n" + "".join(f"{w};{'3,20' if commas_elsewhere else '3'}\n" for w in written))
+    dotted = any("." in w for w in written)
+    grouped = any(w.count(".") > 1 for w in written)  # '1.000.000' is no decimal number: thousands, evidence or not
+    if commas_elsewhere or grouped or not dotted:
+        assert result.table["Menge"].tolist() == counts
+    else:
+        assert result.table["Menge"].tolist() == [float(w) for w in written]
+    told = [n for n in result.notes if n.startswith("Column 'Menge'") and "' as " in n]
+    assert len(told) == int(dotted and (commas_elsewhere or grouped))
+
+
 def test_spreadsheet_error_values_are_missing_with_one_note_a_column():
     result = ingest("price,qty\n12.5,1\n#DIV/0!,2\n#VALUE!,#NUM!\n#N/A,4\n7,5\n")
     assert result.table["price"].tolist()[::4] == [12.5, 7.0] and result.table["price"].isna().sum() == 3

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from charset_normalizer import from_bytes
+from pandas.api import types as ptypes
 
 from workbench.config import get_settings
 from workbench.dates import FIRST_YEAR, LAST_YEAR, outside_range, parse_iso8601
@@ -53,6 +54,7 @@ WIDE_ENCODINGS = {
 _DOT_DECIMAL = re.compile(r"^[+-]?(\d{1,3}([,' ’]\d{3})+|\d+)(\.\d+)?$")
 _DOT_THOUSANDS = re.compile(r"[,' ’]")
 _SPACES = re.compile(r"[\u00a0\u202f\u2009]")
+_DOT_THOUSAND_GROUPS = re.compile(r"^[+-]?\d{1,3}(\.\d{3})+$")
 _COMMA_DECIMAL = re.compile(r"^[+-]?(\d{1,3}([. ]\d{3})+|\d+)(,\d+)?([eE][+-]?\d+)?$")
 # Amounts and shares as spreadsheets write them: a currency sign before the number ("$1,234.50", "-€ 12") or after it
 # ("12,50 €"), a per cent sign after it ("12.5%", read as 12.5); accounting's negatives in brackets ("(1,234.00)").
@@ -106,9 +108,29 @@ def ingest_bytes(data: bytes) -> Ingested:
     if table.num_rows > max_rows:
         raise UserError(f"The file has {table.num_rows:,} rows, over the limit of {max_rows:,}.")
     unread: dict[str, pd.Series] = {}
-    frame = pd.DataFrame({name: _infer_column(name, column, delimiter, notes, unread)
+    decimal_commas: set[str] = set()
+    frame = pd.DataFrame({name: _infer_column(name, column, delimiter, notes, unread, decimal_commas)
                           for name, column in zip(table.column_names, table.columns, strict=True)})
+    if decimal_commas:
+        _dots_as_thousands(frame, table, notes, decimal_commas)
     return Ingested(frame, notes, encoding, delimiter, unread)
+
+
+def _dots_as_thousands(frame: pd.DataFrame, table: pa.Table, notes: list[str], decimal_commas: set[str]) -> None:
+    """In a file whose decimal point is a comma (another column showed it), a column read as plain numbers whose
+    every dot is followed by groups of three digits ('1.234', '12.345') writes whole numbers with dots between the
+    thousands: 1234 and 12345, not 1.234 and 12.345."""
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if name in decimal_commas or not ptypes.is_numeric_dtype(frame[name]) or ptypes.is_bool_dtype(frame[name]):
+            continue
+        text = pd.Series(pc.utf8_trim_whitespace(column).to_pandas(), dtype=object).where(frame[name].notna())
+        dotted = text.dropna().str.contains(".", regex=False)
+        if not dotted.any() or not text.dropna()[dotted].str.match(_DOT_THOUSAND_GROUPS).all():
+            continue
+        frame[name] = _whole_as_int(pd.to_numeric(text.str.replace(".", "", regex=False), errors="coerce"))
+        example = dotted.idxmax()
+        notes.append(f"Column '{name}' writes thousands with dots, as the file's decimal commas show; they were read "
+                     f"as whole numbers ('{text[example]}' as {frame[name][example]:g}).")
 
 
 def _wide_encoding(data: bytes) -> str | None:
@@ -239,7 +261,7 @@ def _fix_headers(names: list[str]) -> tuple[list[str], list[str]]:
 
 
 def _infer_column(name: str, column: pa.ChunkedArray, delimiter: str, notes: list[str],
-                  unread: dict[str, pd.Series]) -> pd.Series:
+                  unread: dict[str, pd.Series], decimal_commas: set[str]) -> pd.Series:
     """Arrow compute for the common cases (a million rows in milliseconds); pandas only for repairs."""
     text = pc.utf8_trim_whitespace(column)
     lowered = pc.utf8_lower(text)
@@ -253,7 +275,7 @@ def _infer_column(name: str, column: pa.ChunkedArray, delimiter: str, notes: lis
     present = pc.drop_null(text)
     if len(present) == 0:
         return pd.Series(np.nan, index=range(len(column)), dtype="float64")
-    numbers = _to_number(name, text, present, delimiter, notes)
+    numbers = _to_number(name, text, present, delimiter, notes, decimal_commas)
     if numbers is not None:
         _keep_unread(name, text, numbers, unread)
         return numbers
@@ -296,12 +318,12 @@ def _keep_unread(name: str, text: pa.ChunkedArray, converted: pd.Series, unread:
 
 
 def _to_number(name: str, text: pa.ChunkedArray, present: pa.ChunkedArray, delimiter: str,
-               notes: list[str]) -> pd.Series | None:
+               notes: list[str], decimal_commas: set[str]) -> pd.Series | None:
     """Numbers with either decimal convention; None when the column is not (mostly) numeric."""
     try:
         numbers = pd.Series(pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False))
     except pa.ArrowInvalid:
-        repaired = _repair_numbers(name, pd.Series(present.to_pandas()), delimiter, notes)
+        repaired = _repair_numbers(name, pd.Series(present.to_pandas()), delimiter, notes, decimal_commas)
         if repaired is None:
             return None
         numbers = _spread(repaired, pc.is_valid(text).to_numpy(zero_copy_only=False))
@@ -311,6 +333,10 @@ def _to_number(name: str, text: pa.ChunkedArray, present: pa.ChunkedArray, delim
         notes.append(f"Column '{name}' has {int(is_inf.sum())} numbers that are infinite or too large to hold (such "
                      f"as {_examples(written)}); they are treated as missing.")
         numbers = numbers.mask(is_inf)
+    return _whole_as_int(numbers)
+
+
+def _whole_as_int(numbers: pd.Series) -> pd.Series:
     if numbers.notna().all() and (numbers % 1 == 0).all() and numbers.abs().max() < 2**63:  # 1e308 stays a float
         return numbers.astype("int64")
     return numbers
@@ -329,7 +355,8 @@ def _without_signs(values: pd.Series) -> pd.Series:
     return unsigned.str.replace(_BRACKETED, r"-\1", regex=True).str.replace(_UNIT_SIGN, r"\1", regex=True)
 
 
-def _repair_numbers(name: str, present: pd.Series, delimiter: str, notes: list[str]) -> pd.Series | None:
+def _repair_numbers(name: str, present: pd.Series, delimiter: str, notes: list[str],
+                    decimal_commas: set[str]) -> pd.Series | None:
     """The slow path, for columns that are not plain numbers: decimal commas, thousands separators, currency and
     per cent signs, negatives in brackets, a few stray words. A sample decides first, so text columns leave at once.
     One note says how the column writes its numbers, with an example."""
@@ -359,6 +386,7 @@ def _repair_numbers(name: str, present: pd.Series, delimiter: str, notes: list[s
         if prefer_comma and comma.sum() > plain.notna().sum():
             converted = present[comma].str.replace(r"[. ]", "", regex=True).str.replace(",", ".", regex=False)
             ways.append("decimal commas")
+            decimal_commas.add(name)
         elif dot.sum() > plain.notna().sum():
             converted = present[dot].str.replace(_DOT_THOUSANDS, "", regex=True)
             ways.append("thousands separators")
