@@ -22,6 +22,13 @@ import pytest
 import torch
 
 BACKENDS = ("sqlite", "postgresql")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def with_checkout_on_path() -> dict:
+    """The environment with this checkout first on PYTHONPATH (for a subprocess that imports `workbench`); the path
+    already set is kept (on a machine whose packages come through it)."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
 
 
 @pytest.fixture(autouse=True)

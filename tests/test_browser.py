@@ -22,7 +22,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from tests.conftest import make_classification_frame
+from tests.conftest import make_classification_frame, with_checkout_on_path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -354,7 +354,7 @@ def test_the_founders_path_in_a_browser(tmp_path, home):
     (folder,) = unpacked.iterdir()
     assert (folder / "README.md").read_text(encoding="utf-8").strip()
     done = subprocess.run([sys.executable, "predict.py", str(new_path), str(tmp_path / "out.csv")], cwd=folder,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=120)
+                          env=with_checkout_on_path(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     predicted = pd.read_csv(tmp_path / "out.csv")
     assert len(predicted) == len(new_rows) and predicted["prediction"].notna().sum() >= len(new_rows) - 1

@@ -4,7 +4,6 @@ training really takes; ordinary runs are never refused."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import pandas as pd
 import psutil
 import pytest
 
+from tests.conftest import with_checkout_on_path
 from workbench import jobs, memory
 from workbench.errors import UserError
 from workbench.models.registry import get_model
@@ -137,7 +137,7 @@ def test_the_estimate_is_within_a_factor_of_two_of_the_measured_peak():
         model, rows, columns, params = run
         done = subprocess.run([sys.executable, "-c", MEASURE, model, str(rows), str(columns), json.dumps(params)],
                               cwd=ROOT, capture_output=True, text=True, timeout=300,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+                              env=with_checkout_on_path())
         assert done.returncode == 0, done.stderr[-2000:]
         return {"model": model, **json.loads(done.stdout.strip().splitlines()[-1])}
 

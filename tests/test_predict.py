@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import re
 import subprocess
 import sys
 import zipfile
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import make_classification_frame
+from tests.conftest import make_classification_frame, with_checkout_on_path
 from workbench import datasets, jobs
 from workbench.errors import UserError
 from workbench.ingest import ingest_bytes
@@ -35,8 +33,6 @@ from workbench.predict import (
 from workbench.runconfig import RunConfig
 from workbench.runner import execute
 from workbench.store import Run, RunStatus
-
-ROOT = Path(__file__).resolve().parents[1]
 
 N_ROWS = 40  # enough rows that the CSV reader reads a column with one typo as numbers, as it would a real file
 
@@ -259,12 +255,6 @@ def exported(store, tmp_path):
     with zipfile.ZipFile(io.BytesIO(export_run(store, run.id))) as archive:
         archive.extractall(folder)
     return store, run.id, folder / f"workbench-run-{run.id}"
-
-
-def with_checkout_on_path() -> dict:
-    """The environment with this checkout first on PYTHONPATH, as README.md tells a user of the script; the path
-    already set is kept (on a machine whose packages come through it)."""
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
 
 
 def test_the_exported_predict_script_predicts_what_the_workbench_predicts_in_a_fresh_process(exported, tmp_path):

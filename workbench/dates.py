@@ -90,8 +90,7 @@ def outside_range(values: pd.Series, day_first: bool = False) -> pd.Series:
 
 def looks_like_dates(present: pd.Series) -> bool:
     """Text columns whose values (a sample of distinct ones) nearly all read as dates (or are dates pandas cannot
-    hold). Plain numbers and words
-    without digits ('May', 'March') are not taken for dates."""
+    hold). Plain numbers and words without digits ('May', 'March') are not taken for dates."""
     if not (ptypes.is_object_dtype(present) or ptypes.is_string_dtype(present)) or present.empty:
         return False
     sample = present.astype(str).drop_duplicates().head(200)
