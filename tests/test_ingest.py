@@ -199,6 +199,19 @@ def test_spreadsheet_error_values_are_missing_with_one_note_a_column():
         "missing."]
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(-1e7, 1e7, allow_nan=False), min_size=1, max_size=30), st.booleans())
+def test_negatives_written_with_the_minus_after_or_as_a_true_minus_sign_read_as_negative(values, sap):
+    """SAP exports write '1.234,56-'; typeset tables write '−3.5' with the minus sign U+2212."""
+    written = [(f"{_european(abs(v))}-" if v < 0 else _european(v)) if sap else f"{v:.2f}".replace("-", "\u2212")
+               for v in values]
+    result = ingest("amount\n" + "".join(f'"{w}"\n' for w in written))
+    np.testing.assert_allclose(result.table["amount"].to_numpy(dtype="float64"),
+                               [float(f"{v:.2f}") for v in values], rtol=1e-12)
+    if sap and any(w.endswith("-") for w in written):
+        assert any("negatives with the minus after them" in n for n in result.notes), result.notes
+
+
 def test_a_price_column_gets_one_note_with_an_example():
     result = ingest("price\n\"$1,234.50\"\n\"($20.00)\"\n\"$3.00\"\n")
     assert result.table["price"].tolist() == [1234.5, -20.0, 3.0]

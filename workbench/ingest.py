@@ -60,6 +60,7 @@ _COMMA_DECIMAL = re.compile(r"^[+-]?(\d{1,3}([. ]\d{3})+|\d+)(,\d+)?([eE][+-]?\d
 # ("12,50 €"), a per cent sign after it ("12.5%", read as 12.5); accounting's negatives in brackets ("(1,234.00)").
 _UNIT_SIGN = re.compile(r"^\s*([+-]?)\s*[$€£¥₹]\s*|\s*[%$€£¥₹]\s*$")
 _BRACKETED = re.compile(r"^\s*\(\s*([^()]*?)\s*\)\s*$")
+_TRAILING_MINUS = re.compile(r"^\s*(\d[\d.,' ]*)\s*-\s*$")  # SAP's negatives: "1.234,56-"
 _DATE_LIKE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$")
 
 
@@ -350,9 +351,11 @@ def _spread(values: pd.Series, where: np.ndarray) -> pd.Series:
 
 
 def _without_signs(values: pd.Series) -> pd.Series:
-    """Currency and per cent signs taken off, brackets made a minus: "($1,234.00)" and "$(1,234.00)" -> "-1,234.00"."""
+    """Currency and per cent signs taken off, brackets and a minus after the number made a minus in front:
+    "($1,234.00)", "$(1,234.00)" and "1,234.00-" -> "-1,234.00"."""
     unsigned = values.str.replace(_UNIT_SIGN, r"\1", regex=True)
-    return unsigned.str.replace(_BRACKETED, r"-\1", regex=True).str.replace(_UNIT_SIGN, r"\1", regex=True)
+    unsigned = unsigned.str.replace(_BRACKETED, r"-\1", regex=True).str.replace(_UNIT_SIGN, r"\1", regex=True)
+    return unsigned.str.replace(_TRAILING_MINUS, r"-\1", regex=True)
 
 
 def _repair_numbers(name: str, present: pd.Series, delimiter: str, notes: list[str],
@@ -361,7 +364,7 @@ def _repair_numbers(name: str, present: pd.Series, delimiter: str, notes: list[s
     per cent signs, negatives in brackets, a few stray words. A sample decides first, so text columns leave at once.
     One note says how the column writes its numbers, with an example."""
     written = present
-    present = present.str.replace(_SPACES, " ", regex=True)
+    present = present.str.replace(_SPACES, " ", regex=True).str.replace("\u2212", "-", regex=False)  # and − (U+2212)
     sample = present.iloc[:2000]
     unsigned = _without_signs(sample)
     signed = bool((unsigned != sample).any())
@@ -373,7 +376,8 @@ def _repair_numbers(name: str, present: pd.Series, delimiter: str, notes: list[s
     if signed:
         present = _without_signs(present)
         changed = present != written
-        ways += [way for way, mark in (("a currency or per cent sign", "[$€£¥₹%]"), ("negatives in brackets", r"\("))
+        ways += [way for way, mark in (("a currency or per cent sign", "[$€£¥₹%]"), ("negatives in brackets", r"\("),
+                                       ("negatives with the minus after them", r"\d\s*-\s*$"))
                  if (changed & written.str.contains(mark, regex=True)).any()]
     plain = pd.to_numeric(present, errors="coerce")
     best = plain
