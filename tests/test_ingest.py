@@ -173,19 +173,21 @@ def _german(v: int) -> str:
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.integers(-10**9, 10**9), min_size=1, max_size=20), st.booleans())
-def test_dots_between_thousands_are_read_as_such_where_the_file_writes_decimal_commas(counts, commas_elsewhere):
-    """'12.345' in a German file is twelve thousand: its prices show the decimal comma ('3,20'). Without that
-    evidence a dot stays a decimal point (1.234 kg)."""
+def test_dots_that_may_separate_thousands_in_a_file_with_decimal_commas_are_pointed_out(counts, commas_elsewhere):
+    """'12.345' in a German file is likely twelve thousand: its prices show the decimal comma ('3,20'). It is read as
+    written (a prediction file without the prices would read it so too) and a note says what to do; '1.000.000'
+    can only be thousands."""
     written = [_german(v) for v in counts]
     result = ingest("Menge;Preis\n" + "".join(f"{w};{'3,20' if commas_elsewhere else '3'}\n" for w in written))
     dotted = any("." in w for w in written)
-    grouped = any(w.count(".") > 1 for w in written)  # '1.000.000' is no decimal number: thousands, evidence or not
-    if commas_elsewhere or grouped or not dotted:
+    grouped = any(w.count(".") > 1 for w in written)
+    if grouped or not dotted:
         assert result.table["Menge"].tolist() == counts
     else:
         assert result.table["Menge"].tolist() == [float(w) for w in written]
-    told = [n for n in result.notes if n.startswith("Column 'Menge'") and "' as " in n]
-    assert len(told) == int(dotted and (commas_elsewhere or grouped))
+    pointed = [n for n in result.notes if n.startswith("Column 'Menge' writes numbers such as")]
+    assert len(pointed) == int(commas_elsewhere and dotted and not grouped)
+    assert all("remove the dots from the file" in n for n in pointed)
 
 
 def test_spreadsheet_error_values_are_missing_with_one_note_a_column():

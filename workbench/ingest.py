@@ -119,8 +119,10 @@ def ingest_bytes(data: bytes) -> Ingested:
 
 def _dots_as_thousands(frame: pd.DataFrame, table: pa.Table, notes: list[str], decimal_commas: set[str]) -> None:
     """In a file whose decimal point is a comma (another column showed it), a column read as plain numbers whose
-    every dot is followed by groups of three digits ('1.234', '12.345') writes whole numbers with dots between the
-    thousands: 1234 and 12345, not 1.234 and 12.345."""
+    every dot is followed by groups of three digits ('1.234', '12.345') may write whole numbers with dots between
+    the thousands. It is read as written, with the dot as the decimal point, and a note says so: a prediction file
+    without a column that shows the comma would read it that way too, and a model must see its numbers at
+    prediction as it saw them in training."""
     for name, column in zip(table.column_names, table.columns, strict=True):
         if name in decimal_commas or not ptypes.is_numeric_dtype(frame[name]) or ptypes.is_bool_dtype(frame[name]):
             continue
@@ -128,10 +130,11 @@ def _dots_as_thousands(frame: pd.DataFrame, table: pa.Table, notes: list[str], d
         dotted = text.dropna().str.contains(".", regex=False)
         if not dotted.any() or not text.dropna()[dotted].str.match(_DOT_THOUSAND_GROUPS).all():
             continue
-        frame[name] = _whole_as_int(pd.to_numeric(text.str.replace(".", "", regex=False), errors="coerce"))
         example = dotted.idxmax()
-        notes.append(f"Column '{name}' writes thousands with dots, as the file's decimal commas show; they were read "
-                     f"as whole numbers ('{text[example]}' as {frame[name][example]:g}).")
+        notes.append(f"Column '{name}' writes numbers such as '{text[example]}' while the file's decimal point is a "
+                     f"comma: if the dots separate thousands, these are whole numbers ({text[example].replace('.', '')}"
+                     f"), but they were read with the dot as a decimal point ({frame[name][example]:g}). If so, "
+                     "remove the dots from the file and add it again.")
 
 
 def _wide_encoding(data: bytes) -> str | None:
