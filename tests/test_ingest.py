@@ -190,6 +190,18 @@ def test_dots_that_may_separate_thousands_in_a_file_with_decimal_commas_are_poin
     assert all("remove the dots from the file" in n for n in pointed)
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 99_999), min_size=1, max_size=20), st.integers(1, 7))
+def test_codes_written_with_leading_zeros_keep_them(values, width):
+    """ZIP codes ('01234') and product codes ('007'): one width for all, some with a leading zero, read as text that
+    keeps the zeros; numbers of one width without a leading zero, or of mixed widths, stay numbers."""
+    written = [f"{v:0{width}d}" for v in values]
+    result = ingest("code,x\n" + "".join(f"{w},{i}\n" for i, w in enumerate(written)))
+    codes = width >= 2 and len({len(w) for w in written}) == 1 and any(w.startswith("0") for w in written)
+    assert result.table["code"].tolist() == (written if codes else values)
+    assert sum("leading zeros" in n for n in result.notes) == int(codes)
+
+
 def test_spreadsheet_error_values_are_missing_with_one_note_a_column():
     result = ingest("price,qty\n12.5,1\n#DIV/0!,2\n#VALUE!,#NUM!\n#N/A,4\n7,5\n")
     assert result.table["price"].tolist()[::4] == [12.5, 7.0] and result.table["price"].isna().sum() == 3

@@ -155,6 +155,21 @@ def test_input_columns_named_as_the_models_outputs_are_kept_under_their_own_name
     assert inputs.columns.tolist() == [str(c) for c in rows.columns] and inputs[names].equals(rows[names])
 
 
+def test_a_model_trained_on_codes_reads_them_at_prediction_with_or_without_their_zeros(tmp_path):
+    rows = "".join(f"{z},{i % 7},{'yes' if z.startswith('0') else 'no'}\n"
+                   for i, z in enumerate(["01234", "00501", "90210", "12345"] * 15))
+    table = ingest_bytes(("zip,n,y\n" + rows).encode()).table
+    assert table["zip"].tolist()[:2] == ["01234", "00501"]
+    outcome = execute(RunConfig("d", "y", "logistic_regression"), table, tmp_path / "run")
+    assert outcome.status == "succeeded", outcome.error
+    model = load_model(tmp_path / "run")
+    for csv in (b"zip,n\n01234,1\n90210,2\n", b"zip,n\n90210,2\n12345,1\n"):  # codes, or numbers (no zeros)
+        result = model.predict_csv(csv)
+        assert (result.table["warnings"] == "").all(), result.table["warnings"].tolist()
+    flagged = model.predict_csv(b"zip,n\n1234,3\n90210,2\n").table["warnings"]  # 1234 is not the code 01234
+    assert "never seen in training" in flagged[0] and flagged[1] == ""
+
+
 def test_unseen_categories_are_counted_and_named(model):
     rows = new_rows()
     rows.loc[[1, 5], "colour"] = "purple"

@@ -279,6 +279,11 @@ def _infer_column(name: str, column: pa.ChunkedArray, delimiter: str, notes: lis
     present = pc.drop_null(text)
     if len(present) == 0:
         return pd.Series(np.nan, index=range(len(column)), dtype="float64")
+    if _zero_padded_codes(present):
+        example = pc.filter(present, pc.starts_with(present, "0"))[0].as_py()
+        notes.append(f"Column '{name}' writes its values with leading zeros (such as '{example}'): they were read as "
+                     "codes (text), which keep the zeros, not as numbers.")
+        return pd.Series(text.to_pandas()).astype(object)
     numbers = _to_number(name, text, present, delimiter, notes, decimal_commas)
     if numbers is not None:
         _keep_unread(name, text, numbers, unread)
@@ -306,6 +311,16 @@ def _infer_column(name: str, column: pa.ChunkedArray, delimiter: str, notes: lis
             notes.append(f"Column '{name}' is mostly dates but has {what} (such as {_examples(lost[~far])}); "
                          f"{'it is' if n == 1 else 'they are'} treated as missing.")
     return dates
+
+
+def _zero_padded_codes(present: pa.ChunkedArray) -> bool:
+    """Digits only, all of one width of at least 2, some with a leading zero: codes (ZIP codes '01234', product
+    codes '007'), whose zeros a number would drop."""
+    lengths = pc.min_max(pc.utf8_length(present))
+    if lengths["min"].as_py() != lengths["max"].as_py() or lengths["min"].as_py() < 2:
+        return False
+    return bool(pc.all(pc.match_substring_regex(present, r"^\d+$")).as_py()
+                and pc.any(pc.starts_with(present, "0")).as_py())
 
 
 def _examples(values: pd.Series) -> str:
