@@ -337,7 +337,7 @@ MUTATIONS = [
   "        if name in outputs:", "        if False:",
   ["tests/test_onnx_export.py::test_the_bundle_names_input_columns_apart_from_its_outputs_as_the_workbench_does"]),
  ("'12.345' in a file with decimal commas read as 12.345 unsaid", "workbench/ingest.py",
-  "    if decimal_commas:\n        _dots_as_thousands(", "    if False:\n        _dots_as_thousands(",
+  "    if decimal_commas:\n        _note_dots_that_may_be_thousands(", "    if False:\n        _note_dots_that_may_be_thousands(",
   ["tests/test_ingest.py::test_dots_that_may_separate_thousands_in_a_file_with_decimal_commas_are_pointed_out"]),
  ("SAP's '1.234,56-' left as text", "workbench/ingest.py",
   '    return unsigned.str.replace(_TRAILING_MINUS, r"-\\1", regex=True)\n', "    return unsigned\n",

@@ -113,11 +113,12 @@ def ingest_bytes(data: bytes) -> Ingested:
     frame = pd.DataFrame({name: _infer_column(name, column, delimiter, notes, unread, decimal_commas)
                           for name, column in zip(table.column_names, table.columns, strict=True)})
     if decimal_commas:
-        _dots_as_thousands(frame, table, notes, decimal_commas)
+        _note_dots_that_may_be_thousands(frame, table, notes, decimal_commas)
     return Ingested(frame, notes, encoding, delimiter, unread)
 
 
-def _dots_as_thousands(frame: pd.DataFrame, table: pa.Table, notes: list[str], decimal_commas: set[str]) -> None:
+def _note_dots_that_may_be_thousands(frame: pd.DataFrame, table: pa.Table, notes: list[str],
+                                     decimal_commas: set[str]) -> None:
     """In a file whose decimal point is a comma (another column showed it), a column read as plain numbers whose
     every dot is followed by groups of three digits ('1.234', '12.345') may write whole numbers with dots between
     the thousands. It is read as written, with the dot as the decimal point, and a note says so: a prediction file
@@ -352,10 +353,6 @@ def _to_number(name: str, text: pa.ChunkedArray, present: pa.ChunkedArray, delim
         notes.append(f"Column '{name}' has {int(is_inf.sum())} numbers that are infinite or too large to hold (such "
                      f"as {_examples(written)}); they are treated as missing.")
         numbers = numbers.mask(is_inf)
-    return _whole_as_int(numbers)
-
-
-def _whole_as_int(numbers: pd.Series) -> pd.Series:
     if numbers.notna().all() and (numbers % 1 == 0).all() and numbers.abs().max() < 2**63:  # 1e308 stays a float
         return numbers.astype("int64")
     return numbers
