@@ -306,9 +306,14 @@ def test_the_founders_path_in_a_browser(tmp_path, home):
             open_page(page, "Runs & Compare")
             choose(page, "Runs or groups to compare", runs[0].id)
             page.keyboard.press("Escape")
+            one_run_view = page.get_by_role("button", name=f"Open the page of run {runs[0].id}")
+            expect(one_run_view).to_be_visible(timeout=LONG)
             choose(page, "Runs or groups to compare", runs[1].id)
             page.keyboard.press("Escape")
-            settle(page)  # the one-run view's tabs go once the comparison's come
+            # The one-run view's tabs stay, stale, until the comparison's rerun has drawn its own: wait for that
+            # rerun to end (the one-run view's button gone) before counting tabs.
+            expect(one_run_view).to_have_count(0, timeout=LONG)
+            settle(page)
             expect(page.get_by_role("tab", name="Learning curves")).to_have_count(1, timeout=LONG)
             expect(page.get_by_role("tab", name="Learning curves")).to_be_visible()
             no_traceback(page)
