@@ -78,6 +78,7 @@ PARTS = {p.name: p for p in (
     Part("adam_beta2", params={"adam_beta2": 0.95}),
     Part("flat_cosine", params={"lr_schedule": "flat_cosine"}),
     Part("layers_3x256", params={"hidden_sizes": [256, 256, 256]}),
+    Part("front_scale", params={"front_scale": True}),
     # beyond the recipe: what the tutorial loop that beat us on diamonds does differently (issue 21)
     Part("no_dropout", params={"dropout": 0.0}),
     Part("standard_scaling", prep={"scaling": "standard"}),

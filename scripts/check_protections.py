@@ -349,6 +349,10 @@ MUTATIONS = [
  ("a date outside the range flagged as no date at prediction", "workbench/predict.py",
   "        if outside_range(pd.Series([value])).iloc[0]:", "        if False:",
   ["tests/test_predict.py::test_dates_pandas_cannot_hold_and_numbers_too_large_are_flagged_as_what_they_are"]),
+ ("the input scaling layer learns at the base rate", "workbench/training.py",
+  '    return groups + [{"params": [p], "lr": lr * factor} for p, factor in factors.items()]',
+  '    return groups + [{"params": [p], "lr": lr} for p, factor in factors.items()]',
+  ["tests/test_recipe.py::test_the_input_scaling_layer_learns_faster_trains_on_messy_data_and_reloads_the_same"]),
 ]
 
 

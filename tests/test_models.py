@@ -193,11 +193,14 @@ def test_relu_dropout_is_relu_then_dropout_with_the_gradient_through_kept_positi
 
 
 @pytest.mark.parametrize("model,params,layers", [
-    ("mlp", {"hidden_sizes": [8, 8], "dropout": 0.1, "numeric_embeddings": "none"}, ["body.0", "body.3", "head"]),
-    ("mlp", {"hidden_sizes": [8, 8], "dropout": 0.0, "numeric_embeddings": "none"}, ["body.0", "body.2", "head"]),
-    ("mlp", {"hidden_sizes": [8], "batch_norm": True, "numeric_embeddings": "none"}, ["body.0", "body.1", "head"]),
-    ("mlp", {"hidden_sizes": [8, 8], "activation": "tanh", "dropout": 0.1, "numeric_embeddings": "none"},
-     ["body.0", "body.3", "head"]),
+    ("mlp", {"hidden_sizes": [8, 8], "dropout": 0.1, "numeric_embeddings": "none",
+             "front_scale": False}, ["body.0", "body.3", "head"]),
+    ("mlp", {"hidden_sizes": [8, 8], "dropout": 0.0, "numeric_embeddings": "none",
+             "front_scale": False}, ["body.0", "body.2", "head"]),
+    ("mlp", {"hidden_sizes": [8], "batch_norm": True, "numeric_embeddings": "none",
+             "front_scale": False}, ["body.0", "body.1", "head"]),
+    ("mlp", {"hidden_sizes": [8, 8], "activation": "tanh", "dropout": 0.1, "numeric_embeddings": "none",
+             "front_scale": False}, ["body.0", "body.3", "head"]),
     ("cnn", {"depth": 2}, ["tokens", "body.0", "body.1", "body.4", "body.5", "head"]),
 ])
 def test_weights_keep_the_names_they_had_when_relu_and_dropout_were_two_modules(model, params, layers):

@@ -239,6 +239,34 @@ def test_number_embeddings_train_on_messy_data_and_reload_the_same(tmp_path, emb
     assert np.array_equal(model.predict_proba(features), load_model(tmp_path / "run").predict_proba(features))
 
 
+def test_the_input_scaling_layer_learns_faster_trains_on_messy_data_and_reloads_the_same(tmp_path):
+    """RealMLP's scaling layer: one weight per first-layer input, starting at 1, in an optimizer group of its own at
+    6x the learning rate (which the schedules scale with the rest); a run with it trains, moves the weights, saves and
+    predicts the same after reloading."""
+    from workbench.models.mlp import FRONT_SCALE_LR_FACTOR
+
+    params = resolve_params("mlp", {"hidden_sizes": "8", "front_scale": "true", "lr": "0.01"})
+    model = MLP(3, [4, 13], 1, params)
+    width = model.body[0].in_features
+    assert torch.equal(model.front_scale, torch.ones(width))
+    optimizer = make_optimizer(model, params)
+    lrs = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    assert lrs[id(model.front_scale)] == pytest.approx(0.01 * FRONT_SCALE_LR_FACTOR)
+    assert {lr for key, lr in lrs.items() if key != id(model.front_scale)} == {0.01}
+    assert sum(len(group["params"]) for group in optimizer.param_groups) == len(list(model.parameters()))
+
+    frame = messy_frame()
+    config = RunConfig("d", "label", "mlp", params={"front_scale": "true", "hidden_sizes": "16", "epochs": 3})
+    outcome = execute(config, frame, tmp_path / "run")
+    assert outcome.status == RunStatus.SUCCEEDED, outcome.error
+    model = load_model(tmp_path / "run")
+    features = frame.drop(columns="label")
+    first = model.predict_proba(features)
+    assert np.isfinite(first).all() and np.array_equal(first, load_model(tmp_path / "run").predict_proba(features))
+    assert not torch.equal(model.model.front_scale.detach(), torch.ones_like(model.model.front_scale))
+    assert resolve_params("mlp", {}).front_scale  # on by default (benchmarks/recipe.py's A/B)
+
+
 def test_label_smoothing_moves_the_targets_of_classification_only():
     """Binary: the loss is lowest at p = 1 - eps / 2, not at certainty; multiclass: torch's smoothed cross-entropy;
     regression: unchanged."""
@@ -347,5 +375,6 @@ def test_the_mlp_defaults_hold_the_parts_the_ab_kept_and_no_other_model_changes(
     assert MLPParams().dropout == 0.0 and resolve_params("tabm", {}).dropout == 0.1
     assert MLPParams().numeric_embeddings == "pbld" and resolve_params("tabm", {}).numeric_embeddings == "none"
     assert {name for name, part in PARTS.items() if part.is_default()} == {"robust_scaling", "no_dropout",
-                                                                             "robust_no_dropout", "pbld_embeddings"}
+                                                                             "robust_no_dropout", "pbld_embeddings",
+                                                                             "front_scale"}
     assert resolve_params("tabm", {}).label_smoothing == 0.0 and resolve_params("tabm", {}).adam_beta2 == 0.999

@@ -102,14 +102,23 @@ def batch_and_lr(params: NeuralParams, n_rows: int) -> tuple[int, float]:
     return min(n_rows, AUTO_BATCH_BASE, max(MIN_AUTO_BATCH, fitting)), params.lr
 
 
+def parameter_groups(model: nn.Module, lr: float) -> list[dict]:
+    """The model's parameters as optimizer groups: those a model learns faster (its `lr_factors()`) in groups of their
+    own, whose learning rates the schedules then scale in proportion."""
+    factors = model.lr_factors() if hasattr(model, "lr_factors") else {}
+    faster = {id(p) for p in factors}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in faster], "lr": lr}]
+    return groups + [{"params": [p], "lr": lr * factor} for p, factor in factors.items()]
+
+
 def make_optimizer(model: nn.Module, params: NeuralParams) -> torch.optim.Optimizer:
     # Fused Adam/AdamW: one kernel for the whole update; on CUDA and, since torch 2.4, on the CPU.
     fused = {"fused": True} if next(model.parameters()).device.type in ("cuda", "cpu") else {}
+    groups = parameter_groups(model, params.lr)
     if params.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=params.lr, momentum=0.9, weight_decay=params.weight_decay)
+        return torch.optim.SGD(groups, lr=params.lr, momentum=0.9, weight_decay=params.weight_decay)
     adam = torch.optim.Adam if params.optimizer == "adam" else torch.optim.AdamW
-    return adam(model.parameters(), lr=params.lr, betas=(0.9, params.adam_beta2), weight_decay=params.weight_decay,
-                **fused)
+    return adam(groups, lr=params.lr, betas=(0.9, params.adam_beta2), weight_decay=params.weight_decay, **fused)
 
 
 def l1_penalty(model: nn.Module) -> torch.Tensor:
