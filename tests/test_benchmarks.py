@@ -260,6 +260,6 @@ def test_recipe_part_compares_each_switched_part_with_the_default_mlp():
     assert set(table["parts"]) == {"adam_beta2"}
     for name, row in table["parts"].items():
         assert row["switched"]["n"] == table["default"]["n"] == 5 and row["outcome"] in ("win", "tie", "loss")
-        assert {row["rank_default"], row["rank_switched"]} <= {1, 2} and row["time_ratio"] > 0
+        assert {row["rank_default"], row["rank_switched"]} in ({1, 2}, {1.5}) and row["time_ratio"] > 0
         assert result["summary"][name]["tables"] == 1
     assert "adam_beta2" in "\n".join(lines(result))

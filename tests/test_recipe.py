@@ -358,6 +358,21 @@ def test_the_ab_summary_counts_ranks_changes_and_the_rule_for_helping():
     assert "1/2/0" in text and "x3.00" in text
 
 
+@given(st.floats(0.01, 1e6), st.floats(0.01, 1e6), st.sampled_from([1.0, -1.0]))
+def test_the_ab_ranks_the_better_mean_first_and_equal_means_alike(default, switched, sign):
+    """Equal means share rank 1.5 (a shorter patience often ends at the very same weights); otherwise the better
+    mean, higher or lower by the metric's direction, is 1."""
+    from benchmarks.recipe import ranks
+
+    assert ranks(default, default, sign) == {"rank_default": 1.5, "rank_switched": 1.5}
+    ranked = ranks(default, switched, sign)
+    assert ranked["rank_default"] + ranked["rank_switched"] == 3
+    if sign * (switched - default) > 1e-6 * default:
+        assert ranked["rank_switched"] == 1
+    elif sign * (default - switched) > 1e-6 * default:
+        assert ranked["rank_default"] == 1
+
+
 def test_the_mlp_defaults_hold_the_parts_the_ab_kept_and_no_other_model_changes():
     from benchmarks.recipe import PARTS
     from workbench.models.mlp import MLPParams
@@ -376,5 +391,6 @@ def test_the_mlp_defaults_hold_the_parts_the_ab_kept_and_no_other_model_changes(
     assert MLPParams().numeric_embeddings == "pbld" and resolve_params("tabm", {}).numeric_embeddings == "none"
     assert {name for name, part in PARTS.items() if part.is_default()} == {"robust_scaling", "no_dropout",
                                                                              "robust_no_dropout", "pbld_embeddings",
-                                                                             "front_scale"}
+                                                                             "front_scale", "patience_8"}
+    assert MLPParams().patience == 8 and resolve_params("tabm", {}).patience == 16
     assert resolve_params("tabm", {}).label_smoothing == 0.0 and resolve_params("tabm", {}).adam_beta2 == 0.999

@@ -128,6 +128,8 @@ SCHEDULES = ("none", "cosine", "flat_cosine", "plateau")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
+PATIENCE_HELP = "Training stops after this many epochs in a row without a better validation score (0: never stop early)."
+PATIENCE_LABEL = "Stop after N epochs without improvement"
 LEARNING_RATE_HELP = "Step size of each update: too high and training diverges, too low and it crawls."
 
 
@@ -155,9 +157,7 @@ class NeuralParams:
     lr_schedule: str = param("none", "How the learning rate changes: cosine decays it, flat_cosine keeps it for "
                              "the first half of the epochs and then decays it, plateau cuts it when validation stops "
                              "improving.", label="Learning-rate schedule", advanced=True, choices=SCHEDULES)
-    patience: int = param(16, "Training stops after this many epochs in a row without a better validation score "
-                          "(0: never stop early).", label="Stop after N epochs without improvement", zero="never",
-                          suggested=16, min=0, max=100_000)
+    patience: int = param(16, PATIENCE_HELP, label=PATIENCE_LABEL, zero="never", suggested=16, min=0, max=100_000)
     weight_averaging: float = param(0.5, "Validate and keep a running average of the weights, which forgets updates "
                                     "older than about this many epochs (0.5: the last half epoch; 0: off): steadier "
                                     "scores, usually reached sooner.", label="Weight averaging horizon (epochs)",
