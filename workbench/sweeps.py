@@ -59,6 +59,7 @@ FIXED_BY_DEFAULT = frozenset({
     "seed", "epochs", "device", "mixed_precision", "batch_size", "patience", "weight_averaging", "restore_best",
     "grad_clip", "l1", "optimizer", "lr_schedule", "init", "max_iter", "early_stopping", "n_estimators", "n_heads",
     "max_depth", "balance_classes", "adam_beta2", "label_smoothing", "numeric_embeddings", "one_hot_small_categories",
+    "front_scale",
 })
 # Ranges where the general rule (below) would not be sensible: (low, high, log).
 DEFAULT_RANGES: dict[str, tuple[float, float, bool]] = {
