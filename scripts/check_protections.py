@@ -353,6 +353,9 @@ MUTATIONS = [
   '    return groups + [{"params": [p], "lr": lr * factor} for p, factor in factors.items()]',
   '    return groups + [{"params": [p], "lr": lr} for p, factor in factors.items()]',
   ["tests/test_recipe.py::test_the_input_scaling_layer_learns_faster_trains_on_messy_data_and_reloads_the_same"]),
+ ("a sweep finished while its last trial starts", "workbench/sweeps.py",
+  " and not _slots_being_started(store, sweep, trials):", ":",
+  ["tests/test_sweeps.py::test_a_sweep_is_not_finished_while_its_last_trial_is_being_started"]),
 ]
 
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import optuna
@@ -252,6 +253,19 @@ def test_two_workers_share_a_study_without_overshooting_or_locking(home, dataset
     assert all(r.status == RunStatus.SUCCEEDED and not r.error for r in runs)
     assert len({json.dumps(r.config["params"], sort_keys=True) for r in runs}) == 20  # no duplicate draws
     assert "locked" not in err.lower()
+
+
+def test_a_sweep_is_not_finished_while_its_last_trial_is_being_started(store, dataset_id, monkeypatch):
+    """Another worker's settle between taking the last slot and asking the study for its trial (a race a two-node
+    sweep met in CI) leaves the sweep running; a slot whose worker died there stops counting after the heartbeat
+    timeout."""
+    sweep = sweeps.submit_sweep(store, linear_sweep(dataset_id, n_trials=1))
+    assert store.claim_trial_slot(sweep.id) == 0  # the slot is taken; its trial and run are not there yet
+    assert sweeps.settle(store, sweep.id).status == SweepStatus.RUNNING
+    later = sweeps.utcnow() + timedelta(seconds=store.settings.heartbeat_timeout_s + 1)
+    monkeypatch.setattr(sweeps, "utcnow", lambda: later)
+    settled = sweeps.settle(store, sweep.id)
+    assert settled.status != SweepStatus.RUNNING and settled.error  # no trial finished
 
 
 def test_store_never_hands_out_more_slots_than_trials(store, dataset_id):

@@ -547,6 +547,17 @@ def _tell_once(study: optuna.Study, number: int, value: float | None = None, sta
         pass
 
 
+def _slots_being_started(store: Store, sweep: Sweep, trials: list[FrozenTrial]) -> bool:
+    """Whether a worker has taken a trial slot and not yet asked the study for its trial (start_next_trial: the slot,
+    then the trial, then its run). Such a slot counts as running, unless the heartbeat timeout has passed since the
+    newest trial began (its worker died in between), so that a sweep is not finished while its last trial starts."""
+    asked = [t for t in trials if t.state != TrialState.WAITING]  # (an enqueued trial waits until it is asked)
+    if sweep.trials_started <= len(asked):
+        return False
+    newest = max((_naive_utc(t) for t in asked if t.datetime_start is not None), default=sweep.started_at)
+    return utcnow() - newest < timedelta(seconds=store.settings.heartbeat_timeout_s)
+
+
 def _time_is_up(sweep: Sweep, plan: Plan) -> bool:
     limit = plan.config.timeout_s
     return limit is not None and utcnow() >= sweep.started_at + timedelta(seconds=limit)
@@ -592,8 +603,9 @@ def settle(store: Store, sweep_id: str) -> Sweep:
     if sweep.status == SweepStatus.RUNNING:
         no_more = sweep.trials_started >= sweep.n_trials or _time_is_up(sweep, plan)
         running = [r for r in store.sweep_runs(sweep.id) if not r.is_final]
-        pending = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if no_more and not running and not pending:
+        trials = study.get_trials(deepcopy=False)
+        pending = [t for t in trials if t.state == TrialState.RUNNING]
+        if no_more and not running and not pending and not _slots_being_started(store, sweep, trials):
             complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             store.finish_sweep(sweep.id, None if complete else "No trial finished; see the trials' errors.")
     return store.get_sweep(sweep_id)
