@@ -63,8 +63,8 @@ class MLPParams(NeuralParams):
     # 3 wins, 13 ties, 1 loss, 18% less time; then RealMLP's PBLD number embeddings: +1.1% [+0.1, +2.1], 2 wins, 15
     # ties, no loss, 1.37x the time (rtdl's heavier PLR: +0.7% [-1.0, +2.3] at 2.3x). 3 x 256 layers cost ~40% more
     # per step and scored 14% worse on diamonds, label smoothing tied on its tables (issue 21's notes). RealMLP's
-    # scaling layer (`front_scale`), A/B on the 17 tables (3 repeats): +0.02% [-0.55, +0.58], mean rank 1.47 against
-    # 1.53, 1 win (hotel_rates +2.4%) 16 ties 0 losses, 1.08x the time.
+    # scaling layer (`front_scale`), A/B on the 17 tables (3 repeats): +0.02% [-0.55, +0.58], mean rank 1.41 against
+    # 1.59, 1 win (hotel_rates +2.4%) 16 ties 0 losses, 1.08x the time.
     hidden_sizes: list[int] = param([256, 256], "Neurons in each hidden layer, e.g. 256,256 for two layers.",
                                     label="Hidden layer sizes", min=1, max=8192, kind="int_list")
     activation: str = param("relu", "The non-linearity between layers.", label="Activation",
