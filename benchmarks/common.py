@@ -130,7 +130,7 @@ def make_data(rows: int, features: int = 50, task: str = "binary", seed: int = 0
 
 # The network the tutorials write: the workbench MLP's layers (256-256 ReLU) with nothing before them or between them.
 # Also what the utilisation part counts the FLOPs of.
-PLAIN_MLP = {"numeric_embeddings": "none", "dropout": 0.0, "front_scale": False}
+PLAIN_MLP = {"numeric_embeddings": "none", "dropout": 0.0, "front_scale": False, "activation": "relu"}
 
 
 def mlp_params(**overrides) -> MLPParams:

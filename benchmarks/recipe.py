@@ -80,6 +80,10 @@ PARTS = {p.name: p for p in (
     Part("flat_cosine", params={"lr_schedule": "flat_cosine"}),
     Part("layers_3x256", params={"hidden_sizes": [256, 256, 256]}),
     Part("front_scale", params={"front_scale": True}),
+    Part("relu", params={"activation": "relu"}),  # the default before GELU
+    Part("gelu", params={"activation": "gelu"}),
+    Part("selu", params={"activation": "selu"}),  # RealMLP's for classification
+    Part("mish", params={"activation": "mish"}),  # RealMLP's for regression
     # beyond the recipe: what the tutorial loop that beat us on diamonds does differently (issue 21)
     Part("no_dropout", params={"dropout": 0.0}),
     Part("standard_scaling", prep={"scaling": "standard"}),

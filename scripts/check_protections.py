@@ -356,6 +356,13 @@ MUTATIONS = [
  ("a sweep finished while its last trial starts", "workbench/sweeps.py",
   " and not _slots_being_started(store, sweep, trials):", ":",
   ["tests/test_sweeps.py::test_a_sweep_is_not_finished_while_its_last_trial_is_being_started"]),
+ ("SELU starts from He's init", "workbench/models/layers.py",
+  '                relu_like = activation in ("relu", "gelu", "mish")',
+  '                relu_like = activation in ("relu", "gelu", "mish", "selu")',
+  ["tests/test_recipe.py::test_realmlp_activations_start_as_they_need_train_on_messy_data_and_reload_the_same"]),
+ ("Mish's hand-written slope is off", "workbench/models/layers.py",
+  "torch.rsub(bend.square(), 1).mul_(s).mul_(x)", "torch.rsub(bend.square(), 1).mul_(x)",
+  ["tests/test_models.py::test_our_mish_is_torchs_mish_in_value_and_slope"]),
 ]
 
 

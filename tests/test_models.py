@@ -6,6 +6,9 @@ import re
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from workbench.errors import UserError
 from workbench.models.registry import MODELS, catalog, resolve_params
@@ -190,6 +193,28 @@ def test_relu_dropout_is_relu_then_dropout_with_the_gradient_through_kept_positi
     layer.eval()
     assert torch.equal(layer(x), torch.relu(x))
     assert torch.equal(ReLUDropout(0.0)(x), torch.relu(x))
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays("float64", st.integers(1, 200), elements=st.floats(-1e4, 1e4, allow_nan=False)))
+def test_our_mish_is_torchs_mish_in_value_and_slope(values):
+    """The hand-written Mish (its slope included) against torch's, over any finite numbers: equal to rounding in
+    float64, to 1e-6 of the scale in float32; bfloat16 inputs (mixed precision) are worked on in float32, and their
+    gradient comes back in bfloat16."""
+    from workbench.models.layers import Mish
+
+    for dtype, tolerance in ((torch.float64, 1e-12), (torch.float32, 1e-6), (torch.bfloat16, 1e-6)):
+        x = torch.tensor(values, dtype=dtype, requires_grad=True)
+        reference = x.detach().double().requires_grad_()
+        expected = torch.nn.functional.mish(reference)
+        expected.sum().backward()
+        ours = Mish()(x)
+        ours.sum().backward()
+        scale = 1 + reference.detach().abs()
+        assert ((ours.double() - expected.detach()).abs() <= tolerance * scale).all()
+        assert ours.dtype == (torch.float32 if dtype == torch.bfloat16 else dtype) and x.grad.dtype == dtype
+        slope_tolerance = 1e-2 if dtype == torch.bfloat16 else tolerance * 10
+        assert ((x.grad.double() - reference.grad).abs() <= slope_tolerance * (1 + reference.grad.abs())).all()
 
 
 @pytest.mark.parametrize("model,params,layers", [

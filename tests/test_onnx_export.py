@@ -52,13 +52,14 @@ SMALL = {  # a few seconds to train and to export
 }
 # Every family; classification for each, regression where the output path differs (target scaling, TabM's members,
 # trees' sums), one with min-max and one with robust scaling. Neural models other than linear embed categories and
-# scale by quantiles (the MLP: robust).
+# scale by quantiles (the MLP: robust). The MLP with each activation ONNX writes differently (relu, selu, mish).
 CASES = [("linear", "churned", None), ("mlp", "label", None), ("cnn", "churned", None), ("rnn", "label", None),
          ("transformer", "churned", None), ("tabm", "label", None), ("logistic_regression", "label", None),
          ("random_forest", "churned", None), ("gradient_boosting", "label", None), ("tabm", "amount", None),
          ("ridge", "amount", "minmax"), ("mlp", "amount", "robust"), ("random_forest", "amount", None),
-         ("gradient_boosting", "amount", None)]
-CASE_PARAMS = {("mlp", "amount", "robust"): {"numeric_embeddings": "none"}}  # the MLP's default embeds numbers (pbld)
+         ("gradient_boosting", "amount", None), ("mlp", "churned", None)]
+CASE_PARAMS = {("mlp", "amount", "robust"): {"numeric_embeddings": "none", "activation": "selu"},  # (default: pbld)
+               ("mlp", "churned", None): {"activation": "mish"}}
 
 
 def messy_frame(n: int, seed: int) -> pd.DataFrame:

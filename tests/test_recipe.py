@@ -267,6 +267,35 @@ def test_the_input_scaling_layer_learns_faster_trains_on_messy_data_and_reloads_
     assert resolve_params("mlp", {}).front_scale  # on by default (benchmarks/recipe.py's A/B)
 
 
+@pytest.mark.parametrize("activation", ["selu", "mish"])
+def test_realmlp_activations_start_as_they_need_train_on_messy_data_and_reload_the_same(tmp_path, activation):
+    """SELU keeps standardised inputs standardised only from LeCun's init (std 1 / sqrt(fan_in)), Mish is ReLU-like
+    (He's, sqrt(2) times that); a run with either trains on messy data, saves and predicts the same after reloading."""
+    params = resolve_params("mlp", {"hidden_sizes": "512,512", "activation": activation, "front_scale": "false",
+                                    "numeric_embeddings": "none"})
+    model = MLP(256, [], 1, params)
+    gain = 1.0 if activation == "selu" else math.sqrt(2)
+    for layer in (model.body[0], model.body[2]):
+        assert float(layer.weight.std()) == pytest.approx(gain / math.sqrt(layer.in_features), rel=0.05)
+    with torch.no_grad():  # SELU's fixed point: outputs of a deep stack keep about unit variance
+        hidden = model.body(torch.randn(4096, 256))
+    if activation == "selu":
+        assert 0.7 < float(hidden.std()) < 1.3
+    relu = MLP(256, [], 1, resolve_params("mlp", {"hidden_sizes": "512,512", "front_scale": "false",
+                                                  "numeric_embeddings": "none"}))
+    kept = 2 * 1024 if activation == "mish" else 0  # what Mish keeps for its slope: two values a neuron
+    assert model.activation_size().training == relu.activation_size().training + kept
+
+    frame = messy_frame()
+    config = RunConfig("d", "label", "mlp", params={"activation": activation, "hidden_sizes": "16,16", "epochs": 3})
+    outcome = execute(config, frame, tmp_path / "run")
+    assert outcome.status == RunStatus.SUCCEEDED, outcome.error
+    features = frame.drop(columns="label")
+    first = load_model(tmp_path / "run").predict_proba(features)
+    assert np.isfinite(first).all() and np.array_equal(first, load_model(tmp_path / "run").predict_proba(features))
+    assert resolve_params("mlp", {}).activation == "gelu"  # the default; these are options (benchmarks/recipe.py)
+
+
 def test_label_smoothing_moves_the_targets_of_classification_only():
     """Binary: the loss is lowest at p = 1 - eps / 2, not at certainty; multiclass: torch's smoothed cross-entropy;
     regression: unchanged."""
@@ -391,6 +420,6 @@ def test_the_mlp_defaults_hold_the_parts_the_ab_kept_and_no_other_model_changes(
     assert MLPParams().numeric_embeddings == "pbld" and resolve_params("tabm", {}).numeric_embeddings == "none"
     assert {name for name, part in PARTS.items() if part.is_default()} == {"robust_scaling", "no_dropout",
                                                                              "robust_no_dropout", "pbld_embeddings",
-                                                                             "front_scale", "patience_8"}
+                                                                             "front_scale", "patience_8", "gelu"}
     assert MLPParams().patience == 8 and resolve_params("tabm", {}).patience == 16
     assert resolve_params("tabm", {}).label_smoothing == 0.0 and resolve_params("tabm", {}).adam_beta2 == 0.999
