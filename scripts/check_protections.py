@@ -363,6 +363,9 @@ MUTATIONS = [
  ("Mish's hand-written slope is off", "workbench/models/layers.py",
   "torch.rsub(bend.square(), 1).mul_(s).mul_(x)", "torch.rsub(bend.square(), 1).mul_(x)",
   ["tests/test_models.py::test_our_mish_is_torchs_mish_in_value_and_slope"]),
+ ("the tutorial loop is timed with our OpenMP waiting policy", "benchmarks/time_to_quality.py",
+  "        env = {k: v for k, v in os.environ.items() if k not in OURS_ONLY_ENV}\n", "        env = dict(os.environ)\n",
+  ["tests/test_benchmarks.py::test_the_tutorial_loop_is_timed_as_a_users_own_script_runs"]),
 ]
 
 
